@@ -1,0 +1,24 @@
+# The two commands: `make demo` (set up, generate sample data, materialise the graph) and
+# `make test` (set up, run the test suite). Everything else is a helper.
+.PHONY: demo test setup dev postgres-stop lock bench-generator
+
+demo: setup
+	.venv/bin/cdp demo
+
+test: setup
+	.venv/bin/pytest
+
+setup:
+	bash scripts/setup.sh
+
+dev: setup
+	.venv/bin/cdp dev
+
+postgres-stop:
+	.venv/bin/cdp postgres stop
+
+lock:
+	.venv/bin/uv pip compile pyproject.toml --extra dev --python-version 3.11 -o requirements.lock
+
+bench-generator: setup
+	.venv/bin/python bench/generator_throughput.py

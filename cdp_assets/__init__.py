@@ -1,0 +1,1 @@
+"""The CDP asset graph: one module per layer, and the `Definitions` in `definitions.py`."""

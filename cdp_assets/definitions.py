@@ -1,0 +1,23 @@
+"""The one `Definitions` object that `dagster dev` (workspace.yaml) loads."""
+
+from dagster import Definitions
+
+from cdp_assets.curated import curated_events
+from cdp_assets.raw import raw_app_events
+from cdp_resources.lake import LakeResource
+from cdp_resources.settings import default_lake_uri, env_or_default
+from cdp_resources.spark import SparkDeltaResource
+from sensors.schedules import lake_daily_job, lake_daily_schedule
+
+defs = Definitions(
+    assets=[raw_app_events, curated_events],
+    jobs=[lake_daily_job],
+    schedules=[lake_daily_schedule],
+    resources={
+        "lake": LakeResource(
+            base_uri=env_or_default("CDP_LAKE_URI", default_lake_uri()),
+            s3_endpoint_url=env_or_default("CDP_S3_ENDPOINT_URL", None),
+        ),
+        "spark": SparkDeltaResource(master=env_or_default("CDP_SPARK_MASTER", "local[*]")),
+    },
+)

@@ -1,0 +1,1 @@
+"""The `cdp` command: sample data, the demo run, the Dagster UI, the embedded PostgreSQL, Spark's jars."""

@@ -1,0 +1,115 @@
+"""`cdp` console command: generate | demo | dev | postgres {start,stop,status,url,bindir} | jars fetch."""
+
+import argparse
+import os
+import sys
+from datetime import date
+
+from cdp_resources.postgres_server import EmbeddedPostgres, PostgresServerError, find_bindir
+from cdp_resources.settings import PROJECT_DIR, default_lake_uri
+from cdp_sampledata.dirt import DirtRates
+from cdp_sampledata.generator import GeneratorConfig
+from partitions import late_days, start_date
+
+
+def _generate(args) -> int:
+    from cdp_resources.lake import LakeResource
+    from cdp_sampledata.generator import generate
+
+    config = GeneratorConfig(
+        tenants=tuple(args.tenants.split(",")), days=args.days, customers=args.customers, seed=args.seed,
+        start=date.fromisoformat(args.start), late_days=late_days(), rates=DirtRates(),
+    )
+    lake = LakeResource(base_uri=args.lake, s3_endpoint_url=os.environ.get("CDP_S3_ENDPOINT_URL"))
+    summary = generate(lake, config, workers=args.workers)
+    rate = summary.total_records / summary.seconds
+    print(f"{summary.total_records:,} records in {summary.files:,} files, {summary.seconds:.1f}s ({rate:,.0f} records/s)")
+    for kind, count in sorted(summary.dirt.items()):
+        print(f"  dirt {kind}: {count:,}")
+    return 0
+
+
+def _demo(args) -> int:
+    from cdp_cli.demo import default_demo_config, describe, run_demo
+    from cdp_cli.environment import prepare_dagster_environment
+
+    prepare_dagster_environment()
+    outcome = run_demo(default_demo_config(date.fromisoformat(start_date())), workers=args.workers)
+    print(describe(outcome))
+    return 0 if outcome["success"] else 1
+
+
+def _dev(args) -> int:
+    from cdp_cli.environment import prepare_dagster_environment
+
+    prepare_dagster_environment()
+    command = ["dagster", "dev", "-w", str(PROJECT_DIR / "workspace.yaml"), "-h", args.host, "-p", str(args.port)]
+    os.execvp(command[0], command)
+
+
+def _postgres(args) -> int:
+    server = EmbeddedPostgres.default()
+    if args.action == "bindir":
+        print(find_bindir())
+    elif args.action == "start":
+        print(server.start().url())
+    elif args.action == "stop":
+        server.stop()
+    elif args.action == "url":
+        print(server.url() if server.initialised() else "not initialised")
+    else:
+        print("running" if server.running() else "stopped")
+    return 0
+
+
+def _jars(args) -> int:
+    from cdp_resources.spark_jars import ensure_jars
+
+    print(f"{len(ensure_jars())} jars cached")
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    root = argparse.ArgumentParser(prog="cdp", description="Customer Data Platform on Dagster")
+    commands = root.add_subparsers(dest="command", required=True)
+
+    gen = commands.add_parser("generate", help="write deterministic sample data with dirt and ground truth")
+    gen.add_argument("--tenants", default="acme_corp,globex", help="comma-separated tenant ids")
+    gen.add_argument("--days", type=int, default=7)
+    gen.add_argument("--customers", type=int, default=2_000, help="people per tenant")
+    gen.add_argument("--seed", type=int, default=42)
+    gen.add_argument("--start", default=start_date(), help="first day (YYYY-MM-DD)")
+    gen.add_argument("--lake", default=os.environ.get("CDP_LAKE_URI") or default_lake_uri())
+    gen.add_argument("--workers", type=int, default=os.cpu_count() or 2)
+    gen.set_defaults(handler=_generate)
+
+    demo = commands.add_parser("demo", help="generate sample data and materialise every partition")
+    demo.add_argument("--workers", type=int, default=os.cpu_count() or 2)
+    demo.set_defaults(handler=_demo)
+
+    dev = commands.add_parser("dev", help="start the Dagster UI on the embedded defaults")
+    dev.add_argument("--host", default="127.0.0.1")
+    dev.add_argument("--port", type=int, default=3000)
+    dev.set_defaults(handler=_dev)
+
+    pg = commands.add_parser("postgres", help="the embedded PostgreSQL under .cdp/postgres")
+    pg.add_argument("action", choices=["start", "stop", "status", "url", "bindir"])
+    pg.set_defaults(handler=_postgres)
+
+    jars = commands.add_parser("jars", help="Spark's Delta jars")
+    jars.add_argument("action", choices=["fetch"])
+    jars.set_defaults(handler=_jars)
+    return root
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        return args.handler(args)
+    except PostgresServerError as error:
+        print(f"cdp: {error}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Configurable resources (lake storage, Spark with Delta, PostgreSQL) and their local defaults."""

@@ -1,0 +1,154 @@
+"""The lake: a base URI that is a local directory (default `.cdp/lake`) or `s3://bucket/prefix`.
+
+Keys are relative paths such as `raw/acme/shopify/orders/year=2026/month=01/day=01/x.ndjson.gz`.
+Writes are published atomically: a local file is written beside its target and renamed into place;
+an S3 object appears whole when its upload completes. Readers never see half a file.
+S3 goes through boto3, with the client from dagster-aws's `S3Resource`.
+"""
+
+import os
+import uuid
+from collections.abc import Iterator
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import NamedTuple
+from urllib.parse import urlparse
+
+from dagster import ConfigurableResource
+from dagster_aws.s3 import S3Resource
+from pydantic import Field, PrivateAttr
+
+_TEMP_MARK = ".tmp-"
+
+
+class LakeObject(NamedTuple):
+    key: str
+    size: int
+    last_modified: datetime
+
+
+class _LocalLake:
+    def __init__(self, root: str):
+        self.root = Path(root).expanduser().resolve()
+
+    def path(self, key: str) -> Path:
+        return self.root / key
+
+    def list(self, prefix: str) -> Iterator[LakeObject]:
+        base = self.path(prefix)
+        start = base if base.is_dir() else base.parent
+        if not start.exists():
+            return
+        for dirpath, dirnames, filenames in os.walk(start):
+            dirnames.sort()
+            for name in sorted(filenames):
+                if _TEMP_MARK in name:
+                    continue
+                full = Path(dirpath) / name
+                key = full.relative_to(self.root).as_posix()
+                if key.startswith(prefix):
+                    stat = full.stat()
+                    yield LakeObject(key, stat.st_size, datetime.fromtimestamp(stat.st_mtime, timezone.utc))
+
+    def read_bytes(self, key: str) -> bytes:
+        return self.path(key).read_bytes()
+
+    def publish_file(self, key: str, source: Path) -> None:
+        target = self.path(key)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        temp = target.with_name(f".{target.name}{_TEMP_MARK}{uuid.uuid4().hex}")
+        with open(source, "rb") as src, open(temp, "wb") as dst:
+            while chunk := src.read(1 << 20):
+                dst.write(chunk)
+            dst.flush()
+            os.fsync(dst.fileno())
+        os.replace(temp, target)
+
+    def write_bytes(self, key: str, data: bytes) -> None:
+        target = self.path(key)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        temp = target.with_name(f".{target.name}{_TEMP_MARK}{uuid.uuid4().hex}")
+        with open(temp, "wb") as dst:
+            dst.write(data)
+            dst.flush()
+            os.fsync(dst.fileno())
+        os.replace(temp, target)
+
+    def delete(self, key: str) -> None:
+        self.path(key).unlink(missing_ok=True)
+
+    def spark_path(self, key: str) -> str:
+        return str(self.path(key))
+
+
+class _S3Lake:
+    def __init__(self, bucket: str, prefix: str, client):
+        self.bucket, self.prefix, self.client = bucket, prefix.strip("/"), client
+
+    def _full(self, key: str) -> str:
+        return f"{self.prefix}/{key}" if self.prefix else key
+
+    def list(self, prefix: str) -> Iterator[LakeObject]:
+        strip = len(self.prefix) + 1 if self.prefix else 0
+        for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=self._full(prefix)):
+            for obj in page.get("Contents", []):
+                yield LakeObject(obj["Key"][strip:], obj["Size"], obj["LastModified"])
+
+    def read_bytes(self, key: str) -> bytes:
+        return self.client.get_object(Bucket=self.bucket, Key=self._full(key))["Body"].read()
+
+    def publish_file(self, key: str, source: Path) -> None:
+        self.client.upload_file(str(source), self.bucket, self._full(key))
+
+    def write_bytes(self, key: str, data: bytes) -> None:
+        self.client.put_object(Bucket=self.bucket, Key=self._full(key), Body=data)
+
+    def delete(self, key: str) -> None:
+        self.client.delete_object(Bucket=self.bucket, Key=self._full(key))
+
+    def spark_path(self, key: str) -> str:
+        return f"s3a://{self.bucket}/{self._full(key)}"
+
+
+class LakeResource(ConfigurableResource):
+    """The data lake (raw zone, curated Delta tables, dead letters, sample-data truth)."""
+
+    base_uri: str = Field(description="Local directory or s3://bucket/prefix (CDP_LAKE_URI)")
+    s3_endpoint_url: str | None = Field(default=None, description="S3-compatible endpoint (CDP_S3_ENDPOINT_URL)")
+    s3_region: str = Field(default="us-east-1", description="S3 region (CDP_S3_REGION)")
+    _backend = PrivateAttr(default=None)
+
+    @property
+    def is_s3(self) -> bool:
+        return self.base_uri.startswith("s3://")
+
+    def _lake(self):
+        if self._backend is None:
+            if self.is_s3:
+                parsed = urlparse(self.base_uri)
+                client = S3Resource(endpoint_url=self.s3_endpoint_url, region_name=self.s3_region).get_client()
+                self._backend = _S3Lake(parsed.netloc, parsed.path, client)
+            else:
+                self._backend = _LocalLake(self.base_uri)
+        return self._backend
+
+    def list(self, prefix: str = "") -> list[LakeObject]:
+        """Every object whose key starts with `prefix`, sorted by key."""
+        return sorted(self._lake().list(prefix))
+
+    def read_bytes(self, key: str) -> bytes:
+        return self._lake().read_bytes(key)
+
+    def write_bytes(self, key: str, data: bytes) -> None:
+        self._lake().write_bytes(key, data)
+
+    def publish_file(self, key: str, source: Path) -> None:
+        """Copy a local file to `key`, visible only once complete."""
+        self._lake().publish_file(key, Path(source))
+
+    def delete(self, key: str) -> None:
+        self._lake().delete(key)
+
+    def spark_path(self, key: str = "") -> str:
+        """The path Spark reads `key` from (a local path, or s3a://)."""
+        return self._lake().spark_path(key)

@@ -1,0 +1,155 @@
+"""The embedded PostgreSQL: a cluster the project runs itself under `.cdp/postgres`.
+
+Used when `CDP_POSTGRES_URL` is unset. It listens on 127.0.0.1 only, on a free port chosen at
+`initdb` time (and re-chosen if that port is later taken), with no Unix socket. Starting is
+idempotent: a running cluster is reused. As root, the cluster runs as the `postgres` OS user,
+because PostgreSQL refuses to run as root. It holds two databases: `dagster` (instance storage)
+and `cdp` (the warehouse).
+"""
+
+import glob
+import os
+import shutil
+import socket
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from cdp_resources.settings import state_dir
+
+DATABASES = ("dagster", "cdp")
+SUPERUSER = "cdp"
+_SERVER_SETTINGS = {
+    "listen_addresses": "'127.0.0.1'",
+    "unix_socket_directories": "''",
+    "max_connections": "200",
+    "shared_buffers": "'128MB'",
+    "logging_collector": "off",
+}
+
+
+class PostgresServerError(RuntimeError):
+    pass
+
+
+def find_bindir() -> Path:
+    """The directory holding initdb, pg_ctl and postgres (newest installed major version)."""
+    candidates = sorted(glob.glob("/usr/lib/postgresql/*/bin"), key=lambda p: int(Path(p).parent.name), reverse=True)
+    on_path = shutil.which("pg_ctl")
+    if on_path:
+        candidates.insert(0, str(Path(on_path).resolve().parent))
+    for candidate in candidates:
+        if (Path(candidate) / "initdb").exists() and (Path(candidate) / "pg_ctl").exists():
+            return Path(candidate)
+    raise PostgresServerError(
+        "PostgreSQL server binaries (initdb, pg_ctl) not found: run `make setup` or install the OS package 'postgresql'"
+    )
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _port_in_use(port: int) -> bool:
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+@dataclass
+class EmbeddedPostgres:
+    """A PostgreSQL cluster in `root/data`, its log in `root/postgres.log`."""
+
+    root: Path
+
+    @classmethod
+    def default(cls) -> "EmbeddedPostgres":
+        return cls(state_dir() / "postgres")
+
+    @property
+    def data_dir(self) -> Path:
+        return self.root / "data"
+
+    @property
+    def log_file(self) -> Path:
+        return self.root / "postgres.log"
+
+    @property
+    def port(self) -> int:
+        return int((self.root / "port").read_text())
+
+    def url(self, database: str = "cdp") -> str:
+        return f"postgresql://{SUPERUSER}@127.0.0.1:{self.port}/{database}"
+
+    def _run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+        command = [str(find_bindir() / args[0]), *args[1:]]
+        if os.geteuid() == 0:
+            command = ["runuser", "-u", "postgres", "--", *command]
+        result = subprocess.run(command, capture_output=True, text=True, cwd="/")
+        if check and result.returncode != 0:
+            raise PostgresServerError(f"{args[0]} failed ({result.returncode}): {result.stderr or result.stdout}")
+        return result
+
+    def _hand_to_postgres_user(self) -> None:
+        if os.geteuid() == 0:
+            shutil.chown(self.root, "postgres", "postgres")
+            for path in self.root.rglob("*"):
+                shutil.chown(path, "postgres", "postgres")
+
+    def _write_port(self, port: int) -> None:
+        (self.root / "port").write_text(str(port))
+        with open(self.data_dir / "postgresql.auto.conf", "a") as conf:
+            conf.write(f"port = {port}\n")
+
+    def initialised(self) -> bool:
+        return (self.data_dir / "PG_VERSION").exists()
+
+    def init(self) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        self._hand_to_postgres_user()
+        self._run("initdb", "-D", str(self.data_dir), "-U", SUPERUSER, "--auth=trust", "-E", "UTF8", "--locale=C.UTF-8")
+        with open(self.data_dir / "postgresql.conf", "a") as conf:
+            conf.write("\n# CDP embedded server\n")
+            conf.writelines(f"{key} = {value}\n" for key, value in _SERVER_SETTINGS.items())
+        self._write_port(free_port())
+
+    def running(self) -> bool:
+        return self.initialised() and self._run("pg_ctl", "status", "-D", str(self.data_dir), check=False).returncode == 0
+
+    def start(self) -> "EmbeddedPostgres":
+        """Start the cluster (initialising it first if needed); reuse it when it is already running."""
+        if not self.initialised():
+            self.init()
+        if not self.running():
+            if _port_in_use(self.port):
+                self._write_port(free_port())
+            self.log_file.touch()
+            self._hand_to_postgres_user()
+            self._run("pg_ctl", "start", "-w", "-t", "60", "-D", str(self.data_dir), "-l", str(self.log_file))
+        self._create_databases()
+        return self
+
+    def stop(self) -> None:
+        if self.running():
+            self._run("pg_ctl", "stop", "-w", "-m", "fast", "-D", str(self.data_dir))
+
+    def _create_databases(self) -> None:
+        import psycopg
+
+        with psycopg.connect(self.url("postgres"), autocommit=True) as conn:
+            existing = {row[0] for row in conn.execute("SELECT datname FROM pg_database")}
+            for database in DATABASES:
+                if database not in existing:
+                    conn.execute(f'CREATE DATABASE "{database}"')
+
+
+def warehouse_url() -> str:
+    """`CDP_POSTGRES_URL`, or the embedded server's warehouse database (started if needed)."""
+    return os.environ.get("CDP_POSTGRES_URL") or EmbeddedPostgres.default().start().url("cdp")
+
+
+def dagster_storage_url() -> str:
+    """Dagster's instance storage: `CDP_DAGSTER_POSTGRES_URL`, else `CDP_POSTGRES_URL`, else the embedded server."""
+    explicit = os.environ.get("CDP_DAGSTER_POSTGRES_URL") or os.environ.get("CDP_POSTGRES_URL")
+    return explicit or EmbeddedPostgres.default().start().url("dagster")

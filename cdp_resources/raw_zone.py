@@ -1,0 +1,44 @@
+"""The raw zone's layout and file format: NDJSON.gz, at most 20,000 records a file.
+
+`raw/{tenant}/{provider}/{stream}/year=YYYY/month=MM/day=DD/{stream}_{utc-ts}_{seq}.ndjson.gz`
+"""
+
+import gzip
+import re
+from collections.abc import Iterator
+from datetime import date, datetime
+
+import orjson
+
+MAX_RECORDS_PER_FILE = 20_000
+RAW_KEY = re.compile(
+    r"^raw/(?P<tenant>[^/]+)/(?P<provider>[^/]+)/(?P<stream>[^/]+)/"
+    r"year=(?P<year>\d{4})/month=(?P<month>\d{2})/day=(?P<day>\d{2})/"
+    r"(?P=stream)_(?P<ts>\d{8}T\d{6}Z)_(?P<seq>\d{4,})\.ndjson\.gz$"
+)
+
+
+def raw_prefix(tenant: str, provider: str, stream: str, day: date | None = None) -> str:
+    prefix = f"raw/{tenant}/{provider}/{stream}/"
+    return prefix if day is None else f"{prefix}year={day:%Y}/month={day:%m}/day={day:%d}/"
+
+
+def raw_key(tenant: str, provider: str, stream: str, flushed_at: datetime, seq: int) -> str:
+    return f"{raw_prefix(tenant, provider, stream, flushed_at.date())}{stream}_{flushed_at:%Y%m%dT%H%M%SZ}_{seq:04d}.ndjson.gz"
+
+
+def encode_ndjson_gz(records: list[dict]) -> bytes:
+    """Records as gzipped NDJSON; mtime 0 in the gzip header so equal input gives equal bytes."""
+    body = b"".join(orjson.dumps(record) + b"\n" for record in records)
+    return gzip.compress(body, compresslevel=6, mtime=0)
+
+
+def decode_ndjson_gz(data: bytes) -> Iterator[dict]:
+    for line in gzip.decompress(data).splitlines():
+        if line:
+            yield orjson.loads(line)
+
+
+def batches(records: list[dict], size: int = MAX_RECORDS_PER_FILE) -> Iterator[list[dict]]:
+    for start in range(0, len(records), size):
+        yield records[start : start + size]

@@ -1,0 +1,68 @@
+"""Spark with Delta Lake: the session settings and a Dagster resource built on dagster-pyspark.
+
+`CDP_SPARK_MASTER` picks the cluster (`local[*]` by default, `spark://…`, `k8s://…`, or Spark
+Connect `sc://…`). Settings are sized for a small machine; `spark_config` overrides any of them.
+The session is created on first use, so assets that never touch Spark never pay for it.
+"""
+
+import os
+from typing import Any
+
+from dagster_pyspark import LazyPySparkResource
+from pydantic import Field
+from pyspark.sql import SparkSession
+
+from cdp_resources.settings import spark_master, state_dir
+from cdp_resources.spark_jars import ensure_jars
+
+
+def delta_spark_config(master: str, overrides: dict[str, Any] | None = None) -> dict[str, str]:
+    """Spark settings for Delta Lake on `master`, with the Delta jars from the local cache."""
+    state = state_dir()
+    config = {
+        "spark.app.name": "cdp",
+        "spark.sql.extensions": "io.delta.sql.DeltaSparkSessionExtension",
+        "spark.sql.catalog.spark_catalog": "org.apache.spark.sql.delta.catalog.DeltaCatalog",
+        "spark.sql.session.timeZone": "UTC",
+        "spark.sql.shuffle.partitions": "8",
+        "spark.sql.adaptive.enabled": "true",
+        "spark.driver.memory": "4g",
+        "spark.ui.showConsoleProgress": "false",
+        "spark.sql.warehouse.dir": str(state / "spark-warehouse"),
+        "spark.driver.extraJavaOptions": f"-Dderby.system.home={state / 'derby'}",
+        "spark.databricks.delta.snapshotPartitions": "4",
+    }
+    if master.startswith("sc://"):
+        # Spark Connect: the server owns the jars and the cluster; the client only names it.
+        config["spark.remote"] = master
+    else:
+        config["spark.master"] = master
+        config["spark.jars"] = ",".join(ensure_jars())
+    config.update({key: str(value) for key, value in (overrides or {}).items()})
+    return config
+
+
+def get_spark_session(master: str | None = None, overrides: dict[str, Any] | None = None) -> SparkSession:
+    """The process's Spark session with Delta Lake, created on first call and reused afterwards."""
+    os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+    builder = SparkSession.builder
+    for key, value in delta_spark_config(master or spark_master(), overrides).items():
+        builder = builder.config(key, value)
+    session = builder.getOrCreate()
+    session.sparkContext.setLogLevel("WARN")
+    return session
+
+
+class SparkDeltaResource(LazyPySparkResource):
+    """A lazily created Spark session with Delta Lake (dagster-pyspark's LazyPySparkResource)."""
+
+    master: str = Field(default="local[*]", description="Spark master: local[*], spark://, k8s:// or sc://")
+    spark_config: dict[str, Any] = Field(default_factory=dict, description="Spark settings overriding the defaults")
+
+    @property
+    def spark_session(self) -> SparkSession:
+        return get_spark_session(self.master, self.spark_config)
+
+    @property
+    def spark_context(self) -> Any:
+        return self.spark_session.sparkContext

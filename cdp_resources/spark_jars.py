@@ -1,0 +1,103 @@
+"""Spark's extra jars (Delta Lake) fetched from Maven Central with `mvn` into a project-local cache.
+
+Spark's own Ivy resolver is not used: `mvn` honours the machine's Maven settings and mirrors, and
+the resolved jar list is cached under `.cdp/jars`, so once fetched no network is needed. Jars that
+pyspark already ships (Hadoop, Jackson, Parquet, Scala …) are left out so Spark's versions win.
+"""
+
+import hashlib
+import re
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+import pyspark
+
+from cdp_resources.settings import state_dir
+
+DELTA_VERSION = "4.4.0"
+DELTA_ARTIFACTS = (f"io.delta:delta-spark_4.2_2.13:{DELTA_VERSION}",)
+DEPENDENCY_PLUGIN = "org.apache.maven.plugins:maven-dependency-plugin:3.8.1"
+_JAR_NAME = re.compile(r"^(?P<artifact>.+?)-\d[\w.\-]*\.jar$")
+
+_POM = """<project xmlns="http://maven.apache.org/POM/4.0.0">
+  <modelVersion>4.0.0</modelVersion>
+  <groupId>cdp</groupId><artifactId>spark-jars</artifactId><version>1</version>
+  <packaging>pom</packaging>
+  <dependencies>
+{dependencies}
+  </dependencies>
+</project>
+"""
+
+
+class JarFetchError(RuntimeError):
+    pass
+
+
+def jar_cache_dir() -> Path:
+    return state_dir() / "jars"
+
+
+def _artifact_name(jar_file: str) -> str:
+    match = _JAR_NAME.match(jar_file)
+    return match.group("artifact") if match else jar_file
+
+
+def spark_bundled_artifacts() -> set[str]:
+    """Artifact names of the jars pyspark ships (without versions)."""
+    return {_artifact_name(p.name) for p in (Path(pyspark.__file__).parent / "jars").glob("*.jar")}
+
+
+def _pom_for(artifacts: tuple[str, ...]) -> str:
+    deps = []
+    for coordinate in artifacts:
+        group, artifact, version = coordinate.split(":")
+        deps.append(
+            f"    <dependency><groupId>{group}</groupId><artifactId>{artifact}</artifactId>"
+            f"<version>{version}</version></dependency>"
+        )
+    return _POM.format(dependencies="\n".join(deps))
+
+
+def ensure_jars(artifacts: tuple[str, ...] = DELTA_ARTIFACTS, cache_dir: Path | None = None) -> list[str]:
+    """Absolute paths of `artifacts` and their runtime dependencies, fetching them on first use."""
+    cache_dir = cache_dir or jar_cache_dir()
+    key = hashlib.sha256("\n".join(sorted(artifacts)).encode()).hexdigest()[:12]
+    target = cache_dir / key
+    listing = target / "jars.txt"
+    if listing.exists():
+        return [str(target / name) for name in listing.read_text().split()]
+
+    mvn = shutil.which("mvn")
+    if mvn is None:
+        raise JarFetchError("Spark's Delta jars are not cached and `mvn` is not on PATH: install Maven")
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f"{key}-", dir=cache_dir))
+    (staging / "pom.xml").write_text(_pom_for(artifacts))
+    command = [
+        mvn, "-B", "-q", "-f", str(staging / "pom.xml"),
+        f"-Dmaven.repo.local={cache_dir / 'm2'}",
+        f"{DEPENDENCY_PLUGIN}:copy-dependencies",
+        f"-DoutputDirectory={staging}", "-DincludeScope=runtime",
+    ]
+    result = subprocess.run(command, capture_output=True, text=True)
+    if result.returncode != 0:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise JarFetchError(f"mvn could not fetch {', '.join(artifacts)}:\n{result.stdout[-3000:]}{result.stderr[-2000:]}")
+
+    bundled = spark_bundled_artifacts()
+    kept = []
+    for jar in sorted(staging.glob("*.jar")):
+        if _artifact_name(jar.name) in bundled:
+            jar.unlink()
+        else:
+            kept.append(jar.name)
+    (staging / "pom.xml").unlink()
+    (staging / "jars.txt").write_text("\n".join(kept) + "\n")
+    try:
+        staging.rename(target)
+    except OSError:  # another process published the same set first
+        shutil.rmtree(staging, ignore_errors=True)
+    return [str(target / name) for name in kept]

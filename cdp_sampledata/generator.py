@@ -1,0 +1,142 @@
+"""The sample-data generator: tenants × days of raw files, and the ground truth beside them.
+
+Each (tenant, day) is made independently from the seed, in worker processes, so the output is
+the same bytes whatever the number of workers. Truth goes to `truth/{tenant}/`:
+`persons.ndjson.gz` (each person's canonical email, phone and id in every system),
+`companies.ndjson.gz`, `dirt/{day}.ndjson.gz` (every dirty record: stream, id, kind) and
+`truth/manifest.json` (parameters, rates and counts).
+"""
+
+import json
+import multiprocessing
+import time
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from datetime import date, datetime, time as clock, timedelta, timezone
+
+from tqdm import tqdm
+
+from cdp_resources.lake import LakeResource
+from cdp_sampledata.dirt import DirtRates
+from cdp_resources.raw_zone import batches, encode_ndjson_gz, raw_key
+from cdp_sampledata.population import Population, build_population
+from cdp_sampledata.streams import DRIFT_FIELD, DRIFTING_STREAM, generate_day
+
+
+@dataclass(frozen=True)
+class GeneratorConfig:
+    tenants: tuple[str, ...] = ("acme_corp", "globex")
+    days: int = 7
+    customers: int = 2_000
+    seed: int = 42
+    start: date = date(2026, 1, 1)
+    late_days: int = 3
+    rates: DirtRates = field(default_factory=DirtRates)
+
+
+@dataclass
+class GenerationSummary:
+    records: Counter = field(default_factory=Counter)
+    dirt: Counter = field(default_factory=Counter)
+    files: int = 0
+    seconds: float = 0.0
+
+    @property
+    def total_records(self) -> int:
+        return sum(self.records.values())
+
+
+_populations: dict[str, Population] = {}
+_lake: LakeResource | None = None
+
+
+def _init_worker(lake_config: dict) -> None:
+    global _lake
+    _lake = LakeResource(**lake_config)
+
+
+def _population(config: GeneratorConfig, tenant: str) -> Population:
+    if tenant not in _populations:
+        _populations[tenant] = build_population(config.seed, tenant, config.customers, config.days)
+    return _populations[tenant]
+
+
+def _flush_time(arrival: date, days_late: int) -> datetime:
+    """Files of one arrival day are named apart by how late their records are (23:00 + n minutes)."""
+    return datetime.combine(arrival, clock(23, days_late), timezone.utc)
+
+
+def _make_day(config: GeneratorConfig, tenant: str, day_index: int) -> tuple[Counter, Counter, int]:
+    output = generate_day(_population(config, tenant), day_index, config.start, config.days,
+                          config.rates, config.late_days, config.seed)
+    day = config.start + timedelta(days=day_index)
+    records, files = Counter(), 0
+    for ((provider, stream), days_late), rows in sorted(output.records.items()):
+        records[f"{provider}/{stream}"] += len(rows)
+        flushed = _flush_time(day + timedelta(days=days_late), days_late)
+        for seq, batch in enumerate(batches(rows)):
+            _lake.write_bytes(raw_key(tenant, provider, stream, flushed, seq), encode_ndjson_gz(batch))
+            files += 1
+    _lake.write_bytes(f"truth/{tenant}/dirt/{day.isoformat()}.ndjson.gz", encode_ndjson_gz(output.dirt))
+    return records, Counter(row["dirt"] for row in output.dirt), files
+
+
+def _make_day_star(args):
+    return _make_day(*args)
+
+
+def _person_truth(population: Population) -> list[dict]:
+    rows = []
+    for person in population.people:
+        row = asdict(person)
+        row.pop("company")
+        row["phone_e164"] = person.phone_e164
+        row["company_domain"] = person.company.domain if person.company else None
+        row["salesforce_account_id"] = person.company.account_id if person.company else None
+        rows.append(row)
+    return rows
+
+
+def generate(lake: LakeResource, config: GeneratorConfig, workers: int = 2, progress: bool = True) -> GenerationSummary:
+    """Write `config`'s raw zone and truth into `lake`; returns what was written."""
+    started = time.perf_counter()
+    summary = GenerationSummary()
+    units = [(config, tenant, day) for tenant in config.tenants for day in range(config.days)]
+    lake_config = {"base_uri": lake.base_uri, "s3_endpoint_url": lake.s3_endpoint_url, "s3_region": lake.s3_region}
+    bar = tqdm(total=len(units), unit="day", desc="generating", disable=not progress)
+    if workers <= 1:
+        _init_worker(lake_config)
+        results = map(_make_day_star, units)
+        pool = None
+    else:
+        pool = multiprocessing.get_context("spawn").Pool(workers, _init_worker, (lake_config,))
+        results = pool.imap(_make_day_star, units)
+    try:
+        for records, dirt, files in results:
+            summary.records.update(records)
+            summary.dirt.update(dirt)
+            summary.files += files
+            bar.update()
+            bar.set_postfix(records=f"{summary.total_records:,}")
+    finally:
+        bar.close()
+        if pool is not None:
+            pool.close()
+            pool.join()
+
+    for tenant in config.tenants:
+        population = _population(config, tenant)
+        lake.write_bytes(f"truth/{tenant}/persons.ndjson.gz", encode_ndjson_gz(_person_truth(population)))
+        lake.write_bytes(f"truth/{tenant}/companies.ndjson.gz",
+                         encode_ndjson_gz([asdict(company) for company in population.companies]))
+    summary.seconds = time.perf_counter() - started
+    manifest = {
+        "config": {**asdict(config), "start": config.start.isoformat(), "tenants": list(config.tenants)},
+        "records": dict(sorted(summary.records.items())),
+        "dirt": dict(sorted(summary.dirt.items())),
+        "files": summary.files,
+        "schema_drift": {"stream": "/".join(DRIFTING_STREAM), "field": DRIFT_FIELD,
+                         "from_day": (config.start + timedelta(days=config.days // 2)).isoformat()},
+    }
+    lake.write_bytes("truth/manifest.json", json.dumps(manifest, indent=2).encode())
+    return summary

@@ -1,0 +1,281 @@
+"""One tenant-day of source records for every provider stream, with dirt applied and recorded.
+
+`generate_day` returns the records grouped by stream and by how many days late they arrive, and
+the truth about each dirty record. It depends only on (seed, tenant, day), so days can be made
+in any order or in parallel and give the same bytes.
+"""
+
+import random
+import uuid
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import date, datetime, time, timedelta, timezone
+
+from cdp_sampledata.dirt import (
+    DirtRates,
+    app_timestamp,
+    country_variant,
+    email_variant,
+    invalid_email,
+    iso_with_offset,
+    phone_variant,
+    salesforce_timestamp,
+)
+from cdp_sampledata.population import CITIES, Person, Population
+
+FX_BASE_RATES = {"EUR": 0.92, "GBP": 0.79, "CAD": 1.36, "JPY": 151.0, "AUD": 1.52, "CHF": 0.88}
+OPPORTUNITY_STAGES = ("Prospecting", "Qualification", "Proposal", "Negotiation", "Closed Won", "Closed Lost")
+STREAMS = (
+    ("salesforce", "accounts"),
+    ("salesforce", "contacts"),
+    ("salesforce", "opportunities"),
+    ("shopify", "customers"),
+    ("shopify", "orders"),
+    ("shopify", "products"),
+    ("stripe", "customers"),
+    ("stripe", "charges"),
+    ("app", "events"),
+    ("fx", "rates"),
+)
+# The stream that gains a field part-way through the date range.
+DRIFTING_STREAM, DRIFT_FIELD = ("shopify", "customers"), "sms_marketing_consent"
+
+
+@dataclass
+class DayOutput:
+    """Records keyed by ((provider, stream), days_late), and one truth row per dirty record."""
+
+    records: dict[tuple[tuple[str, str], int], list[dict]] = field(default_factory=lambda: defaultdict(list))
+    dirt: list[dict] = field(default_factory=list)
+
+
+def fx_rates_for(day: date) -> dict[str, float]:
+    """USD-based rates for `day`: a smooth deterministic drift around the base rates."""
+    wobble = ((day.toordinal() * 7919) % 200 - 100) / 10_000
+    return {currency: round(rate * (1 + wobble), 6) for currency, rate in FX_BASE_RATES.items()}
+
+
+class _DayMaker:
+    def __init__(self, population: Population, day_index: int, first_day: date, days: int,
+                 rates: DirtRates, late_days: int, seed: int):
+        self.pop, self.day_index, self.days = population, day_index, days
+        self.day = first_day + timedelta(days=day_index)
+        self.midnight = datetime.combine(self.day, time(0), timezone.utc)
+        self.rates, self.late_days = rates, late_days
+        self.rng = random.Random(f"{seed}:{population.tenant}:{self.day.isoformat()}")
+        self.out = DayOutput()
+        self.fx = fx_rates_for(self.day)
+        self.next_id = (day_index + 1) * 10_000_000
+
+    # helpers -------------------------------------------------------------------------------
+    def moment(self, latest_second: int = 86_399) -> datetime:
+        return self.midnight + timedelta(seconds=self.rng.randrange(latest_second))
+
+    def new_id(self) -> int:
+        self.next_id += 1
+        return self.next_id
+
+    def uuid(self) -> str:
+        return str(uuid.UUID(int=self.rng.getrandbits(128), version=4))
+
+    def emit(self, provider: str, stream: str, record: dict, record_id, can_be_late: bool = False) -> int:
+        days_late = 0
+        if can_be_late and self.rng.random() < self.rates.late:
+            days_late = self.rng.randint(1, self.late_days)
+            self.dirt(provider, stream, record_id, "late", days_late=days_late)
+        self.out.records[((provider, stream), days_late)].append(record)
+        return days_late
+
+    def dirt(self, provider: str, stream: str, record_id, kind: str, **details) -> None:
+        self.out.dirt.append({"stream": f"{provider}/{stream}", "id": record_id, "dirt": kind, **details})
+
+    def email_for(self, provider: str, stream: str, record_id, person: Person) -> str:
+        if self.rng.random() < self.rates.invalid_email:
+            self.dirt(provider, stream, record_id, "invalid_email", true_email=person.email)
+            return invalid_email(self.rng, person.email)
+        return email_variant(self.rng, person.email)
+
+    def amount(self, provider: str, stream: str, record_id, amount: float) -> float:
+        if self.rng.random() < self.rates.non_positive_amount:
+            self.dirt(provider, stream, record_id, "non_positive_amount")
+            return -amount if self.rng.random() < 0.5 else 0.0
+        return amount
+
+    def local_price(self, usd: float, currency: str) -> float:
+        return round(usd * self.fx.get(currency, 1.0), 2)
+
+    # streams -------------------------------------------------------------------------------
+    def reference_data(self) -> None:
+        for currency, rate in self.fx.items():
+            self.emit("fx", "rates", {"date": self.day.isoformat(), "base": "USD", "currency": currency, "rate": rate}, currency)
+        if self.day_index == 0:
+            for company in self.pop.companies:
+                created = self.moment()
+                self.emit("salesforce", "accounts", {
+                    "Id": company.account_id, "Name": company.name, "Website": f"www.{company.domain}",
+                    "Industry": company.industry, "NumberOfEmployees": company.employees,
+                    "AnnualRevenue": company.annual_revenue, "BillingCountry": country_variant(self.rng, company.country),
+                    "CreatedDate": salesforce_timestamp(created), "LastModifiedDate": salesforce_timestamp(created),
+                }, company.account_id)
+        for product in self.pop.products:
+            if self.day_index == 0 or self.rng.random() < 0.01:
+                stamp = iso_with_offset(self.moment(), self.rng)
+                price = product.price if self.day_index == 0 else round(product.price * self.rng.uniform(0.8, 1.2), 2)
+                self.emit("shopify", "products", {
+                    "id": product.product_id, "title": product.title, "product_type": product.product_type,
+                    "vendor": self.pop.tenant, "created_at": stamp, "updated_at": stamp,
+                    "variants": [{"id": product.variant_id, "sku": product.sku, "price": f"{price:.2f}"}],
+                }, product.product_id)
+
+    def shopify_customer(self, person: Person, stamp: datetime, created: datetime) -> None:
+        record = {
+            "id": person.shopify_customer_id,
+            "email": self.email_for("shopify", "customers", person.shopify_customer_id, person),
+            "first_name": person.first_name, "last_name": person.last_name,
+            "phone": phone_variant(self.rng, person) if self.rng.random() < 0.9 else None,
+            "created_at": iso_with_offset(created, self.rng), "updated_at": iso_with_offset(stamp, self.rng),
+            "accepts_marketing": self.rng.random() < 0.5, "tags": "",
+            "default_address": {"city": CITIES[person.country], "country_code": person.country,
+                                "country": country_variant(self.rng, person.country)},
+        }
+        if self.day_index >= self.days // 2:
+            record[DRIFT_FIELD] = {"state": self.rng.choice(("subscribed", "not_subscribed")), "opt_in_level": "single_opt_in"}
+        self.emit("shopify", "customers", record, person.shopify_customer_id)
+
+    def signups(self, people: list[Person]) -> None:
+        for person in people:
+            created = self.moment(86_000)
+            if person.shopify_customer_id:
+                self.shopify_customer(person, created, created)
+            if person.stripe_customer_id:
+                self.emit("stripe", "customers", {
+                    "id": person.stripe_customer_id, "object": "customer",
+                    "email": self.email_for("stripe", "customers", person.stripe_customer_id, person),
+                    "name": f"{person.first_name} {person.last_name}",
+                    "phone": phone_variant(self.rng, person) if self.rng.random() < 0.6 else None,
+                    "created": int(created.timestamp()), "address": {"country": person.country}, "metadata": {},
+                }, person.stripe_customer_id)
+            if person.salesforce_contact_id:
+                self.emit("salesforce", "contacts", {
+                    "Id": person.salesforce_contact_id,
+                    "AccountId": person.company.account_id if person.company else None,
+                    "FirstName": person.first_name, "LastName": person.last_name,
+                    "Email": self.email_for("salesforce", "contacts", person.salesforce_contact_id, person),
+                    "Phone": phone_variant(self.rng, person), "MailingCountry": country_variant(self.rng, person.country),
+                    "CreatedDate": salesforce_timestamp(created), "LastModifiedDate": salesforce_timestamp(created),
+                }, person.salesforce_contact_id)
+            if person.app_user_id:
+                event_id = self.uuid()
+                self.app_event(event_id, {
+                    "message_id": event_id, "type": "identify", "event": None, "user_id": person.app_user_id,
+                    "anonymous_id": person.anonymous_ids[0], "timestamp": app_timestamp(created, self.rng),
+                    "traits": {"email": email_variant(self.rng, person.email), "phone": phone_variant(self.rng, person)},
+                    "properties": {},
+                })
+
+    def customer_updates(self, existing: list[Person]) -> None:
+        shoppers = [p for p in existing if p.shopify_customer_id]
+        for person in self.rng.sample(shoppers, int(len(shoppers) * 0.005)):
+            created = self.midnight - timedelta(days=self.day_index - person.signup_day)
+            self.shopify_customer(person, self.moment(), created)
+
+    def app_event(self, event_id: str, record: dict) -> None:
+        days_late = self.emit("app", "events", record, event_id, can_be_late=True)
+        duplicate_chance = self.rates.duplicate_events / (1 - self.rates.duplicate_events)
+        if self.rng.random() < duplicate_chance:
+            self.out.records[(("app", "events"), days_late)].append(record)
+            self.dirt("app", "events", event_id, "duplicate")
+
+    def session(self, user: Person | None, orders_today: dict[str, dict]) -> None:
+        anonymous_id = self.rng.choice(user.anonymous_ids) if user else self.uuid()
+        user_id = user.app_user_id if user else None
+        clock = self.moment(82_000)
+        steps = ["page_view"] * self.rng.randint(1, 5)
+        if self.rng.random() < 0.5:
+            steps.append("add_to_cart")
+            order = orders_today.get(user.person_id) if user else None
+            if order or (user and self.rng.random() < 0.3):
+                steps.append("checkout")
+                if order:
+                    steps.append("purchase")
+        product = self.rng.choice(self.pop.products)
+        for step in steps:
+            clock += timedelta(seconds=self.rng.randint(5, 120))
+            event_id = self.uuid()
+            record_user = user_id
+            if user_id and self.rng.random() < self.rates.missing_user_id:
+                record_user = None
+                self.dirt("app", "events", event_id, "missing_user_id", true_user_id=user_id)
+            properties = {"url": f"/products/{product.sku.lower()}"}
+            if step != "page_view":
+                properties.update(product_id=product.product_id, price=product.price, currency="USD")
+            if step == "purchase":
+                properties.update(order_id=order["id"], revenue=float(order["total_price"]), currency=order["currency"])
+            self.app_event(event_id, {
+                "message_id": event_id, "type": "track", "event": step, "user_id": record_user,
+                "anonymous_id": anonymous_id, "timestamp": app_timestamp(clock, self.rng), "properties": properties,
+            })
+
+    def order(self, person: Person) -> dict:
+        order_id = self.new_id()
+        placed = self.moment(80_000)
+        lines = []
+        for product in self.rng.sample(self.pop.products, self.rng.randint(1, 4)):
+            quantity = self.rng.randint(1, 3)
+            lines.append({"id": self.new_id(), "product_id": product.product_id, "variant_id": product.variant_id,
+                          "sku": product.sku, "quantity": quantity, "price": f"{self.local_price(product.price, person.currency):.2f}"})
+        total = round(sum(float(line["price"]) * line["quantity"] for line in lines), 2)
+        total = self.amount("shopify", "orders", order_id, total)
+        record = {
+            "id": order_id, "order_number": order_id % 10_000_000, "email": email_variant(self.rng, person.email),
+            "customer": {"id": person.shopify_customer_id}, "created_at": iso_with_offset(placed, self.rng),
+            "currency": person.currency, "total_price": f"{total:.2f}", "financial_status": "paid",
+            "line_items": lines,
+        }
+        self.emit("shopify", "orders", record, order_id, can_be_late=True)
+        if person.stripe_customer_id:
+            charge_id = f"ch_{self.uuid().replace('-', '')[:24]}"
+            cents = int(round(self.amount("stripe", "charges", charge_id, abs(total) or 1.0) * 100))
+            self.emit("stripe", "charges", {
+                "id": charge_id, "object": "charge", "amount": cents, "currency": person.currency.lower(),
+                "customer": person.stripe_customer_id, "status": "succeeded",
+                "created": int((placed + timedelta(seconds=self.rng.randint(1, 60))).timestamp()),
+                "billing_details": {"email": email_variant(self.rng, person.email),
+                                    "phone": phone_variant(self.rng, person) if self.rng.random() < 0.5 else None},
+                "metadata": {"order_id": str(order_id)},
+            }, charge_id, can_be_late=True)
+        return record
+
+    def opportunities(self) -> None:
+        for _ in range(max(1, len(self.pop.people) // 500)):
+            company = self.rng.choice(self.pop.companies)
+            opportunity_id = f"006{self.uuid().replace('-', '')[:15]}"
+            created = self.moment()
+            self.emit("salesforce", "opportunities", {
+                "Id": opportunity_id, "AccountId": company.account_id, "Name": f"{company.name} renewal",
+                "StageName": self.rng.choice(OPPORTUNITY_STAGES), "Amount": round(self.rng.uniform(1_000, 250_000), 2),
+                "CurrencyIsoCode": "USD", "CloseDate": (self.day + timedelta(days=self.rng.randint(10, 120))).isoformat(),
+                "CreatedDate": salesforce_timestamp(created), "LastModifiedDate": salesforce_timestamp(created),
+            }, opportunity_id)
+
+    def make(self) -> DayOutput:
+        people = self.pop.people
+        existing = [p for p in people if p.signup_day < self.day_index]
+        self.reference_data()
+        self.signups([p for p in people if p.signup_day == self.day_index])
+        self.customer_updates(existing)
+        self.opportunities()
+        active = [p for p in people if p.signup_day <= self.day_index]
+        shoppers = [p for p in active if p.shopify_customer_id]
+        orders = {p.person_id: self.order(p) for p in self.rng.sample(shoppers, int(len(shoppers) * 0.02))}
+        app_users = [p for p in active if p.app_user_id]
+        for user in self.rng.sample(app_users, int(len(app_users) * 0.25)):
+            self.session(user, orders)
+        for _ in range(len(people) // 10):
+            self.session(None, orders)
+        return self.out
+
+
+def generate_day(population: Population, day_index: int, first_day: date, days: int,
+                 rates: DirtRates, late_days: int, seed: int) -> DayOutput:
+    return _DayMaker(population, day_index, first_day, days, rates, late_days, seed).make()

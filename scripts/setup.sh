@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Prepares a fresh machine for the CDP: a virtualenv with the locked packages, the project itself
+# (editable), PostgreSQL's server binaries (from the OS packages when missing) and Spark's Delta jars.
+# Safe to run again: every step is skipped when already done.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PYTHON=${PYTHON:-python3}
+"$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
+  || { echo "setup: Python 3.11+ is required (found $("$PYTHON" --version 2>&1))" >&2; exit 1; }
+command -v java >/dev/null || { echo "setup: Java 17+ is required for Spark (no 'java' on PATH)" >&2; exit 1; }
+
+if [ ! -x .venv/bin/python ]; then
+  echo "setup: creating .venv"
+  "$PYTHON" -m venv .venv
+fi
+if [ ! -f .venv/.installed ] || [ requirements.lock -nt .venv/.installed ] || [ pyproject.toml -nt .venv/.installed ]; then
+  echo "setup: installing packages from requirements.lock"
+  .venv/bin/python -m pip install --quiet --disable-pip-version-check "uv==0.13.9"
+  .venv/bin/uv pip install --quiet --python .venv/bin/python -r requirements.lock
+  .venv/bin/uv pip install --quiet --python .venv/bin/python --no-deps -e .
+  touch .venv/.installed
+fi
+
+if ! .venv/bin/cdp postgres bindir >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "setup: installing PostgreSQL server binaries (apt-get install postgresql)"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null
+    # The OS package starts its own cluster; the CDP runs its own under .cdp/postgres instead.
+    (service postgresql stop >/dev/null 2>&1 || true)
+  else
+    echo "setup: PostgreSQL server binaries (initdb, pg_ctl) not found; install your OS's 'postgresql' package or set CDP_POSTGRES_URL" >&2
+    [ -n "${CDP_POSTGRES_URL:-}" ] || exit 1
+  fi
+fi
+
+.venv/bin/cdp jars fetch

@@ -1,0 +1,1 @@
+"""Schedules and sensors that start runs of the asset graph."""

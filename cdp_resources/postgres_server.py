@@ -8,6 +8,7 @@ and `cdp` (the warehouse).
 """
 
 import glob
+import hashlib
 import os
 import shutil
 import socket
@@ -57,9 +58,19 @@ def _port_in_use(port: int) -> bool:
         return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
+def _postgres_user_can_reach(path: Path) -> bool:
+    """As root: can the `postgres` OS user enter every directory above `path`?"""
+    return subprocess.run(["runuser", "-u", "postgres", "--", "test", "-x", str(path)], capture_output=True).returncode == 0
+
+
 @dataclass
 class EmbeddedPostgres:
-    """A PostgreSQL cluster in `root/data`, its log in `root/postgres.log`."""
+    """A PostgreSQL cluster in `root/data`, its log in `root/postgres.log`.
+
+    As root, when the `postgres` user cannot enter the project directory (a checkout under
+    /root, say), the data directory and log live in /var/lib/postgresql/cdp/<hash of root>,
+    linked from `root/cluster`.
+    """
 
     root: Path
 
@@ -68,12 +79,27 @@ class EmbeddedPostgres:
         return cls(state_dir() / "postgres")
 
     @property
+    def cluster_dir(self) -> Path:
+        link = self.root / "cluster"
+        return link.resolve() if link.is_symlink() else self.root
+
+    @property
     def data_dir(self) -> Path:
-        return self.root / "data"
+        return self.cluster_dir / "data"
+
+    def _prepare_root(self) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        if os.geteuid() != 0 or _postgres_user_can_reach(self.root.parent):
+            return
+        outside = Path("/var/lib/postgresql/cdp") / hashlib.sha256(str(self.root.resolve()).encode()).hexdigest()[:12]
+        outside.mkdir(parents=True, exist_ok=True)
+        shutil.chown(outside, "postgres", "postgres")
+        if not (self.root / "cluster").is_symlink():
+            (self.root / "cluster").symlink_to(outside)
 
     @property
     def log_file(self) -> Path:
-        return self.root / "postgres.log"
+        return self.cluster_dir / "postgres.log"
 
     @property
     def port(self) -> int:
@@ -93,9 +119,10 @@ class EmbeddedPostgres:
 
     def _hand_to_postgres_user(self) -> None:
         if os.geteuid() == 0:
-            shutil.chown(self.root, "postgres", "postgres")
-            for path in self.root.rglob("*"):
-                shutil.chown(path, "postgres", "postgres")
+            for top in {self.root, self.cluster_dir}:
+                for path in (top, *top.rglob("*")):
+                    if not path.is_symlink():
+                        shutil.chown(path, "postgres", "postgres")
 
     def _write_port(self, port: int) -> None:
         (self.root / "port").write_text(str(port))
@@ -106,7 +133,7 @@ class EmbeddedPostgres:
         return (self.data_dir / "PG_VERSION").exists()
 
     def init(self) -> None:
-        self.root.mkdir(parents=True, exist_ok=True)
+        self._prepare_root()
         self._hand_to_postgres_user()
         self._run("initdb", "-D", str(self.data_dir), "-U", SUPERUSER, "--auth=trust", "-E", "UTF8", "--locale=C.UTF-8")
         with open(self.data_dir / "postgresql.conf", "a") as conf:

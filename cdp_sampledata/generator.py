@@ -46,7 +46,7 @@ class GenerationSummary:
         return sum(self.records.values())
 
 
-_populations: dict[str, Population] = {}
+_populations: dict[tuple, Population] = {}
 _lake: LakeResource | None = None
 
 
@@ -56,9 +56,10 @@ def _init_worker(lake_config: dict) -> None:
 
 
 def _population(config: GeneratorConfig, tenant: str) -> Population:
-    if tenant not in _populations:
-        _populations[tenant] = build_population(config.seed, tenant, config.customers, config.days)
-    return _populations[tenant]
+    key = (config.seed, tenant, config.customers, config.days)
+    if key not in _populations:
+        _populations[key] = build_population(config.seed, tenant, config.customers, config.days)
+    return _populations[key]
 
 
 def _flush_time(arrival: date, days_late: int) -> datetime:

@@ -1,0 +1,88 @@
+"""Session-wide real parts: one PostgreSQL server, one Spark session with Delta, one moto S3 server.
+
+State goes under `.cdp/test/` (git-ignored); Spark's jars come from the project's `.cdp/jars` cache.
+"""
+
+import os
+import shutil
+from pathlib import Path
+
+import boto3
+import pytest
+from dagster import DagsterInstance
+
+from cdp_resources.lake import LakeResource
+from cdp_resources.postgres_server import EmbeddedPostgres, free_port
+from cdp_resources.settings import PROJECT_DIR, state_dir
+from cdp_resources.spark import get_spark_session
+from cdp_sampledata.generator import GeneratorConfig, generate
+
+TEST_STATE = state_dir() / "test"
+
+
+@pytest.fixture(scope="session")
+def postgres() -> EmbeddedPostgres:
+    """The session's PostgreSQL server (an embedded cluster of its own under .cdp/test/postgres)."""
+    server = EmbeddedPostgres(TEST_STATE / "postgres").start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def spark():
+    """The session's Spark session with Delta Lake, sized for tests."""
+    return get_spark_session(overrides={"spark.ui.enabled": "false", "spark.sql.shuffle.partitions": "2"})
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint():
+    """moto's S3 server on 127.0.0.1, spoken to over HTTP by boto3."""
+    from moto.server import ThreadedMotoServer
+
+    for key, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+                       "AWS_DEFAULT_REGION": "us-east-1"}.items():
+        os.environ.setdefault(key, value)
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    yield f"http://127.0.0.1:{port}"
+    server.stop()
+
+
+@pytest.fixture
+def s3_bucket(s3_endpoint, request) -> str:
+    name = f"cdp-{request.node.name.lower().replace('_', '-').replace('[', '-').replace(']', '')}"[:60]
+    boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1").create_bucket(Bucket=name)
+    return name
+
+
+@pytest.fixture
+def local_lake(tmp_path) -> LakeResource:
+    return LakeResource(base_uri=str(tmp_path / "lake"))
+
+
+@pytest.fixture(scope="session")
+def dagster_instance(postgres, tmp_path_factory) -> DagsterInstance:
+    """A Dagster instance configured by the project's dagster.yaml, storing in the test PostgreSQL."""
+    home = tmp_path_factory.mktemp("dagster_home")
+    (home / "dagster.yaml").symlink_to(PROJECT_DIR / "dagster.yaml")
+    os.environ["DAGSTER_HOME"] = str(home)
+    os.environ["CDP_DAGSTER_POSTGRES_URL"] = postgres.url("dagster")
+    with DagsterInstance.get() as instance:
+        yield instance
+
+
+# A small sample shared by the graph tests: 2 tenants, 5 days.
+SAMPLE_CONFIG = GeneratorConfig(tenants=("acme_corp", "globex"), days=5, customers=1_500, seed=7)
+
+
+@pytest.fixture(scope="session")
+def sample_lake(tmp_path_factory) -> LakeResource:
+    lake = LakeResource(base_uri=str(tmp_path_factory.mktemp("sample") / "lake"))
+    generate(lake, SAMPLE_CONFIG, workers=1, progress=False)
+    return lake
+
+
+def pytest_sessionstart(session):
+    shutil.rmtree(TEST_STATE / "lakes", ignore_errors=True)
+    Path(TEST_STATE).mkdir(parents=True, exist_ok=True)

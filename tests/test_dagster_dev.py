@@ -1,0 +1,67 @@
+"""`dagster dev` serves the UI with the graph loaded: started for real, queried over HTTP, stopped by PID."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from cdp_resources.postgres_server import free_port
+from cdp_resources.settings import PROJECT_DIR
+
+pytestmark = pytest.mark.slow
+ASSETS_QUERY = "{ assetNodes { assetKey { path } groupName description opNames } }"
+
+
+def _get(url: str, body: dict | None = None, timeout: float = 10) -> dict:
+    data = json.dumps(body).encode() if body else None
+    request = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=timeout) as response:
+        return json.loads(response.read())
+
+
+def test_dagster_dev_serves_the_graph(postgres, tmp_path):
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    (home / "dagster.yaml").symlink_to(PROJECT_DIR / "dagster.yaml")
+    port = free_port()
+    env = {**os.environ, "DAGSTER_HOME": str(home), "CDP_DAGSTER_POSTGRES_URL": postgres.url("dagster"),
+           "CDP_LAKE_URI": str(tmp_path / "lake")}
+    dagster = Path(sys.executable).parent / "dagster"
+    log = open(tmp_path / "dagster-dev.log", "wb")
+    process = subprocess.Popen(
+        [str(dagster), "dev", "-w", str(PROJECT_DIR / "workspace.yaml"), "-h", "127.0.0.1", "-p", str(port)],
+        env=env, cwd=PROJECT_DIR, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 180
+        while True:
+            assert process.poll() is None, (tmp_path / "dagster-dev.log").read_text()[-3000:]
+            try:
+                info = _get(f"{base}/server_info")
+                nodes = _get(f"{base}/graphql", {"query": ASSETS_QUERY})["data"]["assetNodes"]
+                if nodes:
+                    break
+            except OSError:
+                pass
+            assert time.monotonic() < deadline, "dagster dev did not come up in 180 s"
+            time.sleep(2)
+        assert "dagster_webserver_version" in info
+        by_key = {"/".join(node["assetKey"]["path"]): node for node in nodes}
+        assert {"raw/app/events", "curated/events"} <= set(by_key)
+        assert by_key["curated/events"]["groupName"] == "curated"
+        assert "duplicates removed" in by_key["curated/events"]["description"]
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+        log.close()

@@ -1,0 +1,44 @@
+"""The embedded PostgreSQL: initdb, idempotent start, reuse, stop, data kept across restarts."""
+
+import socket
+
+import psycopg
+
+from cdp_resources.postgres_server import DATABASES, EmbeddedPostgres
+from tests.conftest import TEST_STATE
+
+
+def test_session_server_has_both_databases(postgres):
+    with psycopg.connect(postgres.url("postgres")) as conn:
+        names = {row[0] for row in conn.execute("SELECT datname FROM pg_database")}
+    assert set(DATABASES) <= names
+    with psycopg.connect(postgres.url("cdp")) as conn:
+        assert conn.execute("SHOW listen_addresses").fetchone()[0] == "127.0.0.1"
+
+
+def test_start_stop_reuse_and_port_change():
+    server = EmbeddedPostgres(TEST_STATE / "lifecycle-postgres")
+    server.stop()
+    try:
+        server.start()
+        port = server.port
+        with psycopg.connect(server.url(), autocommit=True) as conn:
+            conn.execute("CREATE TABLE IF NOT EXISTS kept (v int)")
+            conn.execute("TRUNCATE kept")
+            conn.execute("INSERT INTO kept VALUES (1)")
+
+        assert server.start().port == port  # already running: reused, not restarted
+        assert server.running()
+        server.stop()
+        assert not server.running()
+
+        with socket.socket() as squatter:  # someone else takes the port while we are down
+            squatter.bind(("127.0.0.1", port))
+            squatter.listen()
+            server.start()
+            assert server.port != port
+        with psycopg.connect(server.url()) as conn:
+            assert conn.execute("SELECT count(*) FROM kept").fetchone()[0] == 1
+    finally:
+        server.stop()
+    assert not server.running()

@@ -1,0 +1,44 @@
+"""Spark with Delta Lake: jars from the project cache, partition writes replaced in one transaction."""
+
+from datetime import date
+
+from delta.tables import DeltaTable
+from pyspark.sql import functions as F
+
+from cdp_assets.curated import parse_event_time, replace_partitions
+from cdp_resources.spark_jars import jar_cache_dir
+
+
+def test_session_uses_cached_delta_jars(spark):
+    jars = spark.conf.get("spark.jars").split(",")
+    assert any("delta-spark_4.2_2.13" in jar for jar in jars)
+    assert all(jar.startswith(str(jar_cache_dir())) for jar in jars)
+    assert spark.conf.get("spark.sql.session.timeZone") == "UTC"
+
+
+def test_replace_one_partition(spark, tmp_path):
+    path = str(tmp_path / "orders")
+    rows = [(1, "2026-01-01"), (2, "2026-01-01"), (3, "2026-01-02")]
+    frame = spark.createDataFrame(rows, "id int, day string").withColumn("day", F.to_date("day"))
+    replace_partitions(frame, path, "day", date(2026, 1, 1), date(2026, 1, 2))
+
+    rerun = spark.createDataFrame([(10, "2026-01-02"), (11, "2026-01-02")], "id int, day string").withColumn("day", F.to_date("day"))
+    replace_partitions(rerun, path, "day", date(2026, 1, 2), date(2026, 1, 2))
+    replace_partitions(rerun, path, "day", date(2026, 1, 2), date(2026, 1, 2))  # a rerun changes nothing
+
+    table = spark.read.format("delta").load(path)
+    assert sorted((r.id, str(r.day)) for r in table.collect()) == [
+        (1, "2026-01-01"), (2, "2026-01-01"), (10, "2026-01-02"), (11, "2026-01-02")
+    ]
+    history = DeltaTable.forPath(spark, path).history().select("version", "operation").collect()
+    assert len(history) == 3 and {h.operation for h in history} == {"WRITE"}
+    assert DeltaTable.forPath(spark, path).detail().select("partitionColumns").first()[0] == ["day"]
+
+
+def test_event_time_formats_parse_to_the_same_instant(spark):
+    values = ["2026-01-05T15:15:00.000Z", "1767626100000", "2026-01-05T10:15:00-05:00",
+              "2026-01-05T20:45:00+05:30", "2026-01-05 15:15:00", "2026-01-05T15:15:00.000+0000", "not a time"]
+    frame = spark.createDataFrame([(v,) for v in values], "timestamp string")
+    parsed = [row.ts for row in frame.select(parse_event_time("timestamp").alias("ts")).collect()]
+    assert len({str(ts) for ts in parsed[:-1]}) == 1 and str(parsed[0]) == "2026-01-05 15:15:00"
+    assert parsed[-1] is None

@@ -1,14 +1,13 @@
 """Curated Delta tables built with PySpark, partitioned by event date (UTC).
 
-An event-date partition D reads the raw partitions D … D + late-days (records arrive up to that
-late), keeps the rows whose event falls on D, and replaces partition D of the Delta table in one
-transaction (`replaceWhere`), so reruns give the same table and a failed run leaves the old one.
+Partition D reads the raw files of day D (the edge files every record under its event day, late
+ones included) and replaces partition D of the Delta table in one transaction (`replaceWhere`),
+so reruns give the same table and a failed run leaves the previous version visible.
 """
 
 from datetime import date, timedelta
 
 from dagster import (
-    AssetDep,
     AssetExecutionContext,
     BackfillPolicy,
     MaterializeResult,
@@ -21,7 +20,7 @@ from pyspark.sql import functions as F
 from cdp_assets.raw import raw_app_events, read_manifest
 from cdp_resources.lake import LakeResource
 from cdp_resources.spark import SparkDeltaResource
-from partitions import arrival_window_mapping, daily_partitions, late_days
+from partitions import daily_partitions
 
 CURATED_OWNERS = ["team:data-platform"]
 EVENTS_SCHEMA = (
@@ -30,6 +29,7 @@ EVENTS_SCHEMA = (
 )
 _FILE_TS = r"_(\d{8}T\d{6}Z)_\d+\.ndjson\.gz$"
 _TENANT = r"/raw/([^/]+)/"
+_DAY = r"/year=(\d{4})/month=(\d{2})/day=(\d{2})/"
 
 
 def parse_event_time(column: str) -> F.Column:
@@ -39,11 +39,14 @@ def parse_event_time(column: str) -> F.Column:
 
 
 def with_lineage(frame: DataFrame, source: str, run_id: str) -> DataFrame:
-    """Adds tenant_id, _source, _source_file, _ingest_ts (the raw file's flush time) and _run_id."""
+    """Adds tenant_id and event_date (from the raw layout), _source, _source_file, _ingest_ts (the
+    raw file's flush time) and _run_id."""
     path = F.col("_metadata.file_path")
+    day = F.concat_ws("-", *(F.regexp_extract(path, _DAY, group) for group in (1, 2, 3)))
     return frame.select(
         "*",
         F.regexp_extract(path, _TENANT, 1).alias("tenant_id"),
+        F.to_date(day).alias("event_date"),
         F.lit(source).alias("_source"),
         path.alias("_source_file"),
         F.to_timestamp(F.regexp_extract(path, _FILE_TS, 1), "yyyyMMdd'T'HHmmss'Z'").alias("_ingest_ts"),
@@ -69,9 +72,9 @@ def replace_partitions(frame: DataFrame, path: str, column: str, first: date, la
 
 
 def raw_files_for(lake: LakeResource, provider: str, stream: str, first: date, last: date) -> list[str]:
-    """Spark paths of the raw files that can hold events of first..last (arrival up to late-days later)."""
+    """Spark paths of the raw files of days first..last, as their raw manifests list them."""
     paths = []
-    for offset in range((last - first).days + late_days() + 1):
+    for offset in range((last - first).days + 1):
         manifest = read_manifest(lake, provider, stream, (first + timedelta(days=offset)).isoformat())
         if manifest:
             paths.extend(lake.spark_path(entry["key"]) for entry in manifest["files"])
@@ -91,12 +94,12 @@ def preview(frame: DataFrame, columns: list[str], rows: int = 5) -> MetadataValu
     owners=CURATED_OWNERS,
     kinds={"spark", "delta"},
     description=(
-        "App events, one row per delivered event: timestamps in UTC, at-least-once duplicates removed "
+        "App events, one row per event: timestamps in UTC, at-least-once duplicates removed "
         "(first delivery kept), partitioned by event date; late arrivals land in their own event day."
     ),
     partitions_def=daily_partitions,
     backfill_policy=BackfillPolicy.single_run(),
-    deps=[AssetDep(raw_app_events, partition_mapping=arrival_window_mapping)],
+    deps=[raw_app_events],
     tags={"layer": "curated"},
 )
 def curated_events(context: AssetExecutionContext, lake: LakeResource, spark: SparkDeltaResource) -> MaterializeResult:
@@ -108,19 +111,10 @@ def curated_events(context: AssetExecutionContext, lake: LakeResource, spark: Sp
     context.log.info(f"events {first}..{last}: reading {len(files)} raw files")
 
     raw = session.read.schema(EVENTS_SCHEMA).json(files) if files else session.createDataFrame([], EVENTS_SCHEMA)
-    parsed = (
-        with_lineage(raw, "app", context.run_id)
-        .withColumn("event_ts", parse_event_time("timestamp"))
-        .withColumn("event_date", F.to_date("event_ts"))
-        .cache()
-    )
-    events = parsed.where(F.col("event_date").between(F.lit(first), F.lit(last)))
-    # Rows whose time cannot be read belong to no event day; counted against their arrival day.
-    unparseable = parsed.where(
-        F.col("event_ts").isNull() & F.to_date("_ingest_ts").between(F.lit(first), F.lit(last))
-    ).count()
+    events = with_lineage(raw, "app", context.run_id).withColumn("event_ts", parse_event_time("timestamp")).cache()
     curated = first_delivery(events, ["tenant_id", "message_id"]).drop("timestamp").cache()
     delivered = events.count()
+    unparseable = events.where(F.col("event_ts").isNull()).count()
     rows = curated.count()
     replace_partitions(curated, table_path, "event_date", first, last)
     metadata = {
@@ -133,5 +127,5 @@ def curated_events(context: AssetExecutionContext, lake: LakeResource, spark: Sp
         "preview": preview(curated, ["tenant_id", "event_date", "event", "user_id", "anonymous_id", "event_ts"]),
     }
     curated.unpersist()
-    parsed.unpersist()
+    events.unpersist()
     return MaterializeResult(metadata=metadata)

@@ -23,7 +23,7 @@ def sample_is_current(lake: LakeResource, config: GeneratorConfig) -> bool:
 
 
 def run_demo(config: GeneratorConfig, workers: int) -> dict:
-    """Generate (unless already there) and materialise `lake_daily` over every day that has raw files."""
+    """Generate (unless already there) and materialise `lake_daily` over every generated day."""
     from cdp_assets.definitions import defs
 
     lake = defs.resources["lake"]
@@ -31,7 +31,7 @@ def run_demo(config: GeneratorConfig, workers: int) -> dict:
         summary = generate(lake, config, workers=workers)
         print(f"generated {summary.total_records:,} records in {summary.files} files ({summary.seconds:.1f}s)")
     first = config.start
-    last = config.start + timedelta(days=config.days - 1 + config.late_days)
+    last = config.start + timedelta(days=config.days - 1)
     job = defs.resolve_job_def("lake_daily")
     instance = DagsterInstance.get()
     print(f"materialising lake_daily for {first} … {last} (one run, single-run backfill)")

@@ -126,8 +126,9 @@ class EmbeddedPostgres:
 
     def _write_port(self, port: int) -> None:
         (self.root / "port").write_text(str(port))
-        with open(self.data_dir / "postgresql.auto.conf", "a") as conf:
-            conf.write(f"port = {port}\n")
+        auto_conf = self.data_dir / "postgresql.auto.conf"
+        kept = [line for line in auto_conf.read_text().splitlines() if not line.startswith("port =")]
+        auto_conf.write_text("\n".join([*kept, f"port = {port}"]) + "\n")
 
     def initialised(self) -> bool:
         return (self.data_dir / "PG_VERSION").exists()
@@ -169,11 +170,6 @@ class EmbeddedPostgres:
             for database in DATABASES:
                 if database not in existing:
                     conn.execute(f'CREATE DATABASE "{database}"')
-
-
-def warehouse_url() -> str:
-    """`CDP_POSTGRES_URL`, or the embedded server's warehouse database (started if needed)."""
-    return os.environ.get("CDP_POSTGRES_URL") or EmbeddedPostgres.default().start().url("cdp")
 
 
 def dagster_storage_url() -> str:

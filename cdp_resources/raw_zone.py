@@ -1,6 +1,9 @@
 """The raw zone's layout and file format: NDJSON.gz, at most 20,000 records a file.
 
 `raw/{tenant}/{provider}/{stream}/year=YYYY/month=MM/day=DD/{stream}_{utc-ts}_{seq}.ndjson.gz`
+
+`day` is the records' event day (UTC); `utc-ts` is when the file was flushed. A record that
+arrives late lands in a new file under its own, older, day, so the file's name tells it apart.
 """
 
 import gzip
@@ -23,8 +26,8 @@ def raw_prefix(tenant: str, provider: str, stream: str, day: date | None = None)
     return prefix if day is None else f"{prefix}year={day:%Y}/month={day:%m}/day={day:%d}/"
 
 
-def raw_key(tenant: str, provider: str, stream: str, flushed_at: datetime, seq: int) -> str:
-    return f"{raw_prefix(tenant, provider, stream, flushed_at.date())}{stream}_{flushed_at:%Y%m%dT%H%M%SZ}_{seq:04d}.ndjson.gz"
+def raw_key(tenant: str, provider: str, stream: str, day: date, flushed_at: datetime, seq: int) -> str:
+    return f"{raw_prefix(tenant, provider, stream, day)}{stream}_{flushed_at:%Y%m%dT%H%M%SZ}_{seq:04d}.ndjson.gz"
 
 
 def encode_ndjson_gz(records: list[dict]) -> bytes:

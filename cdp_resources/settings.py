@@ -26,9 +26,5 @@ def env_or_default(name: str, default: str | None) -> str | None:
     return EnvVar(name) if os.environ.get(name) else default
 
 
-def lake_uri() -> str:
-    return os.environ.get("CDP_LAKE_URI") or default_lake_uri()
-
-
 def spark_master() -> str:
     return os.environ.get("CDP_SPARK_MASTER", "local[*]")

@@ -62,9 +62,9 @@ def _population(config: GeneratorConfig, tenant: str) -> Population:
     return _populations[key]
 
 
-def _flush_time(arrival: date, days_late: int) -> datetime:
-    """Files of one arrival day are named apart by how late their records are (23:00 + n minutes)."""
-    return datetime.combine(arrival, clock(23, days_late), timezone.utc)
+def _flush_time(day: date, days_late: int) -> datetime:
+    """When a batch of `day`'s records reached the lake: 23:00 UTC on the day they arrived."""
+    return datetime.combine(day + timedelta(days=days_late), clock(23), timezone.utc)
 
 
 def _make_day(config: GeneratorConfig, tenant: str, day_index: int) -> tuple[Counter, Counter, int]:
@@ -74,9 +74,9 @@ def _make_day(config: GeneratorConfig, tenant: str, day_index: int) -> tuple[Cou
     records, files = Counter(), 0
     for ((provider, stream), days_late), rows in sorted(output.records.items()):
         records[f"{provider}/{stream}"] += len(rows)
-        flushed = _flush_time(day + timedelta(days=days_late), days_late)
+        flushed = _flush_time(day, days_late)
         for seq, batch in enumerate(batches(rows)):
-            _lake.write_bytes(raw_key(tenant, provider, stream, flushed, seq), encode_ndjson_gz(batch))
+            _lake.write_bytes(raw_key(tenant, provider, stream, day, flushed, seq), encode_ndjson_gz(batch))
             files += 1
     _lake.write_bytes(f"truth/{tenant}/dirt/{day.isoformat()}.ndjson.gz", encode_ndjson_gz(output.dirt))
     return records, Counter(row["dirt"] for row in output.dirt), files

@@ -25,15 +25,16 @@ EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 def generated(tmp_path_factory):
     lake = LakeResource(base_uri=str(tmp_path_factory.mktemp("gen") / "lake"))
     summary = generate(lake, CONFIG, workers=2, progress=False)
-    raw = defaultdict(list)  # "provider/stream" -> [(arrival day, key, record)]
+    raw = defaultdict(list)  # "provider/stream" -> [(day in the layout, arrival day, record)]
     file_sizes = Counter()
     for obj in lake.list("raw/"):
         match = RAW_KEY.match(obj.key)
         assert match, f"not in the raw layout: {obj.key}"
-        arrival = date(int(match["year"]), int(match["month"]), int(match["day"]))
+        day = date(int(match["year"]), int(match["month"]), int(match["day"]))
+        arrival = datetime.strptime(match["ts"], "%Y%m%dT%H%M%SZ").date()
         records = list(decode_ndjson_gz(lake.read_bytes(obj.key)))
         file_sizes[obj.key] = len(records)
-        raw[f"{match['provider']}/{match['stream']}"].extend((arrival, obj.key, r) for r in records)
+        raw[f"{match['provider']}/{match['stream']}"].extend((day, arrival, r) for r in records)
     truth = {
         "persons": list(decode_ndjson_gz(lake.read_bytes("truth/acme_corp/persons.ndjson.gz"))),
         "dirt": [row for obj in lake.list("truth/acme_corp/dirt/") for row in decode_ndjson_gz(lake.read_bytes(obj.key))],
@@ -56,8 +57,8 @@ def event_time(value) -> datetime:
 
 def distinct(rows, key):
     seen = {}
-    for arrival, file_key, record in rows:
-        seen.setdefault(record[key], (arrival, file_key, record))
+    for day, arrival, record in rows:
+        seen.setdefault(record[key], (day, arrival, record))
     return list(seen.values())
 
 
@@ -112,9 +113,10 @@ def test_late_arrivals(generated):
     lateness = Counter()
     total = 0
     for stream, (key, field) in timed.items():
-        for arrival, _, record in distinct(raw[stream], key):
+        for day, arrival, record in distinct(raw[stream], key):
             total += 1
-            lateness[(arrival - event_time(record[field]).astimezone(timezone.utc).date()).days] += 1
+            assert event_time(record[field]).astimezone(timezone.utc).date() == day  # filed under its event day
+            lateness[(arrival - day).days] += 1
     assert set(lateness) <= {0, 1, 2, 3}
     late = total - lateness[0]
     assert late == truth_count(truth, "late")
@@ -158,8 +160,8 @@ def test_mixed_timestamp_formats(generated):
 def test_schema_drift_part_way(generated):
     _, raw, _, truth = generated
     drift_day = date.fromisoformat(truth["manifest"]["schema_drift"]["from_day"])
-    before = [r for arrival, _, r in raw["shopify/customers"] if arrival < drift_day]
-    after = [r for arrival, _, r in raw["shopify/customers"] if arrival >= drift_day]
+    before = [r for day, _, r in raw["shopify/customers"] if day < drift_day]
+    after = [r for day, _, r in raw["shopify/customers"] if day >= drift_day]
     assert before and after
     assert not any(DRIFT_FIELD in r for r in before) and all(DRIFT_FIELD in r for r in after)
 

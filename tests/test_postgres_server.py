@@ -4,7 +4,7 @@ import socket
 
 import psycopg
 
-from cdp_resources.postgres_server import DATABASES, EmbeddedPostgres
+from cdp_resources.postgres_server import DATABASES, EmbeddedPostgres, dagster_storage_url
 from tests.conftest import TEST_STATE
 
 
@@ -42,3 +42,13 @@ def test_start_stop_reuse_and_port_change():
     finally:
         server.stop()
     assert not server.running()
+
+
+def test_configured_url_starts_nothing(monkeypatch, tmp_path):
+    monkeypatch.setenv("CDP_STATE_DIR", str(tmp_path / "state"))
+    monkeypatch.setenv("CDP_POSTGRES_URL", "postgresql://someone@db.example:5432/warehouse")
+    monkeypatch.delenv("CDP_DAGSTER_POSTGRES_URL", raising=False)
+    assert dagster_storage_url() == "postgresql://someone@db.example:5432/warehouse"
+    monkeypatch.setenv("CDP_DAGSTER_POSTGRES_URL", "postgresql://someone@db.example:5432/dagster")
+    assert dagster_storage_url() == "postgresql://someone@db.example:5432/dagster"
+    assert not (tmp_path / "state").exists()

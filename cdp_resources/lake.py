@@ -64,7 +64,7 @@ class _LocalLake:
             os.fsync(dst.fileno())
         os.replace(temp, target)
 
-    def write_bytes(self, key: str, data: bytes) -> None:
+    def write_bytes(self, key: str, data: bytes, if_absent: bool = False) -> None:
         target = self.path(key)
         target.parent.mkdir(parents=True, exist_ok=True)
         temp = target.with_name(f".{target.name}{_TEMP_MARK}{uuid.uuid4().hex}")
@@ -72,7 +72,13 @@ class _LocalLake:
             dst.write(data)
             dst.flush()
             os.fsync(dst.fileno())
-        os.replace(temp, target)
+        if if_absent:
+            try:
+                os.link(temp, target)  # fails when the target exists
+            finally:
+                temp.unlink()
+        else:
+            os.replace(temp, target)
 
     def delete(self, key: str) -> None:
         self.path(key).unlink(missing_ok=True)
@@ -100,8 +106,14 @@ class _S3Lake:
     def publish_file(self, key: str, source: Path) -> None:
         self.client.upload_file(str(source), self.bucket, self._full(key))
 
-    def write_bytes(self, key: str, data: bytes) -> None:
-        self.client.put_object(Bucket=self.bucket, Key=self._full(key), Body=data)
+    def write_bytes(self, key: str, data: bytes, if_absent: bool = False) -> None:
+        conditional = {"IfNoneMatch": "*"} if if_absent else {}
+        try:
+            self.client.put_object(Bucket=self.bucket, Key=self._full(key), Body=data, **conditional)
+        except self.client.exceptions.ClientError as error:
+            if error.response["Error"]["Code"] in ("PreconditionFailed", "ConditionalRequestConflict"):
+                raise FileExistsError(key) from error
+            raise
 
     def delete(self, key: str) -> None:
         self.client.delete_object(Bucket=self.bucket, Key=self._full(key))
@@ -139,8 +151,9 @@ class LakeResource(ConfigurableResource):
     def read_bytes(self, key: str) -> bytes:
         return self._lake().read_bytes(key)
 
-    def write_bytes(self, key: str, data: bytes) -> None:
-        self._lake().write_bytes(key, data)
+    def write_bytes(self, key: str, data: bytes, if_absent: bool = False) -> None:
+        """Publish `data` at `key`; with `if_absent`, raise FileExistsError rather than replace a file."""
+        self._lake().write_bytes(key, data, if_absent)
 
     def publish_file(self, key: str, source: Path) -> None:
         """Copy a local file to `key`, visible only once complete."""

@@ -9,7 +9,7 @@ arrives late lands in a new file under its own, older, day, so the file's name t
 import gzip
 import re
 from collections.abc import Iterator
-from datetime import date, datetime
+from datetime import date, datetime, timezone
 
 import orjson
 
@@ -45,3 +45,34 @@ def decode_ndjson_gz(data: bytes) -> Iterator[dict]:
 def batches(records: list[dict], size: int = MAX_RECORDS_PER_FILE) -> Iterator[list[dict]]:
     for start in range(0, len(records), size):
         yield records[start : start + size]
+
+
+def event_day(value) -> date | None:
+    """The UTC day of a source timestamp (epoch s/ms, ISO 8601 with any offset or naive UTC, or a
+    plain date), or None when it cannot be read."""
+    if isinstance(value, bool) or value is None:
+        return None
+    try:
+        if isinstance(value, str) and value.strip().isdigit():
+            value = int(value.strip())
+        if isinstance(value, (int, float)):
+            return datetime.fromtimestamp(value / 1000 if value > 10**11 else value, timezone.utc).date()
+        if len(value) == 10:
+            return date.fromisoformat(value)
+        moment = datetime.fromisoformat(value.strip())
+    except (ValueError, TypeError, OverflowError, OSError):
+        return None
+    return (moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)).astimezone(timezone.utc).date()
+
+
+def publish_new(lake, prefix: str, stem: str, flushed_at: datetime, data: bytes) -> str:
+    """Publish `data` as `{prefix}{stem}{utc-ts}_{seq}.ndjson.gz` under the first free `seq`, never
+    replacing a file another writer published in the same second. Returns the key."""
+    seq = 0
+    while True:
+        key = f"{prefix}{stem}{flushed_at:%Y%m%dT%H%M%SZ}_{seq:04d}.ndjson.gz"
+        try:
+            lake.write_bytes(key, data, if_absent=True)
+            return key
+        except FileExistsError:
+            seq += 1

@@ -44,6 +44,14 @@ def test_overwrite_and_publish_file(lake, tmp_path):
     assert [obj.key for obj in lake.list("drops/")] == ["drops/acme/export.csv", "drops/acme/small.txt"]
 
 
+def test_write_if_absent_never_replaces(lake):
+    lake.write_bytes("raw/t/p/s/file.ndjson.gz", b"first", if_absent=True)
+    with pytest.raises(FileExistsError):
+        lake.write_bytes("raw/t/p/s/file.ndjson.gz", b"second", if_absent=True)
+    assert lake.read_bytes("raw/t/p/s/file.ndjson.gz") == b"first"
+    assert [obj.key for obj in lake.list("raw/")] == ["raw/t/p/s/file.ndjson.gz"]
+
+
 def test_spark_paths(lake):
     path = lake.spark_path("curated/events")
     if lake.is_s3:

@@ -1,0 +1,69 @@
+"""The dead-letter zone: every record the edge could not accept, with why, kept for reprocessing.
+
+`dlq/{tenant}/{provider}/{error_type}/{stream}/day={first-seen day}/{utc-ts}_{seq}.ndjson.gz`;
+each line keeps the original payload (or raw line) with reason, rule (the error type), source,
+first-seen time and retry count. Nothing the edge receives is dropped without landing here.
+"""
+
+import re
+from collections import Counter, defaultdict
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+from cdp_resources.lake import LakeResource
+from cdp_resources.raw_zone import encode_ndjson_gz, publish_new
+
+MALFORMED_JSON = "malformed_json"
+SCHEMA_VIOLATION = "schema_violation"
+UNKNOWN_STREAM = "unknown_stream"
+RECORD_BEFORE_SCHEMA = "record_before_schema"
+BREAKING_SCHEMA_CHANGE = "breaking_schema_change"
+UNREADABLE_FILE = "unreadable_file"
+
+DLQ_KEY = re.compile(
+    r"^dlq/(?P<tenant>[^/]+)/(?P<provider>[^/]+)/(?P<error_type>[^/]+)/(?P<stream>[^/]+)/"
+    r"day=(?P<day>\d{4}-\d{2}-\d{2})/[^/]+\.ndjson\.gz$"
+)
+
+
+def dlq_prefix(tenant: str = "", provider: str = "", error_type: str = "") -> str:
+    return "/".join(["dlq", *(part for part in (tenant, provider, error_type) if part)]) + "/"
+
+
+@dataclass
+class DeadLetter:
+    payload: object
+    reason: str
+    rule: str
+    stream: str
+    source: str
+    first_seen: str
+    retry_count: int = 0
+
+    def as_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+class DeadLetterWriter:
+    """Buffers dead letters of one tenant/provider and publishes them with `flush`."""
+
+    def __init__(self, lake: LakeResource, tenant: str, provider: str, source: str):
+        self.lake, self.tenant, self.provider, self.source = lake, tenant, provider, source
+        self._pending: dict[tuple[str, str], list[dict]] = defaultdict(list)
+        self.counts: Counter = Counter()
+
+    def add(self, payload: object, rule: str, reason: str, stream: str | None,
+            first_seen: str | None = None, retry_count: int = 0) -> None:
+        now = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        letter = DeadLetter(payload, reason, rule, stream or "_unknown", self.source, first_seen or now, retry_count)
+        self._pending[(rule, letter.stream)].append(letter.as_dict())
+        self.counts[rule] += 1
+
+    def flush(self) -> list[str]:
+        keys = []
+        now = datetime.now(timezone.utc)
+        for (rule, stream), letters in sorted(self._pending.items()):
+            prefix = f"{dlq_prefix(self.tenant, self.provider, rule)}{stream}/day={now:%Y-%m-%d}/"
+            keys.append(publish_new(self.lake, prefix, "", now, encode_ndjson_gz(letters)))
+        self._pending.clear()
+        return keys

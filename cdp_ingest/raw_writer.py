@@ -1,0 +1,82 @@
+"""The raw batch writer every ingestion path shares (Singer target, file drops, DLQ reprocessing).
+
+Records are validated against the stream's registered schema (and, for Singer, the tap's own
+SCHEMA message); valid ones are buffered per (stream, event day) and published as NDJSON.gz files
+of at most 20,000 records; invalid ones go to the dead-letter zone with the reason. `flush()`
+makes everything received so far durable (raw files and dead letters) and only then returns.
+"""
+
+import time
+from collections import Counter, defaultdict
+from collections.abc import Callable
+from datetime import date, datetime, timezone
+
+from cdp_ingest.dead_letters import SCHEMA_VIOLATION, UNKNOWN_STREAM, DeadLetterWriter
+from cdp_ingest.registry import DriftReport, SchemaRegistry
+from cdp_resources.lake import LakeResource
+from cdp_resources.raw_zone import MAX_RECORDS_PER_FILE, encode_ndjson_gz, event_day, publish_new, raw_prefix
+
+
+class RawBatchWriter:
+    """Validated, batched writes of one tenant/provider into the raw zone."""
+
+    def __init__(self, lake: LakeResource, registry: SchemaRegistry, tenant: str, provider: str, source: str,
+                 max_records: int = MAX_RECORDS_PER_FILE, max_age_seconds: float = 300.0,
+                 clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc)):
+        self.lake, self.registry, self.tenant, self.provider = lake, registry, tenant, provider
+        self.max_records, self.max_age_seconds, self.clock = max_records, max_age_seconds, clock
+        self.dead_letters = DeadLetterWriter(lake, tenant, provider, source)
+        self._buffers: dict[tuple[str, date], list[dict]] = defaultdict(list)
+        self._oldest: float | None = None
+        self.landed: Counter = Counter()  # stream -> records published
+        self.drift: dict[str, DriftReport] = defaultdict(DriftReport)
+        self.files: list[str] = []
+
+    # intake --------------------------------------------------------------------------------
+    def add(self, stream: str, record: dict, extra_errors: list[str] = (), first_seen: str | None = None,
+            retry_count: int = 0) -> bool:
+        """Validate and buffer one record; True when accepted, False when dead-lettered."""
+        if not self.registry.knows(self.provider, stream):
+            self.dead_letters.add(record, UNKNOWN_STREAM, f"no schema registered for {self.provider}/{stream}",
+                                  stream, first_seen, retry_count)
+            return False
+        registered = self.registry.latest(self.provider, stream)
+        errors = [*extra_errors, *registered.errors(record)] if isinstance(record, dict) else ["(record): not an object"]
+        if errors:
+            self.dead_letters.add(record, SCHEMA_VIOLATION, "; ".join(errors), stream, first_seen, retry_count)
+            return False
+        self.drift[stream].add(record, registered.schema)
+        day = event_day(record.get(registered.event_time_field)) or self.clock().date()
+        buffer = self._buffers[(stream, day)]
+        buffer.append(record)
+        if self._oldest is None:
+            self._oldest = time.monotonic()
+        if len(buffer) >= self.max_records:
+            self._publish(stream, day)
+        return True
+
+    def dead_letter(self, payload: object, rule: str, reason: str, stream: str | None) -> None:
+        self.dead_letters.add(payload, rule, reason, stream)
+
+    # output --------------------------------------------------------------------------------
+    def due(self) -> bool:
+        """True when the oldest buffered record has waited longer than the time limit."""
+        return self._oldest is not None and time.monotonic() - self._oldest >= self.max_age_seconds
+
+    def _publish(self, stream: str, day: date) -> None:
+        records = self._buffers.pop((stream, day))
+        key = publish_new(self.lake, raw_prefix(self.tenant, self.provider, stream, day), f"{stream}_",
+                          self.clock(), encode_ndjson_gz(records))
+        self.files.append(key)
+        self.landed[stream] += len(records)
+
+    def flush(self) -> None:
+        """Publish every buffered record and dead letter; returns once all are durable."""
+        for stream, day in sorted(self._buffers):
+            self._publish(stream, day)
+        self.dead_letters.flush()
+        self._oldest = None
+
+    @property
+    def dead_lettered(self) -> int:
+        return sum(self.dead_letters.counts.values())

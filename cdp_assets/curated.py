@@ -9,6 +9,7 @@ from datetime import date, timedelta
 
 from dagster import (
     AssetExecutionContext,
+    AssetKey,
     BackfillPolicy,
     MaterializeResult,
     MetadataValue,
@@ -17,7 +18,7 @@ from dagster import (
 from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
-from cdp_assets.raw import raw_app_events, read_manifest
+from cdp_assets.raw import read_manifest
 from cdp_resources.lake import LakeResource
 from cdp_resources.spark import SparkDeltaResource
 from partitions import daily_partitions
@@ -99,7 +100,7 @@ def preview(frame: DataFrame, columns: list[str], rows: int = 5) -> MetadataValu
     ),
     partitions_def=daily_partitions,
     backfill_policy=BackfillPolicy.single_run(),
-    deps=[raw_app_events],
+    deps=[AssetKey(["raw", "app", "events"])],
     tags={"layer": "curated"},
 )
 def curated_events(context: AssetExecutionContext, lake: LakeResource, spark: SparkDeltaResource) -> MaterializeResult:

@@ -3,16 +3,18 @@
 from dagster import Definitions
 
 from cdp_assets.curated import curated_events
-from cdp_assets.raw import raw_app_events
+from cdp_assets.raw import raw_assets
 from cdp_resources.lake import LakeResource
 from cdp_resources.settings import default_lake_uri, env_or_default
 from cdp_resources.spark import SparkDeltaResource
+from sensors.raw_files import raw_file_sensor
 from sensors.schedules import lake_daily_job, lake_daily_schedule
 
 defs = Definitions(
-    assets=[raw_app_events, curated_events],
+    assets=[*raw_assets, curated_events],
     jobs=[lake_daily_job],
     schedules=[lake_daily_schedule],
+    sensors=[raw_file_sensor],
     resources={
         "lake": LakeResource(
             base_uri=env_or_default("CDP_LAKE_URI", default_lake_uri()),

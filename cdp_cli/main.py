@@ -1,4 +1,4 @@
-"""`cdp` console command: generate | demo | dev | postgres {start,stop,status,url,bindir} | jars fetch."""
+"""`cdp` console command: generate | demo | dev | drops | dlq | postgres … | jars fetch."""
 
 import argparse
 import os
@@ -13,14 +13,13 @@ from partitions import late_days, start_date
 
 
 def _generate(args) -> int:
-    from cdp_resources.lake import LakeResource
     from cdp_sampledata.generator import generate
 
     config = GeneratorConfig(
         tenants=tuple(args.tenants.split(",")), days=args.days, customers=args.customers, seed=args.seed,
         start=date.fromisoformat(args.start), late_days=late_days(), rates=DirtRates(),
     )
-    lake = LakeResource(base_uri=args.lake, s3_endpoint_url=os.environ.get("CDP_S3_ENDPOINT_URL"))
+    lake = _lake_from(args.lake)
     summary = generate(lake, config, workers=args.workers)
     rate = summary.total_records / summary.seconds
     print(f"{summary.total_records:,} records in {summary.files:,} files, {summary.seconds:.1f}s ({rate:,.0f} records/s)")
@@ -62,6 +61,37 @@ def _postgres(args) -> int:
     return 0
 
 
+def _lake_from(uri: str | None):
+    from cdp_resources.lake import LakeResource
+
+    return LakeResource(base_uri=uri or os.environ.get("CDP_LAKE_URI") or default_lake_uri(),
+                        s3_endpoint_url=os.environ.get("CDP_S3_ENDPOINT_URL"))
+
+
+def _drops(args) -> int:
+    from cdp_ingest.file_drops import process_drops
+    from cdp_ingest.registry import SchemaRegistry
+
+    lake = _lake_from(args.lake)
+    outcomes = process_drops(_lake_from(args.drops) if args.drops else lake, lake, SchemaRegistry())
+    for outcome in outcomes:
+        note = f" ({outcome.error})" if outcome.error else ""
+        print(f"{outcome.key}: {outcome.records} records, {outcome.landed} landed, "
+              f"{outcome.dead_lettered} dead-lettered{note}")
+    print(f"{len(outcomes)} drop files processed")
+    return 0
+
+
+def _dlq(args) -> int:
+    from cdp_ingest.registry import SchemaRegistry
+    from cdp_ingest.reprocess import reprocess
+
+    outcome = reprocess(_lake_from(args.lake), SchemaRegistry(), args.tenant, args.provider, args.error_type, args.stream)
+    print(f"{outcome.resubmitted} dead letters resubmitted: {sum(outcome.landed.values())} landed "
+          f"{dict(outcome.landed)}, {sum(outcome.still_failing.values())} still failing {dict(outcome.still_failing)}")
+    return 0
+
+
 def _jars(args) -> int:
     from cdp_resources.spark_jars import ensure_jars
 
@@ -79,7 +109,7 @@ def parser() -> argparse.ArgumentParser:
     gen.add_argument("--customers", type=int, default=2_000, help="people per tenant")
     gen.add_argument("--seed", type=int, default=42)
     gen.add_argument("--start", default=start_date(), help="first day (YYYY-MM-DD)")
-    gen.add_argument("--lake", default=os.environ.get("CDP_LAKE_URI") or default_lake_uri())
+    gen.add_argument("--lake", help="lake root (default: CDP_LAKE_URI or .cdp/lake)")
     gen.add_argument("--workers", type=int, default=os.cpu_count() or 2)
     gen.set_defaults(handler=_generate)
 
@@ -91,6 +121,21 @@ def parser() -> argparse.ArgumentParser:
     dev.add_argument("--host", default="127.0.0.1")
     dev.add_argument("--port", type=int, default=3000)
     dev.set_defaults(handler=_dev)
+
+    drops = commands.add_parser("drops", help="convert pending file drops (CSV, JSON-lines, Parquet) into raw files")
+    drops.add_argument("action", choices=["process"])
+    drops.add_argument("--drops", help="drop location (directory or s3://…); default: the lake")
+    drops.add_argument("--lake")
+    drops.set_defaults(handler=_drops)
+
+    dlq = commands.add_parser("dlq", help="resubmit dead letters through validation")
+    dlq.add_argument("action", choices=["reprocess"])
+    dlq.add_argument("--tenant", required=True)
+    dlq.add_argument("--provider", required=True)
+    dlq.add_argument("--error-type", help="only this rule (e.g. schema_violation)")
+    dlq.add_argument("--stream")
+    dlq.add_argument("--lake")
+    dlq.set_defaults(handler=_dlq)
 
     pg = commands.add_parser("postgres", help="the embedded PostgreSQL under .cdp/postgres")
     pg.add_argument("action", choices=["start", "stop", "status", "url", "bindir"])

@@ -6,16 +6,19 @@ an S3 object appears whole when its upload completes. Readers never see half a f
 S3 goes through boto3, with the client from dagster-aws's `S3Resource`.
 """
 
+from __future__ import annotations
+
 import os
 import uuid
 from collections.abc import Iterator
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import NamedTuple
 from urllib.parse import urlparse
 
 from dagster import ConfigurableResource
 from dagster_aws.s3 import S3Resource
+from dagster_aws.s3.sensor import get_objects
 from pydantic import Field, PrivateAttr
 
 _TEMP_MARK = ".tmp-"
@@ -50,6 +53,9 @@ class _LocalLake:
                     stat = full.stat()
                     yield LakeObject(key, stat.st_size, datetime.fromtimestamp(stat.st_mtime, timezone.utc))
 
+    def list_since(self, prefix: str, since: datetime) -> Iterator[LakeObject]:
+        return (obj for obj in self.list(prefix) if obj.last_modified >= since)
+
     def read_bytes(self, key: str) -> bytes:
         return self.path(key).read_bytes()
 
@@ -63,6 +69,7 @@ class _LocalLake:
             dst.flush()
             os.fsync(dst.fileno())
         os.replace(temp, target)
+        os.utime(target)
 
     def write_bytes(self, key: str, data: bytes, if_absent: bool = False) -> None:
         target = self.path(key)
@@ -79,6 +86,7 @@ class _LocalLake:
                 temp.unlink()
         else:
             os.replace(temp, target)
+        os.utime(target)  # modified = published, so a listing since a cursor never misses it
 
     def delete(self, key: str) -> None:
         self.path(key).unlink(missing_ok=True)
@@ -88,6 +96,8 @@ class _LocalLake:
 
 
 class _S3Lake:
+    """Objects under s3://bucket/prefix; listings since a time go through dagster-aws's `get_objects`."""
+
     def __init__(self, bucket: str, prefix: str, client):
         self.bucket, self.prefix, self.client = bucket, prefix.strip("/"), client
 
@@ -99,6 +109,13 @@ class _S3Lake:
         for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=self._full(prefix)):
             for obj in page.get("Contents", []):
                 yield LakeObject(obj["Key"][strip:], obj["Size"], obj["LastModified"])
+
+    def list_since(self, prefix: str, since: datetime) -> Iterator[LakeObject]:
+        strip = len(self.prefix) + 1 if self.prefix else 0
+        # get_objects is exclusive of `since`; S3 times have 1-second granularity, so include it.
+        for obj in get_objects(self.bucket, self._full(prefix), since_last_modified=since - timedelta(microseconds=1),
+                               client=self.client):
+            yield LakeObject(obj["Key"][strip:], obj["Size"], obj["LastModified"])
 
     def read_bytes(self, key: str) -> bytes:
         return self.client.get_object(Bucket=self.bucket, Key=self._full(key))["Body"].read()
@@ -147,6 +164,11 @@ class LakeResource(ConfigurableResource):
     def list(self, prefix: str = "") -> list[LakeObject]:
         """Every object whose key starts with `prefix`, sorted by key."""
         return sorted(self._lake().list(prefix))
+
+    def list_since(self, prefix: str, since: datetime | None) -> list[LakeObject]:
+        """Objects under `prefix` modified at or after `since` (all when None), oldest first."""
+        objects = self._lake().list(prefix) if since is None else self._lake().list_since(prefix, since)
+        return sorted(objects, key=lambda obj: (obj.last_modified, obj.key))
 
     def read_bytes(self, key: str) -> bytes:
         return self._lake().read_bytes(key)

@@ -8,6 +8,7 @@ arrives late lands in a new file under its own, older, day, so the file's name t
 
 import gzip
 import re
+import zlib
 from collections.abc import Iterator
 from datetime import date, datetime, timezone
 
@@ -76,3 +77,15 @@ def publish_new(lake, prefix: str, stem: str, flushed_at: datetime, data: bytes)
             return key
         except FileExistsError:
             seq += 1
+
+
+def gunzip_what_you_can(data: bytes) -> tuple[bytes, str | None]:
+    """The decompressed bytes, and an error when the stream is truncated or corrupt part-way."""
+    inflater = zlib.decompressobj(wbits=31)
+    try:
+        body = inflater.decompress(data)
+    except zlib.error as error:
+        return b"", f"not a readable gzip file: {error}"
+    if not inflater.eof:
+        return body, "gzip stream is truncated: the file ends before its end-of-stream marker"
+    return body, None

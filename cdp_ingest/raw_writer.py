@@ -36,6 +36,7 @@ class RawBatchWriter:
     def add(self, stream: str, record: dict, extra_errors: list[str] = (), first_seen: str | None = None,
             retry_count: int = 0) -> bool:
         """Validate and buffer one record; True when accepted, False when dead-lettered."""
+        self._touch()
         if not self.registry.knows(self.provider, stream):
             self.dead_letters.add(record, UNKNOWN_STREAM, f"no schema registered for {self.provider}/{stream}",
                                   stream, first_seen, retry_count)
@@ -49,19 +50,28 @@ class RawBatchWriter:
         day = event_day(record.get(registered.event_time_field)) or self.clock().date()
         buffer = self._buffers[(stream, day)]
         buffer.append(record)
-        if self._oldest is None:
-            self._oldest = time.monotonic()
         if len(buffer) >= self.max_records:
             self._publish(stream, day)
         return True
 
     def dead_letter(self, payload: object, rule: str, reason: str, stream: str | None) -> None:
+        self._touch()
         self.dead_letters.add(payload, rule, reason, stream)
 
+    def _touch(self) -> None:
+        if self._oldest is None:
+            self._oldest = time.monotonic()
+
     # output --------------------------------------------------------------------------------
+    def seconds_until_due(self) -> float:
+        """How long until the oldest buffered record reaches the time limit (the limit itself when empty)."""
+        if self._oldest is None:
+            return self.max_age_seconds
+        return self.max_age_seconds - (time.monotonic() - self._oldest)
+
     def due(self) -> bool:
-        """True when the oldest buffered record has waited longer than the time limit."""
-        return self._oldest is not None and time.monotonic() - self._oldest >= self.max_age_seconds
+        """True when the oldest buffered record has waited as long as the time limit allows."""
+        return self._oldest is not None and self.seconds_until_due() <= 0
 
     def _publish(self, stream: str, day: date) -> None:
         records = self._buffers.pop((stream, day))

@@ -13,7 +13,9 @@ from a Meltano-style `--config` JSON file (`tenant`, `provider`, `lake_uri`, `ma
 import argparse
 import json
 import os
+import queue
 import sys
+import threading
 from typing import IO
 
 from jsonschema import Draft202012Validator
@@ -26,6 +28,12 @@ from cdp_resources.raw_zone import MAX_RECORDS_PER_FILE
 from cdp_resources.settings import default_lake_uri
 
 
+def _pump(source: IO[str], lines: queue.Queue) -> None:
+    for line in source:
+        lines.put(line)
+    lines.put(None)
+
+
 class SingerTarget:
     """Consumes Singer messages; `run` returns the counts for the summary line."""
 
@@ -36,8 +44,17 @@ class SingerTarget:
         self.pending_state: dict | None = None
         self.received = 0
 
-    def run(self, lines) -> None:
-        for line in lines:
+    def run(self, source: IO[str]) -> None:
+        """Handle every message of `source`; flush when the time limit passes, even while the tap is quiet."""
+        lines: queue.Queue = queue.Queue(maxsize=10_000)
+        threading.Thread(target=_pump, args=(source, lines), daemon=True).start()
+        while True:
+            try:
+                line = lines.get(timeout=max(0.05, self.writer.seconds_until_due()))
+            except queue.Empty:
+                line = ""
+            if line is None:
+                break
             if line.strip():
                 self.handle(line)
             if self.writer.due():

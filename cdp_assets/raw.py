@@ -4,7 +4,7 @@ Materialising a partition takes stock of that day's files for every tenant: it w
 (`manifests/raw/{provider}/{stream}/{day}.json`: each file's key, bytes and record count) that
 downstream Spark assets read, so a curated run reads exactly the files the raw run saw. Metadata:
 files, records, bytes, records per tenant, schema drift (fields not in the registered schema,
-with count and example) and the dead letters first seen that day, per rule.
+with count and example) and the stream's dead letters of that day, per rule.
 """
 
 import json
@@ -59,11 +59,11 @@ def read_manifest(lake: LakeResource, provider: str, stream: str, day: str) -> d
 
 
 def dead_letter_counts(lake: LakeResource, provider: str, stream: str, days: list[str]) -> Counter:
-    """Dead letters of `provider/stream` first seen on `days`, per rule."""
-    counts = Counter()
+    """Dead letters of `provider/stream` filed under `days`, per rule."""
+    counts, wanted = Counter(), set(days)
     for obj in lake.list("dlq/"):
         match = DLQ_KEY.match(obj.key)
-        if match and (match["provider"], match["stream"], match["day"]) in {(provider, stream, d) for d in days}:
+        if match and (match["provider"], match["stream"]) == (provider, stream) and match["day"] in wanted:
             counts[match["error_type"]] += gunzip_what_you_can(lake.read_bytes(obj.key))[0].count(b"\n")
     return counts
 

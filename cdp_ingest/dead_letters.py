@@ -1,6 +1,7 @@
 """The dead-letter zone: every record the edge could not accept, with why, kept for reprocessing.
 
-`dlq/{tenant}/{provider}/{error_type}/{stream}/day={first-seen day}/{utc-ts}_{seq}.ndjson.gz`;
+`dlq/{tenant}/{provider}/{error_type}/{stream}/day={day}/{utc-ts}_{seq}.ndjson.gz`, where day is
+the record's event day when it can be read, else the day it was first seen;
 each line keeps the original payload (or raw line) with reason, rule (the error type), source,
 first-seen time and retry count. Nothing the edge receives is dropped without landing here.
 """
@@ -8,7 +9,7 @@ first-seen time and retry count. Nothing the edge receives is dropped without la
 import re
 from collections import Counter, defaultdict
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import date, datetime, timezone
 
 from cdp_resources.lake import LakeResource
 from cdp_resources.raw_zone import encode_ndjson_gz, publish_new
@@ -53,17 +54,18 @@ class DeadLetterWriter:
         self.counts: Counter = Counter()
 
     def add(self, payload: object, rule: str, reason: str, stream: str | None,
-            first_seen: str | None = None, retry_count: int = 0) -> None:
-        now = datetime.now(timezone.utc).isoformat(timespec="seconds")
-        letter = DeadLetter(payload, reason, rule, stream or "_unknown", self.source, first_seen or now, retry_count)
-        self._pending[(rule, letter.stream)].append(letter.as_dict())
+            first_seen: str | None = None, retry_count: int = 0, day: date | None = None) -> None:
+        now = datetime.now(timezone.utc)
+        letter = DeadLetter(payload, reason, rule, stream or "_unknown", self.source,
+                            first_seen or now.isoformat(timespec="seconds"), retry_count)
+        self._pending[(rule, letter.stream, day or now.date())].append(letter.as_dict())
         self.counts[rule] += 1
 
     def flush(self) -> list[str]:
         keys = []
         now = datetime.now(timezone.utc)
-        for (rule, stream), letters in sorted(self._pending.items()):
-            prefix = f"{dlq_prefix(self.tenant, self.provider, rule)}{stream}/day={now:%Y-%m-%d}/"
+        for (rule, stream, day), letters in sorted(self._pending.items()):
+            prefix = f"{dlq_prefix(self.tenant, self.provider, rule)}{stream}/day={day.isoformat()}/"
             keys.append(publish_new(self.lake, prefix, "", now, encode_ndjson_gz(letters)))
         self._pending.clear()
         return keys

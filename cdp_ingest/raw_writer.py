@@ -42,12 +42,15 @@ class RawBatchWriter:
                                   stream, first_seen, retry_count)
             return False
         registered = self.registry.latest(self.provider, stream)
-        errors = [*extra_errors, *registered.errors(record)] if isinstance(record, dict) else ["(record): not an object"]
+        if not isinstance(record, dict):
+            self.dead_letters.add(record, SCHEMA_VIOLATION, "(record): not an object", stream, first_seen, retry_count)
+            return False
+        day = event_day(record.get(registered.event_time_field)) or self.clock().date()
+        errors = [*extra_errors, *registered.errors(record)]
         if errors:
-            self.dead_letters.add(record, SCHEMA_VIOLATION, "; ".join(errors), stream, first_seen, retry_count)
+            self.dead_letters.add(record, SCHEMA_VIOLATION, "; ".join(errors), stream, first_seen, retry_count, day)
             return False
         self.drift[stream].add(record, registered.schema)
-        day = event_day(record.get(registered.event_time_field)) or self.clock().date()
         buffer = self._buffers[(stream, day)]
         buffer.append(record)
         if len(buffer) >= self.max_records:

@@ -18,11 +18,11 @@ import sys
 import threading
 from typing import IO
 
-from jsonschema import Draft202012Validator
+import orjson
 
 from cdp_ingest.dead_letters import BREAKING_SCHEMA_CHANGE, MALFORMED_JSON, RECORD_BEFORE_SCHEMA
 from cdp_ingest.raw_writer import RawBatchWriter
-from cdp_ingest.registry import SchemaRegistry, tap_schema_conflicts
+from cdp_ingest.registry import SchemaCheck, SchemaRegistry, tap_schema_conflicts
 from cdp_resources.lake import LakeResource
 from cdp_resources.raw_zone import MAX_RECORDS_PER_FILE
 from cdp_resources.settings import default_lake_uri
@@ -39,7 +39,7 @@ class SingerTarget:
 
     def __init__(self, writer: RawBatchWriter, out: IO[str]):
         self.writer, self.out = writer, out
-        self.validators: dict[str, Draft202012Validator] = {}
+        self.validators: dict[str, SchemaCheck] = {}
         self.broken: dict[str, str] = {}  # stream -> why its tap schema breaks the registry
         self.pending_state: dict | None = None
         self.received = 0
@@ -70,7 +70,7 @@ class SingerTarget:
 
     def handle(self, line: str) -> None:
         try:
-            message = json.loads(line)
+            message = orjson.loads(line)
             kind = message["type"]
         except (ValueError, KeyError, TypeError) as error:
             self.received += 1
@@ -88,7 +88,7 @@ class SingerTarget:
 
     def schema(self, message: dict) -> None:
         stream, schema = message["stream"], message.get("schema", {})
-        self.validators[stream] = Draft202012Validator(schema)
+        self.validators[stream] = SchemaCheck(schema)
         self.broken.pop(stream, None)
         if self.writer.registry.knows(self.writer.provider, stream):
             registered = self.writer.registry.latest(self.writer.provider, stream).schema
@@ -105,7 +105,7 @@ class SingerTarget:
         elif stream in self.broken:
             self.writer.dead_letter(record, BREAKING_SCHEMA_CHANGE, self.broken[stream], stream)
         else:
-            tap_errors = [f"tap schema: {e.message}" for e in self.validators[stream].iter_errors(record)]
+            tap_errors = [f"tap schema: {error}" for error in self.validators[stream].errors(record)]
             self.writer.add(stream, record, tap_errors)
 
     def activate_version(self, message: dict) -> None:

@@ -9,6 +9,9 @@ import pytest
 from dagster import AssetKey, DagsterRunStatus, Definitions
 
 from cdp_assets.definitions import defs
+from cdp_ingest.raw_writer import RawBatchWriter
+from cdp_ingest.registry import SchemaRegistry
+from cdp_sampledata.streams import DRIFT_FIELD
 from cdp_resources.raw_zone import RAW_KEY, decode_ndjson_gz
 from cdp_resources.spark import SparkDeltaResource
 from sensors.schedules import lake_daily_job
@@ -53,6 +56,9 @@ def test_backfill_then_rerun_one_partition(spark, sample_lake, dagster_instance,
     first = SAMPLE_CONFIG.start
     last = first + timedelta(days=SAMPLE_CONFIG.days - 1)
     expected, delivered = expected_events_per_day(sample_lake)
+    writer = RawBatchWriter(sample_lake, SchemaRegistry(), "globex", "shopify", source="test")
+    writer.add("customers", {"id": "not-an-int", "updated_at": f"{first + timedelta(days=1)}T10:00:00Z"})
+    writer.flush()
 
     backfill = run_days(sample_lake, dagster_instance, first, last)
     assert backfill.success
@@ -65,6 +71,11 @@ def test_backfill_then_rerun_one_partition(spark, sample_lake, dagster_instance,
     assert metadata["unparseable_timestamps"].value == 0
     raw_event = dagster_instance.get_latest_materialization_event(AssetKey(["raw", "app", "events"]))
     assert raw_event.asset_materialization.metadata["dagster/row_count"].value == delivered
+    customers = dagster_instance.get_latest_materialization_event(AssetKey(["raw", "shopify", "customers"]))
+    customer_meta = customers.asset_materialization.metadata
+    drift = customer_meta["schema_drift"].value[DRIFT_FIELD]
+    assert drift["count"] > 0 and set(drift["example"]) == {"state", "opt_in_level"}
+    assert customer_meta["dead_letters_by_rule"].value == {"schema_violation": 1}
 
     rerun = run_days(sample_lake, dagster_instance, first + timedelta(days=2), first + timedelta(days=2))
     assert rerun.success

@@ -1,6 +1,6 @@
 # The two commands: `make demo` (set up, generate sample data, materialise the graph) and
 # `make test` (set up, run the test suite). Everything else is a helper.
-.PHONY: demo test setup dev postgres-stop lock bench-generator
+.PHONY: demo test setup dev postgres-stop lock bench-generator bench-ingest
 
 demo: setup
 	.venv/bin/cdp demo
@@ -22,3 +22,6 @@ lock:
 
 bench-generator: setup
 	.venv/bin/python bench/generator_throughput.py
+
+bench-ingest: setup
+	.venv/bin/python bench/ingest.py

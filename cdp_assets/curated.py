@@ -72,14 +72,18 @@ def replace_partitions(frame: DataFrame, path: str, column: str, first: date, la
     )
 
 
-def raw_files_for(lake: LakeResource, provider: str, stream: str, first: date, last: date) -> list[str]:
-    """Spark paths of the raw files of days first..last, as their raw manifests list them."""
-    paths = []
+def raw_files_for(lake: LakeResource, provider: str, stream: str, first: date, last: date) -> tuple[list[str], list[str]]:
+    """Spark paths of the readable raw files of days first..last as their manifests list them, and
+    the keys of damaged ones (left out; the raw asset reports them)."""
+    paths, damaged = [], []
     for offset in range((last - first).days + 1):
         manifest = read_manifest(lake, provider, stream, (first + timedelta(days=offset)).isoformat())
-        if manifest:
-            paths.extend(lake.spark_path(entry["key"]) for entry in manifest["files"])
-    return paths
+        for entry in manifest["files"] if manifest else []:
+            if "error" in entry:
+                damaged.append(entry["key"])
+            else:
+                paths.append(lake.spark_path(entry["key"]))
+    return paths, damaged
 
 
 def preview(frame: DataFrame, columns: list[str], rows: int = 5) -> MetadataValue:
@@ -108,7 +112,7 @@ def curated_events(context: AssetExecutionContext, lake: LakeResource, spark: Sp
     first, last = window.start.date(), window.end.date() - timedelta(days=1)
     session: SparkSession = spark.spark_session
     table_path = lake.spark_path("curated/events")
-    files = raw_files_for(lake, "app", "events", first, last)
+    files, damaged = raw_files_for(lake, "app", "events", first, last)
     context.log.info(f"events {first}..{last}: reading {len(files)} raw files")
 
     raw = session.read.schema(EVENTS_SCHEMA).json(files) if files else session.createDataFrame([], EVENTS_SCHEMA)
@@ -124,6 +128,7 @@ def curated_events(context: AssetExecutionContext, lake: LakeResource, spark: Sp
         "duplicates_removed": delivered - rows,
         "unparseable_timestamps": unparseable,
         "raw_files_read": len(files),
+        "damaged_raw_files_skipped": len(damaged),
         "table_path": MetadataValue.path(table_path),
         "preview": preview(curated, ["tenant_id", "event_date", "event", "user_id", "anonymous_id", "event_ts"]),
     }

@@ -41,12 +41,13 @@ def build_manifests(lake: LakeResource, registered: RegisteredSchema, days: list
         if not match or (match["provider"], match["stream"]) != (provider, stream) or _day(match) not in manifests:
             continue
         body, error = gunzip_what_you_can(lake.read_bytes(obj.key))
-        lines = body.splitlines()
+        complete = body if not error else body[: body.rfind(b"\n") + 1]  # never count half a record
+        lines = complete.splitlines()
         for line in lines:
             drift.add(orjson.loads(line), registered.schema)
         entry = {"key": obj.key, "tenant": match["tenant"], "bytes": obj.size, "records": len(lines)}
         if error:
-            entry["error"] = error
+            entry["error"] = error  # downstream leaves damaged files out and reports them
         manifests[_day(match)]["files"].append(entry)
     return manifests, drift
 
@@ -84,11 +85,14 @@ def raw_stream_asset(registered: RegisteredSchema) -> AssetsDefinition:
         metadata={"schema_version": registered.version, "natural_key": ", ".join(registered.key)},
     )
     def _raw(context: AssetExecutionContext, lake: LakeResource) -> MaterializeResult:
-        totals, tenants = Counter(), Counter()
+        totals, tenants, damaged = Counter(), Counter(), []
         manifests, drift = build_manifests(lake, registered, context.partition_keys)
         for day, manifest in manifests.items():
             lake.write_bytes(manifest_key(provider, stream, day), json.dumps(manifest, indent=1).encode())
             for entry in manifest["files"]:
+                if "error" in entry:
+                    damaged.append({"key": entry["key"], "error": entry["error"]})
+                    context.log.error(f"damaged raw file {entry['key']}: {entry['error']}")
                 totals["files"] += 1
                 totals["records"] += entry["records"]
                 totals["bytes"] += entry["bytes"]
@@ -105,6 +109,7 @@ def raw_stream_asset(registered: RegisteredSchema) -> AssetsDefinition:
                 "records_by_tenant": MetadataValue.json(dict(sorted(tenants.items()))),
                 "schema_drift": MetadataValue.json(drift.as_dict()),
                 "drift_fields": len(drift.counts),
+                "damaged_files": MetadataValue.json(damaged),
                 "dead_letters": sum(dead_letters.values()),
                 "dead_letters_by_rule": MetadataValue.json(dict(sorted(dead_letters.items()))),
                 "lake_prefix": MetadataValue.path(lake.spark_path(f"raw/*/{provider}/{stream}/")),

@@ -56,9 +56,13 @@ def s3_bucket(s3_endpoint, request) -> str:
     return name
 
 
-@pytest.fixture
-def local_lake(tmp_path) -> LakeResource:
-    return LakeResource(base_uri=str(tmp_path / "lake"))
+@pytest.fixture(params=["local", "s3"])
+def any_lake(request, tmp_path) -> LakeResource:
+    """A lake on a local directory, then the same test on moto's S3 server (under a prefix)."""
+    if request.param == "local":
+        return LakeResource(base_uri=str(tmp_path / "lake"))
+    return LakeResource(base_uri=f"s3://{request.getfixturevalue('s3_bucket')}/lake",
+                        s3_endpoint_url=request.getfixturevalue("s3_endpoint"))
 
 
 @pytest.fixture(scope="session")

@@ -52,8 +52,8 @@ def test_reprocess_command(tmp_path):
     writer.add("charges", {"id": "ch_1", "amount": "12", "currency": "usd", "created": 1767657300})
     writer.flush()
     cdp = str(Path(sys.executable).parent / "cdp")
-    result = subprocess.run([cdp, "dlq", "reprocess", "--tenant", "acme_corp", "--provider", "stripe", "--lake", str(lake_dir := tmp_path / "lake")],
-                            capture_output=True, text=True)
+    result = subprocess.run([cdp, "dlq", "reprocess", "--tenant", "acme_corp", "--provider", "stripe",
+                             "--lake", lake.base_uri], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert "1 dead letters resubmitted: 0 landed {}, 1 still failing {'schema_violation': 1}" in result.stdout
-    assert read_all(LakeResource(base_uri=str(lake_dir)), "dlq/")[0]["retry_count"] == 1
+    assert read_all(lake, "dlq/")[0]["retry_count"] == 1

@@ -16,12 +16,9 @@ from cdp_resources.lake import LakeResource
 from cdp_resources.raw_zone import RAW_KEY, decode_ndjson_gz, event_day
 
 
-@pytest.fixture(params=["local", "s3"])
-def drops(request, tmp_path) -> LakeResource:
-    if request.param == "local":
-        return LakeResource(base_uri=str(tmp_path / "drops"))
-    return LakeResource(base_uri=f"s3://{request.getfixturevalue('s3_bucket')}/drops-root",
-                        s3_endpoint_url=request.getfixturevalue("s3_endpoint"))
+@pytest.fixture
+def drops(any_lake) -> LakeResource:
+    return any_lake
 
 
 @pytest.fixture(scope="module")

@@ -5,12 +5,9 @@ import pytest
 from cdp_resources.lake import LakeResource
 
 
-@pytest.fixture(params=["local", "s3"])
-def lake(request, tmp_path) -> LakeResource:
-    if request.param == "local":
-        return LakeResource(base_uri=str(tmp_path / "lake"))
-    bucket = request.getfixturevalue("s3_bucket")
-    return LakeResource(base_uri=f"s3://{bucket}/tenant-lake", s3_endpoint_url=request.getfixturevalue("s3_endpoint"))
+@pytest.fixture
+def lake(any_lake) -> LakeResource:
+    return any_lake
 
 
 def test_write_read_list_delete(lake):
@@ -55,7 +52,7 @@ def test_write_if_absent_never_replaces(lake):
 def test_spark_paths(lake):
     path = lake.spark_path("curated/events")
     if lake.is_s3:
-        assert path.startswith("s3a://cdp-") and path.endswith("/tenant-lake/curated/events")
+        assert path.startswith("s3a://cdp-") and path.endswith("/lake/curated/events")
     else:
         assert path.endswith("/lake/curated/events") and path.startswith("/")
 

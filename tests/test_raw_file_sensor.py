@@ -14,12 +14,9 @@ from sensors.raw_files import raw_file_sensor
 EVENTS, CURATED_EVENTS, ORDERS = AssetKey(["raw", "app", "events"]), AssetKey(["curated", "events"]), AssetKey(["raw", "shopify", "orders"])
 
 
-@pytest.fixture(params=["local", "s3"])
-def lake(request, tmp_path) -> LakeResource:
-    if request.param == "local":
-        return LakeResource(base_uri=str(tmp_path / "lake"))
-    return LakeResource(base_uri=f"s3://{request.getfixturevalue('s3_bucket')}/lake",
-                        s3_endpoint_url=request.getfixturevalue("s3_endpoint"))
+@pytest.fixture
+def lake(any_lake) -> LakeResource:
+    return any_lake
 
 
 def land(lake: LakeResource, provider: str, stream: str, day: date, flushed: datetime, seq: int = 0) -> str:

@@ -1,42 +1,55 @@
-"""Curated Delta tables built with PySpark, partitioned by event date (UTC).
+"""Curated Delta tables, one asset per entity spec (`cdp_transform/entities.py`), partitioned by
+event date (UTC).
 
 Partition D reads the raw files of day D (the edge files every record under its event day, late
-ones included) and replaces partition D of the Delta table in one transaction (`replaceWhere`),
-so reruns give the same table and a failed run leaves the previous version visible.
+ones included), curates them (typing, dedup, normalisation, enrichment, quality rules) and
+replaces partition D of the table, and of the shared dead-letter table, in one Delta transaction
+each (`replaceWhere`): reruns give the same tables, and a failed run leaves the previous version
+visible. A day whose share of critical failures passes `CDP_CRITICAL_THRESHOLD` (default 0.25)
+fails the run, naming the rule. Historic mode hands a whole range to one run.
 """
 
+import json
+import os
 from datetime import date, timedelta
 
 from dagster import (
+    AssetCheckResult,
+    AssetCheckSeverity,
     AssetExecutionContext,
     AssetKey,
+    AssetsDefinition,
     BackfillPolicy,
+    Failure,
     MaterializeResult,
     MetadataValue,
     asset,
+    asset_check,
 )
-from pyspark.sql import DataFrame, SparkSession, Window
+from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from cdp_assets.raw import read_manifest
 from cdp_resources.lake import LakeResource
 from cdp_resources.spark import SparkDeltaResource
+from cdp_transform.entities import ENTITIES, EntitySpec
+from cdp_transform.pipeline import DEAD_LETTER_COLUMNS, DayStats, curate, partition_stats, split
+from cdp_transform.quality_schema import pandera_schema
 from partitions import daily_partitions
 
 CURATED_OWNERS = ["team:data-platform"]
-EVENTS_SCHEMA = (
-    "message_id string, type string, event string, user_id string, anonymous_id string, timestamp string, "
-    "properties map<string,string>, traits struct<email: string, phone: string>"
-)
+DEAD_LETTER_TABLE = "curated/_dead_letters"
 _FILE_TS = r"_(\d{8}T\d{6}Z)_\d+\.ndjson\.gz$"
 _TENANT = r"/raw/([^/]+)/"
 _DAY = r"/year=(\d{4})/month=(\d{2})/day=(\d{2})/"
 
 
-def parse_event_time(column: str) -> F.Column:
-    """Epoch millis, ISO 8601 with Z or any offset, or naive `yyyy-MM-dd HH:mm:ss` (UTC) → UTC timestamp."""
-    value = F.col(column)
-    return F.when(value.rlike(r"^[0-9]{11,}$"), F.timestamp_millis(value.cast("long"))).otherwise(F.try_to_timestamp(value))
+def critical_threshold() -> float:
+    return float(os.environ.get("CDP_CRITICAL_THRESHOLD", "0.25"))
+
+
+def curated_key(table: str) -> AssetKey:
+    return AssetKey(["curated", table])
 
 
 def with_lineage(frame: DataFrame, source: str, run_id: str) -> DataFrame:
@@ -55,21 +68,12 @@ def with_lineage(frame: DataFrame, source: str, run_id: str) -> DataFrame:
     )
 
 
-def first_delivery(frame: DataFrame, key: list[str]) -> DataFrame:
-    """One row per key: the earliest delivered copy of an at-least-once duplicate."""
-    order = Window.partitionBy(*key).orderBy("_ingest_ts", "_source_file")
-    return frame.withColumn("_copy", F.row_number().over(order)).where("_copy = 1").drop("_copy")
-
-
-def replace_partitions(frame: DataFrame, path: str, column: str, first: date, last: date) -> None:
-    """Overwrite the date partitions first..last of the Delta table at `path` in one transaction."""
-    (
-        frame.write.format("delta")
-        .mode("overwrite")
-        .partitionBy(column)
-        .option("replaceWhere", f"{column} >= '{first}' AND {column} <= '{last}'")
-        .save(path)
-    )
+def replace_partitions(frame: DataFrame, path: str, column: str, first: date, last: date, extra: str = "",
+                       partition_by: tuple[str, ...] | None = None) -> None:
+    """Overwrite the date partitions first..last (and `extra` condition) of the Delta table at `path` in one transaction."""
+    condition = f"{column} >= '{first}' AND {column} <= '{last}'" + (f" AND {extra}" if extra else "")
+    (frame.write.format("delta").mode("overwrite").partitionBy(*(partition_by or (column,)))
+     .option("replaceWhere", condition).save(path))
 
 
 def raw_files_for(lake: LakeResource, provider: str, stream: str, first: date, last: date) -> tuple[list[str], list[str]]:
@@ -86,6 +90,15 @@ def raw_files_for(lake: LakeResource, provider: str, stream: str, first: date, l
     return paths, damaged
 
 
+def read_table(spark: SparkSession, lake: LakeResource, table: str, first: date | None, last: date) -> DataFrame | None:
+    """Rows of curated `table` with event_date in first..last (from the beginning when first is None)."""
+    path = lake.spark_path(f"curated/{table}")
+    if not lake.list(f"curated/{table}/_delta_log/"):
+        return None
+    rows = spark.read.format("delta").load(path).where(F.col("event_date") <= F.lit(last))
+    return rows if first is None else rows.where(F.col("event_date") >= F.lit(first))
+
+
 def preview(frame: DataFrame, columns: list[str], rows: int = 5) -> MetadataValue:
     sample = frame.select(*columns).limit(rows).collect()
     header = "| " + " | ".join(columns) + " |\n|" + "---|" * len(columns) + "\n"
@@ -93,45 +106,150 @@ def preview(frame: DataFrame, columns: list[str], rows: int = 5) -> MetadataValu
     return MetadataValue.md(header + body)
 
 
-@asset(
-    key=["curated", "events"],
-    group_name="curated",
-    owners=CURATED_OWNERS,
-    kinds={"spark", "delta"},
-    description=(
-        "App events, one row per event: timestamps in UTC, at-least-once duplicates removed "
-        "(first delivery kept), partitioned by event date; late arrivals land in their own event day."
-    ),
-    partitions_def=daily_partitions,
-    backfill_policy=BackfillPolicy.single_run(),
-    deps=[AssetKey(["raw", "app", "events"])],
-    tags={"layer": "curated"},
-)
-def curated_events(context: AssetExecutionContext, lake: LakeResource, spark: SparkDeltaResource) -> MaterializeResult:
-    window = context.partition_time_window
-    first, last = window.start.date(), window.end.date() - timedelta(days=1)
-    session: SparkSession = spark.spark_session
-    table_path = lake.spark_path("curated/events")
-    files, damaged = raw_files_for(lake, "app", "events", first, last)
-    context.log.info(f"events {first}..{last}: reading {len(files)} raw files")
+def _enforce_threshold(spec: EntitySpec, stats: dict[str, DayStats]) -> None:
+    limit = critical_threshold()
+    for day, day_stats in sorted(stats.items()):
+        if day_stats.rows_after_dedup and day_stats.dead_lettered / day_stats.rows_after_dedup > limit:
+            rule, count = max(day_stats.critical.items(), key=lambda item: item[1])
+            reason = next(r.reason for r in spec.rules if r.name == rule)
+            raise Failure(
+                f"{spec.table} {day}: {day_stats.dead_lettered / day_stats.rows_after_dedup:.1%} of rows failed critical "
+                f"rules (threshold {limit:.0%}); most failed: {rule} ({count} rows: {reason})"
+            )
 
-    raw = session.read.schema(EVENTS_SCHEMA).json(files) if files else session.createDataFrame([], EVENTS_SCHEMA)
-    events = with_lineage(raw, "app", context.run_id).withColumn("event_ts", parse_event_time("timestamp")).cache()
-    curated = first_delivery(events, ["tenant_id", "message_id"]).drop("timestamp").cache()
-    delivered = events.count()
-    unparseable = events.where(F.col("event_ts").isNull()).count()
-    rows = curated.count()
-    replace_partitions(curated, table_path, "event_date", first, last)
-    metadata = {
-        "dagster/row_count": rows,
-        "delivered_records": delivered,
-        "duplicates_removed": delivered - rows,
-        "unparseable_timestamps": unparseable,
+
+def _metadata(spec: EntitySpec, stats: dict[str, DayStats], curated: DataFrame, files: list[str], damaged: list[str],
+              table_path: str, first: date, last: date) -> dict:
+    total = DayStats()
+    dead_by_rule, warnings = {}, {}
+    for day_stats in stats.values():
+        total.rows_in += day_stats.rows_in
+        total.rows_after_dedup += day_stats.rows_after_dedup
+        total.dead_lettered += day_stats.dead_lettered
+        for rule, count in day_stats.critical.items():
+            dead_by_rule[rule] = dead_by_rule.get(rule, 0) + count
+        for rule, count in day_stats.warnings.items():
+            warnings[rule] = warnings.get(rule, 0) + count
+    passing = total.rows_after_dedup - total.dead_lettered - (curated.where(F.size("quality_warnings") > 0).count())
+    return {
+        "dagster/row_count": total.curated,
+        "rows_in": total.rows_in,
+        "duplicates_removed": total.duplicates,
+        "dead_lettered": total.dead_lettered,
+        "dead_lettered_by_rule": MetadataValue.json(dict(sorted(dead_by_rule.items()))),
+        "warnings_by_rule": MetadataValue.json(dict(sorted(warnings.items()))),
+        "quality_score": MetadataValue.float(round(passing / total.rows_after_dedup, 4) if total.rows_after_dedup else 1.0),
+        "per_day": MetadataValue.json({day: {"rows_in": s.rows_in, "duplicates": s.duplicates, "dead_lettered": s.dead_lettered,
+                                             "curated": s.curated} for day, s in sorted(stats.items())}),
+        "first_day": first.isoformat(),
+        "last_day": last.isoformat(),
         "raw_files_read": len(files),
         "damaged_raw_files_skipped": len(damaged),
         "table_path": MetadataValue.path(table_path),
-        "preview": preview(curated, ["tenant_id", "event_date", "event", "user_id", "anonymous_id", "event_ts"]),
+        "preview": preview(curated, ["tenant_id", "event_date", *[f.name for f in spec.fields][:5]]),
     }
-    curated.unpersist()
-    events.unpersist()
-    return MaterializeResult(metadata=metadata)
+
+
+def _upstream(spec: EntitySpec) -> list[AssetKey]:
+    deps = [AssetKey(["raw", spec.provider, spec.stream])]
+    if spec.needs_fx:
+        deps.append(curated_key("fx_rates"))
+    if spec.customer_must_exist:
+        deps.append(curated_key("shopify_customers"))
+    return deps
+
+
+def curated_asset(spec: EntitySpec) -> AssetsDefinition:
+    @asset(
+        key=curated_key(spec.table),
+        group_name="curated",
+        owners=CURATED_OWNERS,
+        kinds={"spark", "delta"},
+        description=spec.description,
+        partitions_def=daily_partitions,
+        backfill_policy=BackfillPolicy.single_run(),
+        deps=_upstream(spec),
+        tags={"layer": "curated"},
+        metadata={"natural_key": ", ".join(spec.key), "rules": MetadataValue.json(
+            {r.name: {"severity": r.severity, "condition": r.condition} for r in spec.rules})},
+    )
+    def _curated(context: AssetExecutionContext, lake: LakeResource, spark: SparkDeltaResource) -> MaterializeResult:
+        window = context.partition_time_window
+        first, last = window.start.date(), window.end.date() - timedelta(days=1)
+        session: SparkSession = spark.spark_session
+        files, damaged = raw_files_for(lake, spec.provider, spec.stream, first, last)
+        context.log.info(f"{spec.table} {first}..{last}: reading {len(files)} raw files")
+        raw = session.read.schema(spec.read_schema).json(files) if files else session.createDataFrame([], spec.read_schema)
+        fx = read_table(session, lake, "fx_rates", first, last) if spec.needs_fx else None
+        customers = read_table(session, lake, "shopify_customers", None, last) if spec.customer_must_exist else None
+        typed, ruled = curate(spec, with_lineage(raw, spec.provider, context.run_id), fx, customers)
+        ruled = ruled.cache()
+        stats = partition_stats(typed, ruled)
+        _enforce_threshold(spec, stats)
+        curated, dead = split(spec, ruled)
+        table_path = lake.spark_path(f"curated/{spec.table}")
+        replace_partitions(curated, table_path, "event_date", first, last)
+        replace_partitions(dead.select(*DEAD_LETTER_COLUMNS), lake.spark_path(DEAD_LETTER_TABLE), "event_date", first, last,
+                           extra=f"table = '{spec.table}'", partition_by=("table", "event_date"))
+        metadata = _metadata(spec, stats, read_table(session, lake, spec.table, first, last), files, damaged, table_path, first, last)
+        ruled.unpersist()
+        return MaterializeResult(metadata=metadata)
+
+    return _curated
+
+
+def _written_range(context, key: AssetKey) -> tuple[date, date] | None:
+    event = context.instance.get_latest_materialization_event(key)
+    if event is None:
+        return None
+    metadata = event.asset_materialization.metadata
+    return date.fromisoformat(metadata["first_day"].value), date.fromisoformat(metadata["last_day"].value)
+
+
+def schema_check(spec: EntitySpec):
+    @asset_check(asset=curated_key(spec.table), name="pandera_schema", blocking=True,
+                 description=f"pandera: {spec.table}'s columns, types and non-null keys, on the days just written.")
+    def _check(context, lake: LakeResource, spark: SparkDeltaResource) -> AssetCheckResult:
+        written = _written_range(context, curated_key(spec.table))
+        rows = read_table(spark.spark_session, lake, spec.table, *written) if written else None
+        if rows is None:
+            return AssetCheckResult(passed=True, metadata={"rows_checked": 0})
+        errors = dict(pandera_schema(spec).validate(rows).pandera.errors)
+        return AssetCheckResult(passed=not errors, severity=AssetCheckSeverity.ERROR,
+                                metadata={"errors": MetadataValue.json(json.loads(json.dumps(errors, default=str)))})
+
+    return _check
+
+
+def reconciliation_check(spec: EntitySpec):
+    @asset_check(asset=curated_key(spec.table), name="reconciles_with_raw",
+                 description="Per day: raw records (manifests) = curated rows + dead-lettered rows + duplicates removed.")
+    def _check(context, lake: LakeResource, spark: SparkDeltaResource) -> AssetCheckResult:
+        key = curated_key(spec.table)
+        event = context.instance.get_latest_materialization_event(key)
+        if event is None:
+            return AssetCheckResult(passed=True, metadata={"days_checked": 0})
+        per_day = event.asset_materialization.metadata["per_day"].value
+        first, last = _written_range(context, key)
+        session = spark.spark_session
+        curated = {str(r.event_date): r["count"] for r in read_table(session, lake, spec.table, first, last).groupBy("event_date").count().collect()}
+        dead_rows = session.read.format("delta").load(lake.spark_path(DEAD_LETTER_TABLE)).where(
+            (F.col("table") == spec.table) & F.col("event_date").between(F.lit(first), F.lit(last)))
+        dead = {str(r.event_date): r["count"] for r in dead_rows.groupBy("event_date").count().collect()}
+        mismatches = {}
+        for offset in range((last - first).days + 1):
+            day = (first + timedelta(days=offset)).isoformat()
+            manifest = read_manifest(lake, spec.provider, spec.stream, day) or {"files": []}
+            raw = sum(e["records"] for e in manifest["files"] if "error" not in e)
+            accounted = curated.get(day, 0) + dead.get(day, 0) + per_day.get(day, {}).get("duplicates", 0)
+            if raw != accounted:
+                mismatches[day] = {"raw": raw, "curated": curated.get(day, 0), "dead_lettered": dead.get(day, 0),
+                                   "duplicates": per_day.get(day, {}).get("duplicates", 0)}
+        return AssetCheckResult(passed=not mismatches, metadata={"days_checked": (last - first).days + 1,
+                                                                 "mismatches": MetadataValue.json(mismatches)})
+
+    return _check
+
+
+curated_assets = [curated_asset(spec) for spec in ENTITIES]
+curated_checks = [schema_check(spec) for spec in ENTITIES] + [reconciliation_check(spec) for spec in ENTITIES if spec.reconciles]

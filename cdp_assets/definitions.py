@@ -1,8 +1,8 @@
 """The one `Definitions` object that `dagster dev` (workspace.yaml) loads."""
 
-from dagster import Definitions
+from dagster import Definitions, in_process_executor
 
-from cdp_assets.curated import curated_events
+from cdp_assets.curated import curated_assets, curated_checks
 from cdp_assets.raw import raw_assets
 from cdp_resources.lake import LakeResource
 from cdp_resources.settings import default_lake_uri, env_or_default
@@ -11,10 +11,13 @@ from sensors.raw_files import raw_file_sensor
 from sensors.schedules import lake_daily_job, lake_daily_schedule
 
 defs = Definitions(
-    assets=[*raw_assets, curated_events],
+    assets=[*raw_assets, *curated_assets],
+    asset_checks=curated_checks,
     jobs=[lake_daily_job],
     schedules=[lake_daily_schedule],
     sensors=[raw_file_sensor],
+    # One process per run, so every Spark asset of a run shares one Spark session.
+    executor=in_process_executor,
     resources={
         "lake": LakeResource(
             base_uri=env_or_default("CDP_LAKE_URI", default_lake_uri()),

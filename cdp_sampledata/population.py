@@ -5,9 +5,12 @@ and an id in each system they use (Shopify, Stripe, Salesforce, the app); source
 under those different ids, with formatting dirt applied per record (see `dirt.py`).
 """
 
+import csv
+import functools
 import random
 import uuid
 from dataclasses import dataclass, field
+from pathlib import Path
 
 FIRST_NAMES = (
     "james mary robert patricia john jennifer michael linda david elizabeth william barbara richard susan "
@@ -19,6 +22,8 @@ LAST_NAMES = (
     "anderson thomas taylor moore jackson martin lee thompson white harris clark lewis walker young allen "
     "muller schmidt schneider fischer weber meyer wagner becker dubois moreau laurent simon bernard tanaka"
 ).split()
+# The companies B2B people work at come from the platform's own enrichment reference (90 %).
+COMPANY_REFERENCE = Path(__file__).parent.parent / "cdp_transform" / "reference" / "company_domains.csv"
 FREE_MAIL_DOMAINS = ("gmail.com", "yahoo.com", "outlook.com", "hotmail.com", "icloud.com", "gmx.de", "orange.fr")
 INDUSTRIES = ("Technology", "Retail", "Healthcare", "Finance", "Manufacturing", "Education", "Media", "Logistics")
 COMPANY_WORDS = (
@@ -105,19 +110,31 @@ def _national_number(rng: random.Random, builder: str) -> str:
     return f"{rng.choice('67')}{rng.randint(0, 99999999):08d}"
 
 
+@functools.cache
+def _reference_companies() -> list[dict]:
+    with open(COMPANY_REFERENCE, newline="") as reference:
+        return list(csv.DictReader(reference))
+
+
 def build_population(seed: int, tenant: str, customers: int, days: int) -> Population:
     """Everything about `tenant` that does not depend on the day: deterministic in (seed, tenant)."""
     rng = random.Random(f"{seed}:{tenant}:population")
+    known = _reference_companies()
     companies = []
-    for index in range(max(4, customers // 25)):
-        word, suffix = rng.choice(COMPANY_WORDS), rng.choice(COMPANY_SUFFIXES)
+    for index in range(max(4, min(len(known), customers // 25))):
+        if rng.random() < 0.9:  # most companies are in the platform's reference table …
+            reference = known[rng.randrange(len(known))]
+            name, domain = reference["company"], reference["domain"]
+            industry, employees = reference["industry"], int(reference["employees"])
+        else:  # … some are not, and must stay unenriched
+            word = rng.choice(COMPANY_WORDS)
+            name, domain = f"{word.title()} Startup {index}", f"{word}-startup{index}.io"
+            industry, employees = rng.choice(INDUSTRIES), rng.choice((8, 40))
+        if any(company.domain == domain for company in companies):
+            continue
         companies.append(
             Company(
-                account_id=f"001{_token(rng, 15)}",
-                name=f"{word.title()} {suffix.title()} {index}",
-                domain=f"{word}-{suffix}{index}.com",
-                industry=rng.choice(INDUSTRIES),
-                employees=rng.choice((8, 40, 120, 600, 2500, 12000)),
+                account_id=f"001{_token(rng, 15)}", name=name, domain=domain, industry=industry, employees=employees,
                 annual_revenue=rng.randrange(200_000, 900_000_000, 1000),
                 country=rng.choices([c[0] for c in COUNTRIES], [c[1] for c in COUNTRIES])[0],
             )

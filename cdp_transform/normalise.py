@@ -1,0 +1,77 @@
+"""Normalisers: email, phone (E.164 with phonenumbers), country (ISO 3166 alpha-2 with pycountry)
+and timestamps (UTC). Each returns a Spark Column; none collects data to the driver."""
+
+import functools
+
+import pandas as pd
+import phonenumbers
+import pycountry
+from pyspark.sql import Column
+from pyspark.sql import functions as F
+from pyspark.sql.functions import pandas_udf
+from pyspark.sql.types import StringType
+
+# Names sources use that pycountry does not list.
+COUNTRY_ALIASES = {"uk": "GB", "u.k.": "GB", "great britain": "GB", "england": "GB", "u.s.": "US", "u.s.a.": "US",
+                   "america": "US", "deutschland": "DE", "holland": "NL"}
+
+
+def strip(value: Column) -> Column:
+    """Leading and trailing whitespace of any kind removed (Spark's trim only removes spaces)."""
+    return F.regexp_replace(value, r"^\s+|\s+$", "")
+
+
+def email(column: str | Column) -> Column:
+    """Trimmed and lower-cased; empty becomes null."""
+    cleaned = F.lower(strip(F.col(column) if isinstance(column, str) else column))
+    return F.when(cleaned == "", None).otherwise(cleaned)
+
+
+@functools.cache
+def country_names() -> dict[str, str]:
+    """Every spelling pycountry knows (alpha-2, alpha-3, names), lower-cased, to alpha-2."""
+    names = dict(COUNTRY_ALIASES)
+    for country in pycountry.countries:
+        for spelling in (country.alpha_2, country.alpha_3, country.name,
+                         getattr(country, "official_name", None), getattr(country, "common_name", None)):
+            if spelling:
+                names[spelling.lower()] = country.alpha_2
+    return names
+
+
+def country(column: str | Column) -> Column:
+    """ISO 3166 alpha-2, or null when the value names no country."""
+    lookup = F.create_map(*(F.lit(x) for pair in sorted(country_names().items()) for x in pair))
+    value = F.col(column) if isinstance(column, str) else column
+    return F.element_at(lookup, F.lower(strip(value)))
+
+
+@functools.lru_cache(maxsize=200_000)
+def _e164(raw: str, region: str | None) -> str | None:
+    try:
+        number = phonenumbers.parse(raw, region)
+    except phonenumbers.NumberParseException:
+        return None
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164) if phonenumbers.is_valid_number(number) else None
+
+
+@pandas_udf(StringType())
+def _e164_udf(raw: pd.Series, region: pd.Series) -> pd.Series:
+    return pd.Series([None if r is None or pd.isna(r) else _e164(r, g if isinstance(g, str) else None)
+                      for r, g in zip(raw, region)], dtype="object")
+
+
+def phone(column: str | Column, region: str | Column) -> Column:
+    """E.164 (`+14155550123`), reading national formats in the record's country; null when invalid."""
+    return _e164_udf(F.col(column) if isinstance(column, str) else column, F.col(region) if isinstance(region, str) else region)
+
+
+def timestamp(column: str | Column) -> Column:
+    """Epoch millis or seconds, ISO 8601 with Z or any offset, or naive `yyyy-MM-dd HH:mm:ss` (UTC)
+    → a UTC timestamp; null when unreadable."""
+    value = strip(F.col(column) if isinstance(column, str) else column)
+    return (
+        F.when(value.rlike(r"^[0-9]{11,}$"), F.timestamp_millis(value.cast("long")))
+        .when(value.rlike(r"^[0-9]{9,10}$"), F.timestamp_seconds(value.cast("long")))
+        .otherwise(F.try_to_timestamp(value))
+    )

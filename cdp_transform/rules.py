@@ -1,0 +1,45 @@
+"""Quality rules declared as data: each a SQL condition a good row satisfies (null counts as a
+failure), with a severity. Critical failures send the row to the dead-letter table; warnings are
+counted and shown. `apply_rules` adds `_critical` and `_warnings` (arrays of failed rule names)."""
+
+from dataclasses import dataclass
+
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
+
+CRITICAL, WARNING = "critical", "warning"
+EMAIL_PATTERN = r"^[a-z0-9._%+-]+@[a-z0-9-]+(\.[a-z0-9-]+)*\.[a-z]{2,}$"
+
+
+@dataclass(frozen=True)
+class Rule:
+    name: str
+    condition: str
+    severity: str = CRITICAL
+    reason: str = ""
+
+
+def typed_fields() -> Rule:
+    return Rule("typed_fields", "size(_type_errors) = 0", CRITICAL, "a field is present but does not convert to its type")
+
+
+def not_null(*columns: str) -> Rule:
+    return Rule(f"required_{'_'.join(columns)}", " AND ".join(f"{c} IS NOT NULL" for c in columns), CRITICAL,
+                f"required {', '.join(columns)} missing")
+
+
+def email_format(column: str = "email", severity: str = CRITICAL) -> Rule:
+    return Rule("email_format", f"{column} IS NULL OR {column} RLIKE '{EMAIL_PATTERN}'", severity,
+                f"{column} is not a valid address")
+
+
+def apply_rules(frame: DataFrame, rules: list[Rule]) -> DataFrame:
+    def failed(severity: str):
+        checks = [F.when(~F.coalesce(F.expr(r.condition), F.lit(False)), F.lit(r.name)) for r in rules if r.severity == severity]
+        return F.array_compact(F.array(*checks)) if checks else F.array().cast("array<string>")
+
+    return frame.withColumn("_critical", failed(CRITICAL)).withColumn("_warnings", failed(WARNING))
+
+
+def reasons(rules: list[Rule]) -> dict[str, str]:
+    return {r.name: r.reason or r.condition for r in rules}

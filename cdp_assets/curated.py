@@ -126,11 +126,12 @@ def _metadata(spec: EntitySpec, stats: dict[str, DayStats], curated: DataFrame, 
         total.rows_in += day_stats.rows_in
         total.rows_after_dedup += day_stats.rows_after_dedup
         total.dead_lettered += day_stats.dead_lettered
+        total.with_warnings += day_stats.with_warnings
         for rule, count in day_stats.critical.items():
             dead_by_rule[rule] = dead_by_rule.get(rule, 0) + count
         for rule, count in day_stats.warnings.items():
             warnings[rule] = warnings.get(rule, 0) + count
-    passing = total.rows_after_dedup - total.dead_lettered - (curated.where(F.size("quality_warnings") > 0).count())
+    passing = total.rows_after_dedup - total.dead_lettered - total.with_warnings
     return {
         "dagster/row_count": total.curated,
         "rows_in": total.rows_in,
@@ -183,7 +184,7 @@ def curated_asset(spec: EntitySpec) -> AssetsDefinition:
         fx = read_table(session, lake, "fx_rates", first, last) if spec.needs_fx else None
         customers = read_table(session, lake, "shopify_customers", None, last) if spec.customer_must_exist else None
         typed, ruled = curate(spec, with_lineage(raw, spec.provider, context.run_id), fx, customers)
-        ruled = ruled.cache()
+        typed, ruled = typed.cache(), ruled.cache()  # ruled is computed from the cached typed rows
         stats = partition_stats(typed, ruled)
         _enforce_threshold(spec, stats)
         curated, dead = split(spec, ruled)
@@ -191,8 +192,9 @@ def curated_asset(spec: EntitySpec) -> AssetsDefinition:
         replace_partitions(curated, table_path, "event_date", first, last)
         replace_partitions(dead.select(*DEAD_LETTER_COLUMNS), lake.spark_path(DEAD_LETTER_TABLE), "event_date", first, last,
                            extra=f"table = '{spec.table}'", partition_by=("table", "event_date"))
-        metadata = _metadata(spec, stats, read_table(session, lake, spec.table, first, last), files, damaged, table_path, first, last)
+        metadata = _metadata(spec, stats, curated, files, damaged, table_path, first, last)
         ruled.unpersist()
+        typed.unpersist()
         return MaterializeResult(metadata=metadata)
 
     return _curated

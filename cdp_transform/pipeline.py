@@ -24,6 +24,7 @@ class DayStats:
     rows_in: int = 0
     rows_after_dedup: int = 0
     dead_lettered: int = 0
+    with_warnings: int = 0  # curated rows that failed a warning rule
     critical: dict = field(default_factory=dict)
     warnings: dict = field(default_factory=dict)
 
@@ -36,13 +37,13 @@ class DayStats:
         return self.rows_after_dedup - self.dead_lettered
 
 
-def _flag_shared_email(frame: DataFrame, id_column: str) -> DataFrame:
+def flag_shared_email(frame: DataFrame, id_column: str) -> DataFrame:
     owners = Window.partitionBy("tenant_id", "email")
     shared = F.size(F.collect_set(id_column).over(owners)) > 1
     return frame.withColumn("_email_shared", F.when(F.col("email").isNull(), False).otherwise(shared))
 
 
-def _flag_known_customer(frame: DataFrame, customers: DataFrame | None) -> DataFrame:
+def flag_known_customer(frame: DataFrame, customers: DataFrame | None) -> DataFrame:
     if customers is None:
         return frame.withColumn("_customer_known", F.lit(False))
     known = customers.select("tenant_id", "customer_id").distinct().withColumn("_customer_known", F.lit(True))
@@ -62,9 +63,9 @@ def curate(spec: EntitySpec, raw: DataFrame, fx_rates: DataFrame | None = None,
         amount, currency, output = spec.usd
         rows = to_usd(rows, fx_rates, amount, currency, output)
     if spec.email_unique_per:
-        rows = _flag_shared_email(rows, spec.email_unique_per)
+        rows = flag_shared_email(rows, spec.email_unique_per)
     if spec.customer_must_exist:
-        rows = _flag_known_customer(rows, customers)
+        rows = flag_known_customer(rows, customers)
     return typed, apply_rules(rows, spec.rules)
 
 
@@ -88,10 +89,13 @@ def partition_stats(typed: DataFrame, ruled: DataFrame) -> dict[str, DayStats]:
     stats: dict[str, DayStats] = {}
     for row in typed.groupBy("event_date").count().collect():
         stats[str(row.event_date)] = DayStats(rows_in=row["count"])
-    summary = ruled.groupBy("event_date").agg(F.count("*").alias("n"), F.sum((F.size("_critical") > 0).cast("int")).alias("dead"))
+    dead = F.size("_critical") > 0
+    summary = ruled.groupBy("event_date").agg(
+        F.count("*").alias("n"), F.sum(dead.cast("int")).alias("dead"),
+        F.sum((~dead & (F.size("_warnings") > 0)).cast("int")).alias("warned"))
     for row in summary.collect():
         day = stats.setdefault(str(row.event_date), DayStats())
-        day.rows_after_dedup, day.dead_lettered = row.n, row.dead
+        day.rows_after_dedup, day.dead_lettered, day.with_warnings = row.n, row.dead, row.warned
     for column, attribute in (("_critical", "critical"), ("_warnings", "warnings")):
         failures = ruled.select("event_date", F.explode(column).alias("rule")).groupBy("event_date", "rule").count()
         for row in failures.collect():

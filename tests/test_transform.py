@@ -1,0 +1,127 @@
+"""Each transformation and quality rule on small DataFrames, in the session's Spark."""
+
+import json
+from datetime import date
+from decimal import Decimal
+
+import pytest
+from pyspark.sql import functions as F
+
+from cdp_transform import normalise
+from cdp_transform.conform import Field, conform
+from cdp_transform.dedup import latest_version
+from cdp_transform.enrich import company_by_domain, to_usd
+from cdp_transform.entities import BY_TABLE
+from cdp_transform.pipeline import curate, flag_known_customer, partition_stats, split
+from cdp_transform.rules import apply_rules
+
+def with_test_lineage(frame):
+    """Lineage columns as the raw reader adds them (tenant t, event day 2026-01-05)."""
+    return frame.select(
+        "*", F.lit("t").alias("tenant_id"), F.lit(date(2026, 1, 5)).alias("event_date"), F.lit("test").alias("_source"),
+        F.lit("f.ndjson.gz").alias("_source_file"), F.current_timestamp().alias("_ingest_ts"), F.lit("run").alias("_run_id"))
+
+
+def test_email_country_phone_timestamp(spark):
+    frame = spark.createDataFrame([
+        (" Ann.Lee@Example.COM\t", "USA", "(415) 234-5678", "2026-01-05T10:15:00-05:00"),
+        ("bob@x.org", "United Kingdom", "07911 123456", "1767626100000"),
+        ("", "deu", "+49 151 12345678", "1767626100"),
+        (None, "Narnia", "123", "not a time"),
+    ], "email string, country string, phone string, ts string")
+    out = frame.select(normalise.email("email").alias("email"), normalise.country("country").alias("country"),
+                       normalise.timestamp("ts").cast("string").alias("ts"), F.col("phone").alias("raw_phone")) \
+        .withColumn("phone", normalise.phone("raw_phone", "country")).collect()
+    assert [r.email for r in out] == ["ann.lee@example.com", "bob@x.org", None, None]
+    assert [r.country for r in out] == ["US", "GB", "DE", None]
+    assert [r.phone for r in out] == ["+14152345678", "+447911123456", "+4915112345678", None]
+    assert [r.ts for r in out] == ["2026-01-05 15:15:00", "2026-01-05 15:15:00", "2026-01-05 15:15:00", None]
+
+
+def test_conform_routes_type_errors_not_nulls(spark):
+    raw = with_test_lineage(spark.createDataFrame([("1", "12.50", "2026-01-05"), ("x", None, "soon"), (None, "", None)],
+                                                  "id string, total string, at string"))
+    typed = conform(raw, [Field("id", "id", "bigint"), Field("total", "total", "decimal"), Field("at", "at", "timestamp")])
+    result = [(r.id, r.total, r._type_errors) for r in typed.collect()]
+    assert result == [(1, Decimal("12.50"), []), (None, None, ["id", "at"]), (None, None, [])]
+
+
+def test_latest_version_keeps_newest_and_collapses_redeliveries(spark):
+    raw = with_test_lineage(spark.createDataFrame([(1, "2026-01-05T09:00:00Z"), (1, "2026-01-05T11:00:00Z"),
+                                                   (2, "2026-01-05T08:00:00Z"), (2, "2026-01-05T08:00:00Z")], "id long, updated string"))
+    latest = latest_version(raw.withColumn("updated", F.to_timestamp("updated")), ["id"], ["updated"])
+    assert sorted((r.id, str(r.updated)) for r in latest.collect()) == [(1, "2026-01-05 11:00:00"), (2, "2026-01-05 08:00:00")]
+
+
+def test_company_by_email_domain(spark):
+    frame = spark.createDataFrame([("a@acme-works953.com",), ("b@gmail.com",), ("c@unknown.example",), (None,)], "email string")
+    out = {r.email: r for r in company_by_domain(frame, "email").collect()}
+    assert (out["a@acme-works953.com"].company_name, out["a@acme-works953.com"].industry) == ("Acme Works 953", "Healthcare")
+    assert out["b@gmail.com"].is_free_mail and out["b@gmail.com"].company_name is None
+    assert out["c@unknown.example"].company_name is None and not out["c@unknown.example"].is_free_mail
+
+
+def test_to_usd_uses_the_days_rate(spark):
+    orders = spark.createDataFrame([(date(2026, 1, 5), "EUR", Decimal("92.00")), (date(2026, 1, 5), "USD", Decimal("10.00")),
+                                    (date(2026, 1, 6), "EUR", Decimal("92.00"))], "event_date date, currency string, total decimal(18,2)")
+    rates = spark.createDataFrame([(date(2026, 1, 5), "EUR", 0.92), (date(2026, 1, 5), "EUR", 0.92)], "event_date date, currency string, rate double")
+    out = sorted((str(r.event_date), r.currency, r.total_usd) for r in to_usd(orders, rates, "total", "currency", "total_usd").collect())
+    assert out == [("2026-01-05", "EUR", Decimal("100.00")), ("2026-01-05", "USD", Decimal("10.00")), ("2026-01-06", "EUR", None)]
+
+
+def raw_records(spark, table: str, records: list[dict]):
+    """Records read exactly as the curated asset reads raw files (the spec's schema over JSON)."""
+    frame = spark.read.schema(BY_TABLE[table].read_schema).json(spark.sparkContext.parallelize([json.dumps(r) for r in records]))
+    return with_test_lineage(frame)
+
+
+@pytest.mark.parametrize("table, bad, good, rule", [
+    ("shopify_customers", {"id": 1, "email": "not-an-email", "updated_at": "2026-01-05T00:00:00Z"},
+     {"id": 2, "email": "ok@x.com", "updated_at": "2026-01-05T00:00:00Z"}, "email_format"),
+    ("orders", {"id": 1, "created_at": "2026-01-05T00:00:00Z", "currency": "USD", "total_price": "0.00"},
+     {"id": 2, "created_at": "2026-01-05T00:00:00Z", "currency": "USD", "total_price": "5.00"}, "order_total_positive"),
+    ("orders", {"id": 1, "created_at": "2019-12-31T23:00:00Z", "currency": "USD", "total_price": "5.00"},
+     {"id": 2, "created_at": "2026-01-05T00:00:00Z", "currency": "USD", "total_price": "5.00"}, "order_date_min"),
+    ("events", {"type": "track", "timestamp": "2026-01-05T00:00:00Z", "user_id": "u"},
+     {"message_id": "m", "type": "track", "timestamp": "2026-01-05T00:00:00Z", "user_id": "u"}, "required_message_id_event_ts"),
+    ("payments", {"id": "ch_1", "amount": -500, "currency": "usd", "created": 1767657300},
+     {"id": "ch_2", "amount": 500, "currency": "usd", "created": 1767657300}, "amount_positive"),
+    ("products", {"id": "p-one", "title": "x", "updated_at": "2026-01-05T00:00:00Z"},
+     {"id": 2, "title": "y", "updated_at": "2026-01-05T00:00:00Z"}, "typed_fields"),
+])
+def test_critical_rules_dead_letter_with_reason(spark, table, bad, good, rule):
+    spec = BY_TABLE[table]
+    fx = spark.createDataFrame([(date(2026, 1, 5), "EUR", 0.9)], "event_date date, currency string, rate double")
+    typed, ruled = curate(spec, raw_records(spark, table, [bad, good]), fx, None)
+    curated, dead = split(spec, ruled)
+    assert curated.count() == 1
+    (letter,) = dead.collect()
+    assert letter.rule == rule and letter.table == table and rule in letter.reason and json.loads(letter.record)
+    stats = partition_stats(typed, ruled)["2026-01-05"]
+    assert (stats.rows_in, stats.dead_lettered, stats.critical[rule]) == (2, 1, 1)
+
+
+def test_warning_rules_count_but_keep_rows(spark):
+    raw = raw_records(spark, "accounts", [{"Id": "001a", "Name": "A", "AnnualRevenue": -5,
+                                            "LastModifiedDate": "2026-01-05T00:00:00.000+0000"}])
+    _, ruled = curate(BY_TABLE["accounts"], raw)
+    curated, dead = split(BY_TABLE["accounts"], ruled)
+    (row,) = curated.collect()
+    assert dead.count() == 0 and row.quality_warnings == ["revenue_in_range"]
+
+
+def test_unique_email_and_customer_exists_flags(spark):
+    raw = raw_records(spark, "shopify_customers", [
+        {"id": 1, "email": "same@x.com", "updated_at": "2026-01-05T01:00:00Z"},
+        {"id": 2, "email": "SAME@x.com ", "updated_at": "2026-01-05T02:00:00Z"},
+        {"id": 3, "email": "solo@x.com", "updated_at": "2026-01-05T03:00:00Z"}])
+    _, ruled = curate(BY_TABLE["shopify_customers"], raw)
+    warned = {r.customer_id: r._warnings for r in ruled.collect()}
+    assert "email_unique" in warned[1] and "email_unique" in warned[2] and "email_unique" not in warned[3]
+
+    known = spark.createDataFrame([("t", 1)], "tenant_id string, customer_id long")
+    frame = spark.createDataFrame([("t", 1, True), ("t", 9, True)], "tenant_id string, customer_id long, ok boolean")
+    flags = {r.customer_id: r._customer_known for r in flag_known_customer(frame, known).collect()}
+    assert flags == {1: True, 9: False}
+    applied = apply_rules(flag_known_customer(frame, known), [r for r in BY_TABLE["orders"].rules if r.name == "customer_exists"])
+    assert {r.customer_id: r._warnings for r in applied.collect()} == {1: [], 9: ["customer_exists"]}

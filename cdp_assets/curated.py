@@ -68,6 +68,14 @@ def with_lineage(frame: DataFrame, source: str, run_id: str) -> DataFrame:
     )
 
 
+def read_raw(session: SparkSession, spec: EntitySpec, files: list[str], run_id: str) -> DataFrame:
+    """The raw files as rows of the spec's read schema, with lineage columns (none when no files)."""
+    if files:
+        return with_lineage(session.read.schema(spec.read_schema).json(files), spec.provider, run_id)
+    lineage = "tenant_id string, event_date date, _source string, _source_file string, _ingest_ts timestamp, _run_id string"
+    return session.createDataFrame([], f"{spec.read_schema}, {lineage}")
+
+
 def replace_partitions(frame: DataFrame, path: str, column: str, first: date, last: date, extra: str = "",
                        partition_by: tuple[str, ...] | None = None) -> None:
     """Overwrite the date partitions first..last (and `extra` condition) of the Delta table at `path` in one transaction."""
@@ -180,10 +188,10 @@ def curated_asset(spec: EntitySpec) -> AssetsDefinition:
         session: SparkSession = spark.spark_session
         files, damaged = raw_files_for(lake, spec.provider, spec.stream, first, last)
         context.log.info(f"{spec.table} {first}..{last}: reading {len(files)} raw files")
-        raw = session.read.schema(spec.read_schema).json(files) if files else session.createDataFrame([], spec.read_schema)
-        fx = read_table(session, lake, "fx_rates", first, last) if spec.needs_fx else None
+        fx = (read_table(session, lake, "fx_rates", first, last)
+              or session.createDataFrame([], "event_date date, currency string, rate double")) if spec.needs_fx else None
         customers = read_table(session, lake, "shopify_customers", None, last) if spec.customer_must_exist else None
-        typed, ruled = curate(spec, with_lineage(raw, spec.provider, context.run_id), fx, customers)
+        typed, ruled = curate(spec, read_raw(session, spec, files, context.run_id), fx, customers)
         typed, ruled = typed.cache(), ruled.cache()  # ruled is computed from the cached typed rows
         stats = partition_stats(typed, ruled)
         _enforce_threshold(spec, stats)

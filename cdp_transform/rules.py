@@ -8,7 +8,8 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 CRITICAL, WARNING = "critical", "warning"
-EMAIL_PATTERN = r"^[a-z0-9._%+-]+@[a-z0-9-]+(\.[a-z0-9-]+)*\.[a-z]{2,}$"
+# No backslashes: the pattern sits inside a SQL string literal, where `\.` would become `.`.
+EMAIL_PATTERN = r"^[a-z0-9._%+-]+@[a-z0-9-]+([.][a-z0-9-]+)*[.][a-z]{2,}$"
 
 
 @dataclass(frozen=True)

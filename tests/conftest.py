@@ -76,6 +76,29 @@ def dagster_instance(postgres, tmp_path_factory) -> DagsterInstance:
         yield instance
 
 
+RANGE_TAGS = ("dagster/asset_partition_range_start", "dagster/asset_partition_range_end")
+
+
+def run_assets(lake: LakeResource, instance: DagsterInstance, first, last, selection: list[str] | None = None,
+               raise_on_error: bool = True):
+    """Materialise `selection` (asset keys like "curated/orders"; default: the whole lake_daily job)
+    for the days first..last in one run, with the project's assets and checks on `lake`."""
+    from dagster import AssetKey, AssetSelection, Definitions, define_asset_job
+
+    from cdp_assets.definitions import defs
+    from cdp_resources.spark import SparkDeltaResource
+    from partitions import daily_partitions
+
+    keys = AssetSelection.keys(*(AssetKey(k.split("/")) for k in selection)) if selection else AssetSelection.groups("raw", "curated")
+    job = define_asset_job("test_run", selection=keys, partitions_def=daily_partitions)
+    test_defs = Definitions(
+        assets=list(defs.assets), asset_checks=list(defs.asset_checks), jobs=[job], executor=defs.executor,
+        resources={"lake": lake, "spark": SparkDeltaResource(spark_config={"spark.sql.shuffle.partitions": "2"})},
+    )
+    return test_defs.resolve_job_def("test_run").execute_in_process(
+        instance=instance, tags=dict(zip(RANGE_TAGS, (first.isoformat(), last.isoformat()))), raise_on_error=raise_on_error)
+
+
 # A small sample shared by the graph tests: 2 tenants, 5 days.
 SAMPLE_CONFIG = GeneratorConfig(tenants=("acme_corp", "globex"), days=5, customers=1_500, seed=7)
 

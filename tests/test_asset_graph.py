@@ -6,31 +6,22 @@ from datetime import date, datetime, timedelta, timezone
 
 import psycopg
 import pytest
-from dagster import AssetKey, DagsterRunStatus, Definitions
+from dagster import AssetKey, DagsterRunStatus
 
-from cdp_assets.definitions import defs
 from cdp_ingest.raw_writer import RawBatchWriter
 from cdp_ingest.registry import SchemaRegistry
 from cdp_sampledata.streams import DRIFT_FIELD
 from cdp_resources.lake import LakeResource
 from cdp_resources.raw_zone import RAW_KEY, decode_ndjson_gz, encode_ndjson_gz, raw_key
-from cdp_resources.spark import SparkDeltaResource
-from sensors.schedules import lake_daily_job
-from tests.conftest import SAMPLE_CONFIG
+from tests.conftest import SAMPLE_CONFIG, run_assets
 from tests.test_generator import event_time
 
 pytestmark = pytest.mark.slow
-RANGE_TAGS = ("dagster/asset_partition_range_start", "dagster/asset_partition_range_end")
+EVENTS = ["raw/app/events", "curated/events"]
 
 
-def run_days(sample_lake, instance, first, last):
-    test_defs = Definitions(
-        assets=list(defs.assets),
-        jobs=[lake_daily_job],
-        resources={"lake": sample_lake, "spark": SparkDeltaResource(spark_config={"spark.sql.shuffle.partitions": "2"})},
-    )
-    job = test_defs.resolve_job_def("lake_daily")
-    return job.execute_in_process(instance=instance, tags=dict(zip(RANGE_TAGS, (first.isoformat(), last.isoformat()))))
+def run_days(lake, instance, first, last):
+    return run_assets(lake, instance, first, last, EVENTS + ["raw/shopify/customers"])
 
 
 def expected_events_per_day(lake) -> tuple[Counter, int]:
@@ -68,8 +59,9 @@ def test_backfill_then_rerun_one_partition(spark, sample_lake, dagster_instance,
     event = dagster_instance.get_latest_materialization_event(AssetKey(["curated", "events"]))
     metadata = event.asset_materialization.metadata
     assert metadata["dagster/row_count"].value == sum(expected.values())
-    assert metadata["delivered_records"].value - metadata["duplicates_removed"].value == sum(expected.values())
-    assert metadata["unparseable_timestamps"].value == 0
+    assert metadata["rows_in"].value == delivered
+    assert metadata["rows_in"].value - metadata["duplicates_removed"].value == sum(expected.values())
+    assert metadata["dead_lettered"].value == 0
     raw_event = dagster_instance.get_latest_materialization_event(AssetKey(["raw", "app", "events"]))
     assert raw_event.asset_materialization.metadata["dagster/row_count"].value == delivered
     customers = dagster_instance.get_latest_materialization_event(AssetKey(["raw", "shopify", "customers"]))

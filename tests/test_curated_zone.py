@@ -1,0 +1,169 @@
+"""The curated zone on generator data, against its ground truth: the dirt it injected is found
+(duplicates removed, invalid emails and non-positive amounts dead-lettered, phones and emails
+normalised, companies and USD amounts enriched); historic equals incremental row for row; reruns
+and late files change exactly what they should; the critical-failure threshold stops a bad day."""
+
+import csv
+import shutil
+from datetime import date, datetime, timedelta, timezone
+
+import phonenumbers
+import pytest
+from delta.tables import DeltaTable
+from pyspark.sql import functions as F
+
+from cdp_assets.curated import DEAD_LETTER_TABLE
+from cdp_resources.lake import LakeResource
+from cdp_resources.raw_zone import decode_ndjson_gz, encode_ndjson_gz, raw_key
+from cdp_sampledata.generator import GeneratorConfig, generate
+from cdp_transform.enrich import REFERENCE_DIR
+from cdp_transform.entities import ENTITIES
+from tests.conftest import run_assets
+from tests.test_generator import EMAIL
+
+pytestmark = pytest.mark.slow
+CONFIG = GeneratorConfig(tenants=("acme_corp",), days=2, customers=1_200, seed=21)
+FIRST, LAST = CONFIG.start, CONFIG.start + timedelta(days=CONFIG.days - 1)
+
+
+@pytest.fixture(scope="module")
+def lakes(tmp_path_factory):
+    """The same raw zone twice: one for a single historic run, one for day-by-day incremental runs."""
+    root = tmp_path_factory.mktemp("curated")
+    historic = LakeResource(base_uri=str(root / "historic"))
+    generate(historic, CONFIG, workers=1, progress=False)
+    shutil.copytree(root / "historic", root / "incremental")
+    return historic, LakeResource(base_uri=str(root / "incremental"))
+
+
+@pytest.fixture(scope="module")
+def historic(lakes, dagster_instance):
+    lake = lakes[0]
+    result = run_assets(lake, dagster_instance, FIRST, LAST)
+    assert result.success
+    return lake, result
+
+
+def table(spark, lake, name):
+    return spark.read.format("delta").load(lake.spark_path(f"curated/{name}"))
+
+
+def dead_letters(spark, lake):
+    return spark.read.format("delta").load(lake.spark_path(DEAD_LETTER_TABLE))
+
+
+def truth(lake) -> tuple[list[dict], list[dict]]:
+    persons = list(decode_ndjson_gz(lake.read_bytes("truth/acme_corp/persons.ndjson.gz")))
+    dirt = [row for obj in lake.list("truth/acme_corp/dirt/") for row in decode_ndjson_gz(lake.read_bytes(obj.key))]
+    return persons, dirt
+
+
+def comparable(frame):
+    """Rows without the run id (which differs between runs by design), source files relative to the lake."""
+    return frame.drop("_run_id").withColumn("_source_file", F.regexp_extract("_source_file", "(raw/.*)$", 1))
+
+
+def test_dirt_is_found_against_the_truth(spark, historic):
+    lake, result = historic
+    persons, dirt = truth(lake)
+    kinds = lambda kind, streams: sum(1 for d in dirt if d["dirt"] == kind and d["stream"] in streams)
+    letters = dead_letters(spark, lake)
+
+    events = result.asset_materializations_for_node("curated__events")[0]  # one per day, same run metadata
+    assert events.metadata["duplicates_removed"].value == kinds("duplicate", {"app/events"})
+    email_streams = {"shopify/customers": ("shopify_customers", "customer_id", "$.id"),
+                     "stripe/customers": ("stripe_customers", "customer_id", "$.id"),
+                     "salesforce/contacts": ("contacts", "contact_id", "$.Id")}
+    for stream, (name, key, raw_key_path) in email_streams.items():
+        caught = {r.id for r in letters.where(F.array_contains("rules", "email_format") & (F.col("table") == name))
+                  .select(F.get_json_object("record", raw_key_path).alias("id")).collect()}
+        rows = table(spark, lake, name).collect()
+        injected = {str(d["id"]) for d in dirt if d["dirt"] == "invalid_email" and d["stream"] == stream}
+        assert caught and caught <= injected  # nothing valid was dead-lettered as an invalid email …
+        assert injected - caught <= {str(r[key]) for r in rows}  # … the rest were superseded by a newer version …
+        assert all(EMAIL.match(r.email) for r in rows if r.email)  # … and no invalid email reached the table
+    non_positive = letters.where(F.col("rule").isin("order_total_positive", "amount_positive")).count()
+    assert non_positive == kinds("non_positive_amount", {"shopify/orders", "stripe/charges"})
+
+    by_shopify_id = {p["shopify_customer_id"]: p for p in persons if p["shopify_customer_id"]}
+    customers = table(spark, lake, "shopify_customers").collect()
+    assert customers
+    valid_phone = lambda e164: phonenumbers.is_valid_number(phonenumbers.parse(e164))
+    for row in customers:
+        person = by_shopify_id[row.customer_id]
+        assert row.email == person["email"] and row.country == person["country"]
+        if row.phone is not None or valid_phone(person["phone_e164"]):
+            assert row.phone in (person["phone_e164"], None)
+    phones = [row for row in customers if row.phone]
+    assert len(phones) / len(customers) > 0.8 and all(row.phone == by_shopify_id[row.customer_id]["phone_e164"] for row in phones)
+
+    with open(REFERENCE_DIR / "company_domains.csv") as handle:
+        reference = {r["domain"]: r for r in csv.DictReader(handle)}
+    enriched = [row for row in customers if by_shopify_id[row.customer_id]["company_domain"] in reference]
+    assert enriched and all(row.company_name == reference[row.email_domain]["company"] for row in enriched)
+    assert all(row.company_name is None for row in customers if by_shopify_id[row.customer_id]["company_domain"] is None)
+
+    rates = {(str(r.event_date), r.currency): r.rate for r in table(spark, lake, "fx_rates").collect()}
+    orders = table(spark, lake, "orders").collect()
+    for order in orders:
+        expected = order.total if order.currency == "USD" else round(float(order.total) / rates[(str(order.event_date), order.currency)], 2)
+        assert abs(float(order.total_usd) - float(expected)) <= 0.01
+
+
+def test_checks_pass_and_metadata_is_complete(historic):
+    _, result = historic
+    evaluations = [e.event_specific_data for e in result.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION"]
+    assert len(evaluations) == 21 and all(e.passed for e in evaluations)
+    for spec in ENTITIES:
+        metadata = result.asset_materializations_for_node(f"curated__{spec.table}")[0].metadata
+        assert {"dagster/row_count", "rows_in", "duplicates_removed", "dead_lettered_by_rule", "warnings_by_rule",
+                "quality_score", "preview"} <= set(metadata)
+        assert 0.5 < metadata["quality_score"].value <= 1.0
+
+
+def test_historic_equals_incremental(spark, historic, lakes, dagster_instance):
+    lake, _ = historic
+    incremental = lakes[1]
+    for offset in range(CONFIG.days):
+        day = FIRST + timedelta(days=offset)
+        assert run_assets(incremental, dagster_instance, day, day).success
+    for spec in ENTITIES:
+        one, other = comparable(table(spark, lake, spec.table)), comparable(table(spark, incremental, spec.table))
+        assert one.count() == other.count() > 0, spec.table
+        assert one.exceptAll(other).count() == 0 and other.exceptAll(one).count() == 0, spec.table
+    one, other = comparable(dead_letters(spark, lake)), comparable(dead_letters(spark, incremental))
+    assert one.exceptAll(other).count() == 0 and other.exceptAll(one).count() == 0
+
+
+def test_late_file_reopens_only_its_day(spark, historic, dagster_instance):
+    lake, _ = historic
+    versions = {spec.table: DeltaTable.forPath(spark, lake.spark_path(f"curated/{spec.table}")).history(1).first().version
+                for spec in ENTITIES}
+    before = {name: comparable(spark.read.format("delta").option("versionAsOf", version).load(lake.spark_path(f"curated/{name}")))
+              for name, version in versions.items()}
+    late = [{"message_id": f"late-{i}", "type": "track", "event": "page_view", "anonymous_id": f"a{i}",
+             "timestamp": f"{FIRST}T12:00:00Z", "properties": {"url": "/"}} for i in range(7)]
+    flushed = datetime.combine(FIRST + timedelta(days=3), datetime.min.time(), timezone.utc)
+    lake.write_bytes(raw_key("acme_corp", "app", "events", FIRST, flushed, 0), encode_ndjson_gz(late + late[:2]))
+    assert run_assets(lake, dagster_instance, FIRST, FIRST).success
+
+    after = comparable(table(spark, lake, "events"))
+    assert after.count() == before["events"].count() + 7
+    assert after.exceptAll(before["events"]).select("event_date").distinct().collect()[0].event_date == FIRST
+    for spec in ENTITIES:
+        if spec.table != "events":
+            assert comparable(table(spark, lake, spec.table)).exceptAll(before[spec.table]).count() == 0, spec.table
+
+
+def test_critical_threshold_fails_the_day_naming_the_rule(spark, tmp_path, dagster_instance):
+    lake = LakeResource(base_uri=str(tmp_path / "lake"))
+    day = date(2026, 2, 1)
+    orders = [{"id": i, "created_at": f"{day}T10:00:00Z", "currency": "USD", "total_price": "0.00" if i % 2 else "9.99",
+               "customer": {"id": 1}, "line_items": []} for i in range(20)]
+    lake.write_bytes(raw_key("acme_corp", "shopify", "orders", day, datetime(2026, 2, 1, 23, tzinfo=timezone.utc), 0),
+                     encode_ndjson_gz(orders))
+    result = run_assets(lake, dagster_instance, day, day, ["raw/shopify/orders", "curated/orders"], raise_on_error=False)
+    assert not result.success
+    failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
+    assert "order_total_positive" in failure.message or "order_total_positive" in str(failure.event_specific_data.error)
+    assert not lake.list("curated/orders/_delta_log/")  # nothing written for the failed day

@@ -3,6 +3,7 @@
 from dagster import Definitions, in_process_executor
 
 from cdp_assets.curated import curated_assets, curated_checks
+from cdp_assets.maintenance import delta_maintenance, weekly_maintenance_schedule
 from cdp_assets.raw import raw_assets
 from cdp_resources.lake import LakeResource
 from cdp_resources.settings import default_lake_uri, env_or_default
@@ -13,8 +14,8 @@ from sensors.schedules import lake_daily_job, lake_daily_schedule
 defs = Definitions(
     assets=[*raw_assets, *curated_assets],
     asset_checks=curated_checks,
-    jobs=[lake_daily_job],
-    schedules=[lake_daily_schedule],
+    jobs=[lake_daily_job, delta_maintenance],
+    schedules=[lake_daily_schedule, weekly_maintenance_schedule],
     sensors=[raw_file_sensor],
     # One process per run, so every Spark asset of a run shares one Spark session.
     executor=in_process_executor,

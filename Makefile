@@ -1,6 +1,6 @@
 # The two commands: `make demo` (set up, generate sample data, materialise the graph) and
 # `make test` (set up, run the test suite). Everything else is a helper.
-.PHONY: demo test setup dev postgres-stop lock bench-generator bench-ingest
+.PHONY: demo test setup dev postgres-stop lock bench-generator bench-ingest bench-curated
 
 demo: setup
 	.venv/bin/cdp demo
@@ -25,3 +25,6 @@ bench-generator: setup
 
 bench-ingest: setup
 	.venv/bin/python bench/ingest.py
+
+bench-curated: setup
+	.venv/bin/python bench/curated.py

@@ -19,6 +19,7 @@ ZORDER = {**{f"curated/{spec.table}": ["tenant_id", spec.key[0]] for spec in ENT
 
 class MaintenanceConfig(Config):
     retention_hours: float = 168.0
+    tables: list[str] = []  # lake paths such as "curated/events"; empty means every curated table
 
 
 @op(description="OPTIMIZE … ZORDER BY and VACUUM every curated Delta table.")
@@ -29,7 +30,7 @@ def optimize_and_vacuum(context: OpExecutionContext, config: MaintenanceConfig, 
         session.conf.set("spark.databricks.delta.retentionDurationCheck.enabled", "false")
     report = {}
     for path, columns in ZORDER.items():
-        if not lake.list(f"{path}/_delta_log/"):
+        if (config.tables and path not in config.tables) or not lake.list(f"{path}/_delta_log/"):
             continue
         table = DeltaTable.forPath(session, lake.spark_path(path))
         metrics = table.optimize().executeZOrderBy(*columns).select("metrics.numFilesAdded", "metrics.numFilesRemoved").first()

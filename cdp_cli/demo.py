@@ -48,7 +48,7 @@ def describe(outcome: dict) -> str:
     return "\n".join([
         f"run {outcome['run_id']}: {'succeeded' if outcome['success'] else 'FAILED'}",
         f"raw zone:          {lake.spark_path('raw/')}",
-        f"curated events:    {lake.spark_path('curated/events')} (Delta)",
+        f"curated tables:    {lake.spark_path('curated/')} (Delta; dead letters in curated/_dead_letters)",
         f"ground truth:      {lake.spark_path('truth/')}",
         "open the UI:       make dev   (then http://127.0.0.1:3000)",
     ])

@@ -56,7 +56,7 @@ def get_spark_session(master: str | None = None, overrides: dict[str, Any] | Non
 class SparkDeltaResource(LazyPySparkResource):
     """A lazily created Spark session with Delta Lake (dagster-pyspark's LazyPySparkResource)."""
 
-    master: str = Field(default="local[*]", description="Spark master: local[*], spark://, k8s:// or sc://")
+    master: str = Field(default_factory=spark_master, description="Spark master: local[*], spark://, k8s:// or sc:// (CDP_SPARK_MASTER)")
     spark_config: dict[str, Any] = Field(default_factory=dict, description="Spark settings overriding the defaults")
 
     @property

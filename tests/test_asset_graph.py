@@ -86,7 +86,8 @@ def test_a_damaged_raw_file_is_reported_and_left_out(spark, tmp_path, dagster_in
     lake = LakeResource(base_uri=str(tmp_path / "lake"))
     day = SAMPLE_CONFIG.start
     flushed = datetime(day.year, day.month, day.day, 23, tzinfo=timezone.utc)
-    good = [{"message_id": f"m{i}", "type": "track", "event": "page_view", "timestamp": f"{day}T10:00:00Z"} for i in range(10)]
+    good = [{"message_id": f"m{i}", "type": "track", "event": "page_view", "anonymous_id": f"a{i}",
+             "timestamp": f"{day}T10:00:00Z"} for i in range(10)]
     lake.write_bytes(raw_key("acme_corp", "app", "events", day, flushed, 0), encode_ndjson_gz(good))
     whole = encode_ndjson_gz([{**r, "message_id": f"x{r['message_id']}"} for r in good])
     lake.write_bytes(raw_key("acme_corp", "app", "events", day, flushed, 1), whole[: len(whole) // 2])

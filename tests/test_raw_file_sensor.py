@@ -42,7 +42,7 @@ def test_runs_for_new_files_cursor_and_late_files(lake):
     requests = {r.partition_key: r for r in result.run_requests}
     assert set(requests) == {"2026-01-01", "2026-01-02"}
     assert set(requests["2026-01-01"].asset_selection) == {EVENTS, CURATED_EVENTS}
-    assert set(requests["2026-01-02"].asset_selection) == {ORDERS}
+    assert set(requests["2026-01-02"].asset_selection) == {ORDERS, AssetKey(["curated", "orders"]), AssetKey(["curated", "order_lines"])}
     assert requests["2026-01-01"].run_key == "2026-01-01|app/events@events_20260101T230000Z_0001.ndjson.gz"
 
     restarted = evaluate(lake, result.cursor)

@@ -5,7 +5,8 @@ from datetime import date
 from delta.tables import DeltaTable
 from pyspark.sql import functions as F
 
-from cdp_assets.curated import parse_event_time, replace_partitions
+from cdp_assets.curated import replace_partitions
+from cdp_transform.normalise import timestamp as parse_event_time
 from cdp_resources.spark_jars import jar_cache_dir
 
 

@@ -6,6 +6,7 @@ The session is created on first use, so assets that never touch Spark never pay 
 """
 
 import os
+import sys
 from typing import Any
 
 from dagster_pyspark import LazyPySparkResource
@@ -45,6 +46,8 @@ def delta_spark_config(master: str, overrides: dict[str, Any] | None = None) -> 
 def get_spark_session(master: str | None = None, overrides: dict[str, Any] | None = None) -> SparkSession:
     """The process's Spark session with Delta Lake, created on first call and reused afterwards."""
     os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+    # Python workers run our UDFs (pandas, phonenumbers): they need this interpreter, not `python3`.
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     builder = SparkSession.builder
     for key, value in delta_spark_config(master or spark_master(), overrides).items():
         builder = builder.config(key, value)

@@ -3,6 +3,7 @@
 from dagster import Definitions, in_process_executor
 
 from cdp_assets.curated import curated_assets, curated_checks
+from cdp_assets.identity import identity_assets
 from cdp_assets.maintenance import delta_maintenance, weekly_maintenance_schedule
 from cdp_assets.raw import raw_assets
 from cdp_resources.lake import LakeResource
@@ -12,7 +13,7 @@ from sensors.raw_files import raw_file_sensor
 from sensors.schedules import lake_daily_job, lake_daily_schedule
 
 defs = Definitions(
-    assets=[*raw_assets, *curated_assets],
+    assets=[*raw_assets, *curated_assets, *identity_assets],
     asset_checks=curated_checks,
     jobs=[lake_daily_job, delta_maintenance],
     schedules=[lake_daily_schedule, weekly_maintenance_schedule],

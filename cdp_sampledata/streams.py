@@ -63,6 +63,10 @@ class _DayMaker:
         self.midnight = datetime.combine(self.day, time(0), timezone.utc)
         self.rates, self.late_days = rates, late_days
         self.rng = random.Random(f"{seed}:{population.tenant}:{self.day.isoformat()}")
+        # Identity dirt draws from its own stream, so adding it left every other record unchanged.
+        self.identity_rng = random.Random(f"{seed}:{population.tenant}:{self.day.isoformat()}:identity")
+        self.store_inbox = f"instore@{population.tenant.replace('_', '')}-shop.com"
+        self.kiosk_id = str(uuid.UUID(int=random.Random(f"{seed}:{population.tenant}:kiosk").getrandbits(128), version=4))
         self.out = DayOutput()
         self.fx = fx_rates_for(self.day)
         self.next_id = (day_index + 1) * 10_000_000
@@ -148,9 +152,13 @@ class _DayMaker:
             if person.shopify_customer_id:
                 self.shopify_customer(person, created, created)
             if person.stripe_customer_id:
+                email = self.email_for("stripe", "customers", person.stripe_customer_id, person)
+                if person.company and self.identity_rng.random() < self.rates.role_inbox:
+                    email = f"billing@{person.company.domain}"
+                    self.dirt("stripe", "customers", person.stripe_customer_id, "role_inbox", value=email)
                 self.emit("stripe", "customers", {
                     "id": person.stripe_customer_id, "object": "customer",
-                    "email": self.email_for("stripe", "customers", person.stripe_customer_id, person),
+                    "email": email,
                     "name": f"{person.first_name} {person.last_name}",
                     "phone": phone_variant(self.rng, person) if self.rng.random() < 0.6 else None,
                     "created": int(created.timestamp()), "address": {"country": person.country}, "metadata": {},
@@ -188,6 +196,9 @@ class _DayMaker:
 
     def session(self, user: Person | None, orders_today: dict[str, dict]) -> None:
         anonymous_id = self.rng.choice(user.anonymous_ids) if user else self.uuid()
+        on_kiosk = user is not None and self.identity_rng.random() < self.rates.shared_device
+        if on_kiosk:
+            anonymous_id = self.kiosk_id
         user_id = user.app_user_id if user else None
         clock = self.moment(82_000)
         steps = ["page_view"] * self.rng.randint(1, 5)
@@ -199,7 +210,7 @@ class _DayMaker:
                 if order:
                     steps.append("purchase")
         product = self.rng.choice(self.pop.products)
-        for step in steps:
+        for index, step in enumerate(steps):
             clock += timedelta(seconds=self.rng.randint(5, 120))
             event_id = self.uuid()
             record_user = user_id
@@ -211,10 +222,19 @@ class _DayMaker:
                 properties.update(product_id=product.product_id, price=product.price, currency="USD")
             if step == "purchase":
                 properties.update(order_id=order["id"], revenue=float(order["total_price"]), currency=order["currency"])
+            if on_kiosk and index == 0:
+                self.dirt("app", "events", event_id, "shared_device", value=anonymous_id)
             self.app_event(event_id, {
                 "message_id": event_id, "type": "track", "event": step, "user_id": record_user,
                 "anonymous_id": anonymous_id, "timestamp": app_timestamp(clock, self.rng), "properties": properties,
             })
+
+    def order_email(self, order_id: int, person: Person) -> str:
+        email = email_variant(self.rng, person.email)
+        if self.identity_rng.random() < self.rates.store_inbox:
+            self.dirt("shopify", "orders", order_id, "store_inbox", value=self.store_inbox)
+            return self.store_inbox
+        return email
 
     def order(self, person: Person) -> dict:
         order_id = self.new_id()
@@ -227,7 +247,7 @@ class _DayMaker:
         total = round(sum(float(line["price"]) * line["quantity"] for line in lines), 2)
         total = self.amount("shopify", "orders", order_id, total)
         record = {
-            "id": order_id, "order_number": order_id % 10_000_000, "email": email_variant(self.rng, person.email),
+            "id": order_id, "order_number": order_id % 10_000_000, "email": self.order_email(order_id, person),
             "customer": {"id": person.shopify_customer_id}, "created_at": iso_with_offset(placed, self.rng),
             "currency": person.currency, "total_price": f"{total:.2f}", "financial_status": "paid",
             "line_items": lines,

@@ -6,9 +6,9 @@ from partitions import daily_partitions
 
 lake_daily_job = define_asset_job(
     "lake_daily",
-    selection=AssetSelection.groups("raw", "curated"),
+    selection=AssetSelection.groups("raw", "curated", "identity", "profiles"),
     partitions_def=daily_partitions,
-    description="Raw manifests and curated Delta tables for a range of days.",
+    description="Raw manifests, curated Delta tables, the identity graph and resolution, and profiles for a range of days.",
 )
 
 lake_daily_schedule = build_schedule_from_partitioned_job(lake_daily_job, hour_of_day=1, minute_of_hour=0)

@@ -80,16 +80,16 @@ RANGE_TAGS = ("dagster/asset_partition_range_start", "dagster/asset_partition_ra
 
 
 def run_assets(lake: LakeResource, instance: DagsterInstance, first, last, selection: list[str] | None = None,
-               raise_on_error: bool = True, checks: bool = False):
-    """Materialise `selection` (asset keys like "curated/orders"; default: the whole lake_daily job)
-    for the days first..last in one run on `lake`; the asset checks run too when `checks`."""
+               raise_on_error: bool = True, checks: bool = False, groups: list[str] = ("raw", "curated")):
+    """Materialise `selection` (asset keys like "curated/orders"; default: the asset `groups`) for the
+    days first..last in one run on `lake`; the asset checks run too when `checks`."""
     from dagster import AssetKey, AssetSelection, Definitions, define_asset_job
 
     from cdp_assets.definitions import defs
     from cdp_resources.spark import SparkDeltaResource
     from partitions import daily_partitions
 
-    keys = AssetSelection.keys(*(AssetKey(k.split("/")) for k in selection)) if selection else AssetSelection.groups("raw", "curated")
+    keys = AssetSelection.keys(*(AssetKey(k.split("/")) for k in selection)) if selection else AssetSelection.groups(*groups)
     keys = keys if checks else keys.without_checks()
     job = define_asset_job("test_run", selection=keys, partitions_def=daily_partitions)
     test_defs = Definitions(

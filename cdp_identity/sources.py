@@ -18,18 +18,18 @@ from cdp_transform import normalise
 class IdentitySource:
     table: str
     identifiers: dict[str, str]  # id_type -> SQL expression over the curated row, anchor first
-    seen_at: str
+    seen_at: str  # when the record was observed (its version's time: never before its event day)
     channel: str
     raw_phone: bool = False  # the phone column is as typed (app traits), not yet E.164
 
 
 SOURCES = [
     IdentitySource("shopify_customers", {"shopify_customer_id": "cast(customer_id AS string)", "email": "email", "phone": "phone"},
-                   "coalesce(created_at, updated_at)", "shop"),
+                   "coalesce(updated_at, created_at)", "shop"),
     IdentitySource("stripe_customers", {"stripe_customer_id": "customer_id", "email": "email", "phone": "phone"},
                    "created_at", "payments"),
     IdentitySource("contacts", {"salesforce_contact_id": "contact_id", "email": "email", "phone": "phone"},
-                   "coalesce(created_at, updated_at)", "sales"),
+                   "coalesce(updated_at, created_at)", "sales"),
     IdentitySource("orders", {"shopify_customer_id": "cast(customer_id AS string)", "email": "email"}, "ordered_at", "shop"),
     IdentitySource("payments", {"stripe_customer_id": "customer_id", "email": "billing_email"}, "paid_at", "payments"),
     IdentitySource("events", {"app_user_id": "user_id", "anonymous_id": "anonymous_id", "email": "trait_email",

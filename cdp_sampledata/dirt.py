@@ -21,7 +21,7 @@ class DirtRates:
     late: float = 0.05  # share of events, orders and charges that arrive 1..late_days days late
     # Identifiers that stand for no single person (identity resolution must not merge through them):
     role_inbox: float = 0.25  # share of B2B people's Stripe customers billed to the company's billing@ inbox
-    store_inbox: float = 0.02  # share of orders keyed in by store staff under the store's own inbox
+    store_inbox: float = 0.10  # share of orders keyed in by store staff under the store's own inbox
     shared_device: float = 0.02  # share of app users' sessions on the store's kiosk browser (one anonymous id)
 
     def as_dict(self) -> dict[str, float]:

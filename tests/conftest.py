@@ -5,6 +5,7 @@ State goes under `.cdp/test/` (git-ignored); Spark's jars come from the project'
 
 import os
 import shutil
+from datetime import timedelta
 from pathlib import Path
 
 import boto3
@@ -109,6 +110,30 @@ def sample_lake(tmp_path_factory) -> LakeResource:
     lake = LakeResource(base_uri=str(tmp_path_factory.mktemp("sample") / "lake"))
     generate(lake, SAMPLE_CONFIG, workers=1, progress=False)
     return lake
+
+
+# The curated zone's sample: one tenant, two days, shared by the curated-zone and identity tests.
+CURATED_CONFIG = GeneratorConfig(tenants=("acme_corp",), days=2, customers=1_200, seed=21)
+
+
+@pytest.fixture(scope="session")
+def curated_lakes(tmp_path_factory) -> tuple[LakeResource, LakeResource]:
+    """The same raw zone twice: one for a single historic run, one for day-by-day incremental runs."""
+    root = tmp_path_factory.mktemp("curated")
+    historic = LakeResource(base_uri=str(root / "historic"))
+    generate(historic, CURATED_CONFIG, workers=1, progress=False)
+    shutil.copytree(root / "historic", root / "incremental")
+    return historic, LakeResource(base_uri=str(root / "incremental"))
+
+
+@pytest.fixture(scope="session")
+def curated_historic(curated_lakes, dagster_instance):
+    """The first lake after one historic run of the raw and curated assets (checks included)."""
+    lake = curated_lakes[0]
+    result = run_assets(lake, dagster_instance, CURATED_CONFIG.start,
+                        CURATED_CONFIG.start + timedelta(days=CURATED_CONFIG.days - 1), checks=True)
+    assert result.success
+    return lake, result
 
 
 def pytest_sessionstart(session):

@@ -4,7 +4,6 @@ normalised, companies and USD amounts enriched); historic equals incremental row
 and late files change exactly what they should; the critical-failure threshold stops a bad day."""
 
 import csv
-import shutil
 from datetime import date, datetime, timedelta, timezone
 
 import phonenumbers
@@ -18,33 +17,24 @@ from cdp_assets.maintenance import delta_maintenance
 from cdp_resources.lake import LakeResource
 from cdp_resources.raw_zone import decode_ndjson_gz, encode_ndjson_gz, raw_key
 from cdp_resources.spark import SparkDeltaResource
-from cdp_sampledata.generator import GeneratorConfig, generate
 from cdp_transform.enrich import REFERENCE_DIR
 from cdp_transform.entities import ENTITIES
-from tests.conftest import run_assets
+from tests.conftest import CURATED_CONFIG, run_assets
 from tests.test_generator import EMAIL
 
 pytestmark = pytest.mark.slow
-CONFIG = GeneratorConfig(tenants=("acme_corp",), days=2, customers=1_200, seed=21)
+CONFIG = CURATED_CONFIG
 FIRST, LAST = CONFIG.start, CONFIG.start + timedelta(days=CONFIG.days - 1)
 
 
-@pytest.fixture(scope="module")
-def lakes(tmp_path_factory):
-    """The same raw zone twice: one for a single historic run, one for day-by-day incremental runs."""
-    root = tmp_path_factory.mktemp("curated")
-    historic = LakeResource(base_uri=str(root / "historic"))
-    generate(historic, CONFIG, workers=1, progress=False)
-    shutil.copytree(root / "historic", root / "incremental")
-    return historic, LakeResource(base_uri=str(root / "incremental"))
+@pytest.fixture
+def lakes(curated_lakes):
+    return curated_lakes
 
 
-@pytest.fixture(scope="module")
-def historic(lakes, dagster_instance):
-    lake = lakes[0]
-    result = run_assets(lake, dagster_instance, FIRST, LAST, checks=True)
-    assert result.success
-    return lake, result
+@pytest.fixture
+def historic(curated_historic):
+    return curated_historic
 
 
 def table(spark, lake, name):

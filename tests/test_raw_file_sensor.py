@@ -12,6 +12,9 @@ from cdp_resources.raw_zone import encode_ndjson_gz, raw_key
 from sensors.raw_files import raw_file_sensor
 
 EVENTS, CURATED_EVENTS, ORDERS = AssetKey(["raw", "app", "events"]), AssetKey(["curated", "events"]), AssetKey(["raw", "shopify", "orders"])
+# Events and orders carry identifiers: their days re-run the identity graph, resolution and profiles too.
+IDENTITY = {AssetKey(path) for path in (["identity", "graph"], ["identity", "customer_ids"], ["identity", "merges"],
+                                        ["identity", "exclusions"], ["profiles", "customer_profiles"], ["profiles", "profile_history"])}
 
 
 @pytest.fixture
@@ -41,8 +44,8 @@ def test_runs_for_new_files_cursor_and_late_files(lake):
     result = evaluate(lake, None)
     requests = {r.partition_key: r for r in result.run_requests}
     assert set(requests) == {"2026-01-01", "2026-01-02"}
-    assert set(requests["2026-01-01"].asset_selection) == {EVENTS, CURATED_EVENTS}
-    assert set(requests["2026-01-02"].asset_selection) == {ORDERS, AssetKey(["curated", "orders"]), AssetKey(["curated", "order_lines"])}
+    assert set(requests["2026-01-01"].asset_selection) == {EVENTS, CURATED_EVENTS} | IDENTITY
+    assert set(requests["2026-01-02"].asset_selection) == {ORDERS, AssetKey(["curated", "orders"]), AssetKey(["curated", "order_lines"])} | IDENTITY
     assert requests["2026-01-01"].run_key == "2026-01-01|app/events@events_20260101T230000Z_0001.ndjson.gz"
 
     restarted = evaluate(lake, result.cursor)
@@ -51,7 +54,7 @@ def test_runs_for_new_files_cursor_and_late_files(lake):
     land(lake, "app", "events", first, datetime(2026, 1, 4, 23, tzinfo=timezone.utc))  # 3 days late
     late = evaluate(lake, result.cursor)
     (request,) = late.run_requests
-    assert request.partition_key == "2026-01-01" and set(request.asset_selection) == {EVENTS, CURATED_EVENTS}
+    assert request.partition_key == "2026-01-01" and set(request.asset_selection) == {EVENTS, CURATED_EVENTS} | IDENTITY
     assert request.run_key != requests["2026-01-01"].run_key
     assert isinstance(evaluate(lake, late.cursor), SkipReason)
 

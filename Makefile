@@ -1,6 +1,6 @@
 # The two commands: `make demo` (set up, generate sample data, materialise the graph) and
 # `make test` (set up, run the test suite). Everything else is a helper.
-.PHONY: demo test setup dev postgres-stop lock bench-generator bench-ingest bench-curated
+.PHONY: demo test setup dev postgres-stop lock bench-generator bench-ingest bench-curated bench-identity
 
 demo: setup
 	.venv/bin/cdp demo
@@ -28,3 +28,6 @@ bench-ingest: setup
 
 bench-curated: setup
 	.venv/bin/python bench/curated.py
+
+bench-identity: setup
+	.venv/bin/python bench/identity.py

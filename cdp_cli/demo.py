@@ -43,12 +43,30 @@ def run_demo(config: GeneratorConfig, workers: int) -> dict:
     return {"run_id": result.run_id, "success": result.success, "first": first, "last": last, "lake": lake}
 
 
+def accuracy_lines(lake: LakeResource) -> list[str]:
+    """Identity resolution in the lake against its ground truth, as printable lines."""
+    from cdp_assets.identity import MAP
+    from cdp_identity.accuracy import pair_accuracy
+    from cdp_resources.spark import get_spark_session
+
+    if not lake.list(f"{MAP}/_delta_log/"):
+        return [f"no identity map in {lake.spark_path(MAP)}: materialise identity/customer_ids first"]
+    spark = get_spark_session()
+    score = pair_accuracy(spark, lake, spark.read.format("delta").load(lake.spark_path(MAP)))
+    return [f"identity:          {score['profiles']:,} profiles for {score['persons']:,} people in the truth; "
+            f"pair precision {score['pair_precision']:.4f}, pair recall {score['pair_recall']:.4f} "
+            f"({score['correct_pairs']:,} of {score['predicted_pairs']:,} predicted pairs right, "
+            f"{score['true_pairs']:,} true pairs)"]
+
+
 def describe(outcome: dict) -> str:
     lake: LakeResource = outcome["lake"]
     return "\n".join([
         f"run {outcome['run_id']}: {'succeeded' if outcome['success'] else 'FAILED'}",
         f"raw zone:          {lake.spark_path('raw/')}",
         f"curated tables:    {lake.spark_path('curated/')} (Delta; dead letters in curated/_dead_letters)",
+        f"identity, profiles: {lake.spark_path('identity/')}, {lake.spark_path('profiles/')} (Delta)",
+        *(accuracy_lines(lake) if outcome["success"] else []),
         f"ground truth:      {lake.spark_path('truth/')}",
         "open the UI:       make dev   (then http://127.0.0.1:3000)",
     ])

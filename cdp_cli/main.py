@@ -92,6 +92,13 @@ def _dlq(args) -> int:
     return 0
 
 
+def _identity(args) -> int:
+    from cdp_cli.demo import accuracy_lines
+
+    print("\n".join(accuracy_lines(_lake_from(args.lake))))
+    return 0
+
+
 def _jars(args) -> int:
     from cdp_resources.spark_jars import ensure_jars
 
@@ -140,6 +147,11 @@ def parser() -> argparse.ArgumentParser:
     pg = commands.add_parser("postgres", help="the embedded PostgreSQL under .cdp/postgres")
     pg.add_argument("action", choices=["start", "stop", "status", "url", "bindir"])
     pg.set_defaults(handler=_postgres)
+
+    identity = commands.add_parser("identity", help="identity resolution against the sample data's ground truth")
+    identity.add_argument("action", choices=["accuracy"], help="pair precision and recall of the identity map")
+    identity.add_argument("--lake", help="lake URI (default: CDP_LAKE_URI or .cdp/lake)")
+    identity.set_defaults(handler=_identity)
 
     jars = commands.add_parser("jars", help="Spark's Delta jars")
     jars.add_argument("action", choices=["fetch"])

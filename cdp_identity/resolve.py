@@ -203,4 +203,4 @@ def resolve(spark: SparkSession, nodes: DataFrame, edges: DataFrame, previous: D
     merges = _merges(assigned, previous, kept_edges)
     if merges is None:
         merges = spark.createDataFrame([], "tenant_id string, event string, cdp_customer_id string, surviving_id string, caused_by array<string>")
-    return Resolution(identity_map, node_exclusions.union(edge_exclusions), merges, rounds)
+    return Resolution(identity_map, node_exclusions.union(edge_exclusions).select(*EXCLUSION_COLUMNS), merges.select(*MERGE_COLUMNS), rounds)

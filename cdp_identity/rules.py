@@ -48,10 +48,6 @@ def rules_for(tenant: str) -> MergeRules:
     )
 
 
-def id_types() -> tuple[str, ...]:
-    return tuple(_declared()["default"]["priority"])
-
-
 def rules_frame(spark: SparkSession, tenants: list[str]) -> DataFrame:
     """One row per (tenant, id_type): its rank in the priority order, its limit and whether it counts people."""
     rows = []

@@ -3,6 +3,7 @@ stable ids and recorded merges, SCD type 2 history; and on generator data, accur
 ground truth, stability when a day is added, and historic == incremental."""
 
 import random
+import re
 import shutil
 from datetime import date, datetime, timedelta
 
@@ -10,6 +11,7 @@ import pytest
 from pyspark.sql import functions as F
 
 from cdp_assets.identity import EXCLUSIONS, HISTORY, MAP, MAP_KEY, MERGES, PROFILES
+from cdp_cli.main import main
 from cdp_identity.accuracy import pair_accuracy
 from cdp_identity.components import connected_components
 from cdp_identity.profiles import update_history
@@ -167,12 +169,14 @@ def incremental(spark, lakes, dagster_instance):
     return lake, before
 
 
-def test_accuracy_against_the_truth(spark, historic):
+def test_accuracy_against_the_truth(spark, historic, capsys):
     lake, _ = historic
     accuracy = pair_accuracy(spark, lake, table(spark, lake, MAP))
-    print(accuracy)
     assert accuracy["pair_precision"] >= 0.99 and accuracy["pair_recall"] >= 0.95
     assert accuracy["persons"] > 0.9 * CONFIG.customers * len(CONFIG.tenants)  # nearly everyone appears in two days
+    assert main(["identity", "accuracy", "--lake", lake.base_uri]) == 0
+    printed = re.search(r"pair precision ([0-9.]+), pair recall ([0-9.]+)", capsys.readouterr().out)
+    assert (float(printed[1]), float(printed[2])) == (round(accuracy["pair_precision"], 4), round(accuracy["pair_recall"], 4))
 
 
 def test_injected_shared_identifiers_are_excluded(spark, historic):

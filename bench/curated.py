@@ -4,7 +4,8 @@ Both read the same generated raw files. The baseline reads every stream's files 
 read schema and writes them to Delta with no logic (the practical limit on this machine); the
 curated job runs every raw and curated asset over the whole range in one run (historic mode),
 with typing, deduplication, normalisation, enrichment, quality rules, dead letters and metadata.
-Prints records/s for both and their ratio (goal ≥ 0.5 at 1M records or more).
+Prints records/s for both and their ratio (goal ≥ 0.5 at 1M records or more), then the time one
+incremental partition takes after 1 and after 30 days of history (a smaller population).
 
     .venv/bin/python bench/curated.py                       # ~1.2 million raw records
     .venv/bin/python bench/curated.py --customers 10000 --days 3   # quick
@@ -35,10 +36,34 @@ def baseline(lake: LakeResource, out: str) -> float:
     return time.perf_counter() - started
 
 
+def run_curated(lake: LakeResource, spark: SparkDeltaResource, first, last) -> float:
+    """Seconds for one run of every raw and curated asset over the days first..last."""
+    job = define_asset_job("bench", selection=AssetSelection.groups("raw", "curated"), partitions_def=daily_partitions)
+    bench_defs = Definitions(assets=list(defs.assets), jobs=[job], executor=defs.executor, resources={"lake": lake, "spark": spark})
+    started = time.perf_counter()
+    with DagsterInstance.ephemeral() as instance:
+        result = bench_defs.resolve_job_def("bench").execute_in_process(
+            instance=instance, tags={"dagster/asset_partition_range_start": str(first), "dagster/asset_partition_range_end": str(last)},
+            run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}})
+    assert result.success
+    return time.perf_counter() - started
+
+
+def incremental_cost(root, spark: SparkDeltaResource, history_days: int, customers: int) -> tuple[int, float]:
+    """(average records a day, seconds) for one incremental partition after `history_days` days of history."""
+    lake = LakeResource(base_uri=str(root / f"history-{history_days}"))
+    config = GeneratorConfig(days=history_days + 1, customers=customers)
+    per_day = generate(lake, config, progress=False).total_records // config.days
+    last = config.start + timedelta(days=history_days)
+    run_curated(lake, spark, config.start, last - timedelta(days=1))
+    return per_day, run_curated(lake, spark, last, last)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--customers", type=int, default=50_000)
     parser.add_argument("--days", type=int, default=10)
+    parser.add_argument("--incremental-customers", type=int, default=5_000, help="population for the incremental-partition cost")
     args = parser.parse_args()
 
     root = state_dir() / "bench" / "curated"
@@ -50,22 +75,18 @@ def main() -> None:
     spark.spark_session  # start Spark before timing either side
 
     base_seconds = baseline(lake, str(root / "baseline"))
-    job = define_asset_job("bench", selection=AssetSelection.groups("raw", "curated"), partitions_def=daily_partitions)
-    bench_defs = Definitions(assets=list(defs.assets), jobs=[job], executor=defs.executor, resources={"lake": lake, "spark": spark})
     first, last = config.start, config.start + timedelta(days=config.days - 1)
-    started = time.perf_counter()
-    with DagsterInstance.ephemeral() as instance:
-        result = bench_defs.resolve_job_def("bench").execute_in_process(
-            instance=instance, tags={"dagster/asset_partition_range_start": str(first), "dagster/asset_partition_range_end": str(last)},
-            run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}})
-    curated_seconds = time.perf_counter() - started
-    assert result.success
-    shutil.rmtree(root, ignore_errors=True)
+    curated_seconds = run_curated(lake, spark, first, last)
 
     print(f"raw records: {records:,} over {config.days} days, {len(config.tenants)} tenants")
     print(f"baseline: {base_seconds:7.1f} s  {records / base_seconds:10,.0f} records/s  (read NDJSON.gz, write Delta, no logic)")
     print(f"curated:  {curated_seconds:7.1f} s  {records / curated_seconds:10,.0f} records/s  (raw + curated assets, one run)")
-    print(f"ratio curated/baseline throughput: {base_seconds / curated_seconds:.2f}")
+    print(f"ratio curated/baseline throughput: {base_seconds / curated_seconds:.2f}", flush=True)
+    for days in (1, 30):
+        per_day, seconds = incremental_cost(root, spark, days, args.incremental_customers)
+        print(f"one incremental partition after {days:2d} days of history: {seconds:6.1f} s  "
+              f"(~{per_day:,} records a day, {args.incremental_customers:,} customers)", flush=True)
+    shutil.rmtree(root, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -191,7 +191,8 @@ def curated_asset(spec: EntitySpec) -> AssetsDefinition:
         fx = (read_table(session, lake, "fx_rates", first, last)
               or session.createDataFrame([], "event_date date, currency string, rate double")) if spec.needs_fx else None
         customers = read_table(session, lake, "shopify_customers", None, last) if spec.customer_must_exist else None
-        typed, ruled = curate(spec, read_raw(session, spec, files, context.run_id), fx, customers)
+        earlier = read_table(session, lake, spec.table, None, first - timedelta(days=1)) if spec.email_unique_per else None
+        typed, ruled = curate(spec, read_raw(session, spec, files, context.run_id), fx, customers, earlier)
         typed, ruled = typed.cache(), ruled.cache()  # ruled is computed from the cached typed rows
         stats = partition_stats(typed, ruled)
         _enforce_threshold(spec, stats)

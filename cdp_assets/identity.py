@@ -3,8 +3,9 @@ map with its merges and exclusions, the golden-record profiles and their SCD typ
 
 The graph is built incrementally: partition D reads curated day D of every identifier source and
 replaces day D of `identity/nodes` and `identity/edges`. Resolution and profiles are current-state
-tables: any partition's run resolves the whole stored graph (warm with the previous map, so ids are
-stable) and rebuilds the profiles, so re-running an older day after late data is always correct.
+tables: any partition's run resolves the whole stored graph (ids carried over from the previous
+map, so they are stable) and rebuilds the profiles, so re-running an older day after late data is
+always correct.
 """
 
 import functools

@@ -152,8 +152,10 @@ class _DayMaker:
             if person.shopify_customer_id:
                 self.shopify_customer(person, created, created)
             if person.stripe_customer_id:
+                dirt_before = len(self.out.dirt)
                 email = self.email_for("stripe", "customers", person.stripe_customer_id, person)
-                if person.company and self.identity_rng.random() < self.rates.role_inbox:
+                valid = len(self.out.dirt) == dirt_before  # a record that already has an invalid email keeps it
+                if valid and person.company and self.identity_rng.random() < self.rates.role_inbox:
                     email = f"billing@{person.company.domain}"
                     self.dirt("stripe", "customers", person.stripe_customer_id, "role_inbox", value=email)
                 self.emit("stripe", "customers", {

@@ -37,10 +37,18 @@ class DayStats:
         return self.rows_after_dedup - self.dead_lettered
 
 
-def flag_shared_email(frame: DataFrame, id_column: str) -> DataFrame:
-    owners = Window.partitionBy("tenant_id", "email")
-    shared = F.size(F.collect_set(id_column).over(owners)) > 1
-    return frame.withColumn("_email_shared", F.when(F.col("email").isNull(), False).otherwise(shared))
+def flag_shared_email(frame: DataFrame, id_column: str, earlier: DataFrame | None = None) -> DataFrame:
+    """Adds _email_shared: another `id_column` has the row's email on its event day or before, in
+    `frame` or in the `earlier` rows of the table (so one run over many days and day-by-day runs agree)."""
+    def owners(rows: DataFrame) -> DataFrame:
+        return rows.where(F.col("email").isNotNull()).select(
+            "tenant_id", "email", F.col(id_column).alias("_owner"), F.col("event_date").alias("_owner_day"))
+
+    known = owners(frame) if earlier is None else owners(frame).union(owners(earlier))
+    days = frame.select("tenant_id", "email", "event_date").where(F.col("email").isNotNull()).distinct()
+    shared = days.join(known, ["tenant_id", "email"]).where(F.col("_owner_day") <= F.col("event_date")) \
+        .groupBy("tenant_id", "email", "event_date").agg((F.countDistinct("_owner") > 1).alias("_email_shared"))
+    return frame.join(shared, ["tenant_id", "email", "event_date"], "left").fillna(False, ["_email_shared"])
 
 
 def flag_known_customer(frame: DataFrame, customers: DataFrame | None) -> DataFrame:
@@ -51,8 +59,9 @@ def flag_known_customer(frame: DataFrame, customers: DataFrame | None) -> DataFr
 
 
 def curate(spec: EntitySpec, raw: DataFrame, fx_rates: DataFrame | None = None,
-           customers: DataFrame | None = None) -> tuple[DataFrame, DataFrame]:
-    """(typed rows before deduplication, ruled rows after it) for `raw` rows with lineage columns."""
+           customers: DataFrame | None = None, earlier: DataFrame | None = None) -> tuple[DataFrame, DataFrame]:
+    """(typed rows before deduplication, ruled rows after it) for `raw` rows with lineage columns;
+    `earlier`: the table's rows before these days (for the unique-email flag)."""
     if spec.explode:
         raw = raw.withColumn("line", F.explode(spec.explode)).drop(spec.explode)
     typed = conform(raw, spec.fields)
@@ -63,7 +72,7 @@ def curate(spec: EntitySpec, raw: DataFrame, fx_rates: DataFrame | None = None,
         amount, currency, output = spec.usd
         rows = to_usd(rows, fx_rates, amount, currency, output)
     if spec.email_unique_per:
-        rows = flag_shared_email(rows, spec.email_unique_per)
+        rows = flag_shared_email(rows, spec.email_unique_per, earlier)
     if spec.customer_must_exist:
         rows = flag_known_customer(rows, customers)
     return typed, apply_rules(rows, spec.rules)

@@ -8,6 +8,7 @@ from dagster import DagsterInstance
 from cdp_resources.lake import LakeResource
 from cdp_sampledata.generator import GeneratorConfig, generate
 
+DERIVED_ZONES = ("curated/", "identity/", "profiles/")
 RANGE_START_TAG = "dagster/asset_partition_range_start"
 RANGE_END_TAG = "dagster/asset_partition_range_end"
 
@@ -30,6 +31,9 @@ def run_demo(config: GeneratorConfig, workers: int) -> dict:
     if not sample_is_current(lake, config):
         summary = generate(lake, config, workers=workers)
         print(f"generated {summary.total_records:,} records in {summary.files} files ({summary.seconds:.1f}s)")
+    for zone in DERIVED_ZONES:  # rebuilt from the raw zone every time, so tables of an older version never get in the way
+        for obj in lake.list(zone):
+            lake.delete(obj.key)
     first = config.start
     last = config.start + timedelta(days=config.days - 1)
     job = defs.resolve_job_def("lake_daily")

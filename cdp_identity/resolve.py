@@ -34,14 +34,20 @@ class Resolution:
     rounds: list[int] = field(default_factory=list)  # connected-components rounds: all edges, then per tier of conflicts
 
 
+def _both_ways(edges: DataFrame) -> DataFrame:
+    """Each edge seen from both ends: (tenant_id, node, id_type, other, other_type)."""
+    return edges.select("tenant_id", F.col("src").alias("node"), F.col("src_type").alias("id_type"), F.col("dst").alias("other"),
+                        F.col("dst_type").alias("other_type")) \
+        .union(edges.select("tenant_id", "dst", "dst_type", "src", "src_type"))
+
+
 def _exclude_nodes(nodes: DataFrame, edges: DataFrame, rules: DataFrame, tenants: list[str]) -> DataFrame:
     """(tenant_id, node_id, kind, reason) for blocked and shared identifiers."""
     blocked = nodes.select("tenant_id", "node_id", F.lit("blocked").alias("kind"),
                            F.concat(F.lit("matches blocked pattern "),
                                     blocked_pattern(tenants, F.col("tenant_id"), F.col("id_type"), F.col("id_value"))).alias("reason")) \
         .where(F.col("reason").isNotNull())
-    both = edges.select("tenant_id", F.col("src").alias("node_id"), F.col("dst").alias("other"), F.col("dst_type").alias("other_type")) \
-        .union(edges.select("tenant_id", "dst", "src", "src_type")).join(blocked, ["tenant_id", "node_id"], "left_anti")
+    both = _both_ways(edges).withColumnRenamed("node", "node_id").join(blocked, ["tenant_id", "node_id"], "left_anti")
     people = both.groupBy("tenant_id", "node_id", "other_type").agg(F.countDistinct("other").alias("people")) \
         .join(rules.where("counts_people").withColumnRenamed("id_type", "other_type"), ["tenant_id", "other_type"]) \
         .where(F.col("people") > F.col("max_people"))
@@ -72,10 +78,7 @@ def _local_culprits(edges: DataFrame, rules: DataFrame) -> DataFrame:
     """(node, reason): identifiers that on their own would put more identifiers of an equal or stronger
     type in one profile than its limit (a store inbox on two Shopify customers): their edges give way."""
     ranks = rules.select("tenant_id", "id_type", "rank", "max_per_profile")
-    both = edges.select("tenant_id", F.col("src").alias("node"), F.col("src_type").alias("id_type"), F.col("dst").alias("other"),
-                        F.col("dst_type").alias("other_type")) \
-        .union(edges.select("tenant_id", "dst", "dst_type", "src", "src_type"))
-    counted = both.groupBy("tenant_id", "node", "id_type", "other_type").agg(F.countDistinct("other").alias("held")) \
+    counted = _both_ways(edges).groupBy("tenant_id", "node", "id_type", "other_type").agg(F.countDistinct("other").alias("held")) \
         .join(ranks.select("tenant_id", "id_type", "rank"), ["tenant_id", "id_type"]) \
         .join(ranks.withColumnsRenamed({"id_type": "other_type", "rank": "other_rank"}), ["tenant_id", "other_type"])
     over = counted.where((F.col("other_rank") <= F.col("rank")) & (F.col("held") > F.col("max_per_profile")))
@@ -119,7 +122,7 @@ def _components(spark: SparkSession, nodes: DataFrame, edges: DataFrame, rules: 
     Edges of identifiers that break a limit on their own give way first; the rest are joined at once,
     and only profiles that still break a limit are rebuilt tier by tier."""
     ranked = _rank_edges(edges, rules)
-    local = _touching(ranked, _local_culprits(edges.select("tenant_id", "src", "dst", "src_type", "dst_type"), rules)).localCheckpoint()
+    local = _touching(ranked, _local_culprits(edges, rules)).localCheckpoint()
     ranked = ranked.join(local.withColumnsRenamed({"src": "u", "dst": "v"}), ["u", "v"], "left_anti").localCheckpoint()
     components, taken = connected_components(ranked)
     components = components.localCheckpoint()
@@ -160,8 +163,7 @@ def _merges(assigned: DataFrame, previous: DataFrame | None, edges: DataFrame) -
     moved = now.join(before, ["tenant_id", "node_id"]).where(F.col("prev_id") != F.col("cdp_customer_id")) \
         .select("tenant_id", "prev_id", "cdp_customer_id").distinct()
     # The identifiers that caused a merge: those that touch identifiers of two or more previous profiles.
-    neighbours = edges.select("tenant_id", F.col("src").alias("node_id"), F.col("dst").alias("other")) \
-        .union(edges.select("tenant_id", "dst", "src")) \
+    neighbours = _both_ways(edges).select("tenant_id", F.col("node").alias("node_id"), "other") \
         .join(before.withColumnRenamed("node_id", "other"), ["tenant_id", "other"]).select("tenant_id", "node_id", "prev_id") \
         .union(before.select("tenant_id", "node_id", "prev_id"))
     bridges = neighbours.groupBy("tenant_id", "node_id").agg(F.countDistinct("prev_id").alias("profiles")).where("profiles > 1") \

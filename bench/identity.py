@@ -21,6 +21,7 @@ from datetime import datetime, timedelta
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+from cdp_identity.accuracy import pair_scores
 from cdp_identity.resolve import resolve
 from cdp_identity.sources import node_id
 from cdp_resources.settings import state_dir
@@ -87,10 +88,9 @@ def graph(spark: SparkSession, rows: list[tuple]) -> tuple[DataFrame, DataFrame]
 def accuracy(spark: SparkSession, identity_map: DataFrame, truth: list[tuple]) -> tuple[float, float]:
     truth_frame = spark.createDataFrame(truth, "id_type string, id_value string, person_id string")
     points = identity_map.join(truth_frame, ["id_type", "id_value"]).cache()
-    pairs = lambda *group: points.groupBy(*group).count().select(F.sum(F.col("count") * (F.col("count") - 1) / 2)).first()[0] or 0
-    predicted, true, correct = pairs("cdp_customer_id"), pairs("person_id"), pairs("cdp_customer_id", "person_id")
+    scores = pair_scores(points, "person_id")
     points.unpersist()
-    return correct / predicted, correct / true
+    return scores["pair_precision"], scores["pair_recall"]
 
 
 def main() -> None:

@@ -34,16 +34,20 @@ def _pairs(points: DataFrame, *group: str) -> int:
     return sizes.select(F.sum(F.col("count") * (F.col("count") - 1) / 2)).first()[0] or 0
 
 
+def pair_scores(points: DataFrame, *person: str) -> dict[str, float]:
+    """Pair counts, precision and recall of `points` (identifiers with their cdp_customer_id and the true
+    person in the columns `person`)."""
+    predicted, true = _pairs(points, "cdp_customer_id"), _pairs(points, *person)
+    correct = _pairs(points, "cdp_customer_id", *person)
+    return {"predicted_pairs": int(predicted), "true_pairs": int(true), "correct_pairs": int(correct),
+            "pair_precision": correct / predicted if predicted else 1.0, "pair_recall": correct / true if true else 1.0}
+
+
 def pair_accuracy(spark: SparkSession, lake: LakeResource, identity_map: DataFrame) -> dict[str, float]:
     """Pair precision and recall of `identity_map` against the truth in `lake`, with the counts behind them."""
     points = identity_map.join(truth_identifiers(spark, lake), ["tenant_id", "id_type", "id_value"]).cache()
-    predicted, true = _pairs(points, "cdp_customer_id"), _pairs(points, "tenant_id", "person_id")
-    correct = _pairs(points, "cdp_customer_id", "tenant_id", "person_id")
     result = {
-        "identifiers_evaluated": points.count(),
-        "predicted_pairs": int(predicted), "true_pairs": int(true), "correct_pairs": int(correct),
-        "pair_precision": correct / predicted if predicted else 1.0,
-        "pair_recall": correct / true if true else 1.0,
+        "identifiers_evaluated": points.count(), **pair_scores(points, "tenant_id", "person_id"),
         "profiles": identity_map.select("cdp_customer_id").distinct().count(),
         "persons": points.select("tenant_id", "person_id").distinct().count(),
     }

@@ -19,6 +19,8 @@ from cdp_identity.sources import BY_TABLE, identified_records
 SURVIVORSHIP_FILE = Path(__file__).parent / "survivorship.yaml"
 # The attributes whose changes segmentation cares about: a new history row when any of them changes.
 TRACKED = ["email", "country", "company_name", "industry", "orders", "first_order_date", "last_order_date"]
+# Columns the traits read, beyond the survivorship attributes.
+TRAIT_COLUMNS = {"orders": ("order_id", "total_usd"), "events": ("anonymous_id",)}
 
 
 @functools.cache
@@ -34,17 +36,28 @@ def records_with_profile(source: str, rows: DataFrame, identity_map: DataFrame, 
     return records.join(identity_map.select("tenant_id", "node_id", "cdp_customer_id"), ["tenant_id", "node_id"])
 
 
-def _attribute_candidates(tables: dict[str, DataFrame], identity_map: DataFrame) -> DataFrame:
+def _linked(tables: dict[str, DataFrame], identity_map: DataFrame) -> dict[str, DataFrame]:
+    """Each source's rows with their cdp_customer_id and the columns the profile reads from them,
+    computed once (identifier normalisation included) and shared by every part of the profile."""
+    needed = {source: set(TRAIT_COLUMNS.get(source, ())) for source in tables}
+    for spec in survivorship().values():
+        for source, column in spec["sources"].items():
+            if source in needed:
+                needed[source].add(column)
+    return {source: records_with_profile(source, rows, identity_map, *sorted(needed[source])).localCheckpoint()
+            for source, rows in tables.items()}
+
+
+def _attribute_candidates(linked: dict[str, DataFrame]) -> DataFrame:
     """(tenant_id, cdp_customer_id, attribute, value, source_rank, seen_at) for every declared attribute."""
     candidates = None
-    for source in BY_TABLE:
+    for source, rows in linked.items():
         wanted = {name: (list(spec["sources"]).index(source), spec["sources"][source])
                   for name, spec in survivorship().items() if source in spec["sources"]}
-        if not wanted or source not in tables:
+        if not wanted:
             continue
         stacked = F.explode(F.array(*(F.struct(F.lit(name).alias("attribute"), F.col(column).cast("string").alias("value"),
                                                F.lit(rank).alias("source_rank")) for name, (rank, column) in wanted.items())))
-        rows = records_with_profile(source, tables[source], identity_map, *{column for _, column in wanted.values()})
         part = rows.select("tenant_id", "cdp_customer_id", "seen_at", stacked.alias("a")) \
             .select("tenant_id", "cdp_customer_id", "a.attribute", "a.value", "a.source_rank", "seen_at").where(F.col("value").isNotNull())
         candidates = part if candidates is None else candidates.unionByName(part)
@@ -73,30 +86,28 @@ def _contact_points(identity_map: DataFrame) -> DataFrame:
         F.min("id_since").alias("profile_since"))
 
 
-def _order_traits(orders: DataFrame | None, identity_map: DataFrame) -> DataFrame | None:
+def _order_traits(orders: DataFrame | None) -> DataFrame | None:
     if orders is None:
         return None
-    rows = records_with_profile("orders", orders, identity_map, "order_id", "total_usd")
-    return rows.groupBy("tenant_id", "cdp_customer_id").agg(
+    return orders.groupBy("tenant_id", "cdp_customer_id").agg(
         F.countDistinct("order_id").alias("orders"), F.sum("total_usd").cast("decimal(18,2)").alias("total_revenue_usd"),
         F.min(F.to_date("seen_at")).alias("first_order_date"), F.max(F.to_date("seen_at")).alias("last_order_date"))
 
 
-def _event_traits(events: DataFrame | None, identity_map: DataFrame, as_of: date) -> DataFrame | None:
+def _event_traits(events: DataFrame | None, as_of: date) -> DataFrame | None:
     if events is None:
         return None
     since = F.lit(as_of - timedelta(days=29))
-    rows = records_with_profile("events", events, identity_map, "anonymous_id") \
-        .where(F.to_date("seen_at").between(since, F.lit(as_of)))
+    rows = events.where(F.to_date("seen_at").between(since, F.lit(as_of)))
     return rows.groupBy("tenant_id", "cdp_customer_id").agg(
         F.count("*").alias("events_30d"), F.countDistinct("anonymous_id", F.to_date("seen_at")).alias("sessions_30d"))
 
 
-def _preferred_channel(tables: dict[str, DataFrame], identity_map: DataFrame) -> DataFrame:
+def _preferred_channel(linked: dict[str, DataFrame]) -> DataFrame:
     """The channel (shop, payments, sales, app) with the most records of the person; ties by name."""
     touches = None
-    for source, rows in tables.items():
-        part = records_with_profile(source, rows, identity_map).select("tenant_id", "cdp_customer_id", "channel")
+    for rows in linked.values():
+        part = rows.select("tenant_id", "cdp_customer_id", "channel")
         touches = part if touches is None else touches.union(part)
     counts = touches.groupBy("tenant_id", "cdp_customer_id", "channel").count()
     best = Window.partitionBy("tenant_id", "cdp_customer_id").orderBy(F.col("count").desc(), "channel")
@@ -108,9 +119,10 @@ def build_profiles(tables: dict[str, DataFrame], identity_map: DataFrame, as_of:
     """One row per profile: contact points, surviving attributes and traits as of `as_of`.
 
     tables: curated rows by table name (the sources in `cdp_identity.sources`) up to `as_of`."""
+    linked = _linked(tables, identity_map)
     profiles = _contact_points(identity_map)
-    for part in (_survivors(_attribute_candidates(tables, identity_map)), _order_traits(tables.get("orders"), identity_map),
-                 _event_traits(tables.get("events"), identity_map, as_of), _preferred_channel(tables, identity_map)):
+    for part in (_survivors(_attribute_candidates(linked)), _order_traits(linked.get("orders")),
+                 _event_traits(linked.get("events"), as_of), _preferred_channel(linked)):
         if part is not None:
             profiles = profiles.join(part, ["tenant_id", "cdp_customer_id"], "left")
     return profiles.fillna(0, ["orders", "events_30d", "sessions_30d"]) \

@@ -3,18 +3,21 @@
 from dagster import Definitions, in_process_executor
 
 from cdp_assets.curated import curated_assets, curated_checks
+from cdp_assets.dbt import dbt_checks, dbt_cli, dbt_definitions, dbt_project
 from cdp_assets.identity import identity_assets
 from cdp_assets.maintenance import delta_maintenance, weekly_maintenance_schedule
 from cdp_assets.raw import raw_assets
+from cdp_assets.warehouse import warehouse_assets
 from cdp_resources.lake import LakeResource
 from cdp_resources.settings import default_lake_uri, env_or_default
 from cdp_resources.spark import SparkDeltaResource
+from cdp_resources.warehouse import WarehouseResource
 from sensors.raw_files import raw_file_sensor
 from sensors.schedules import lake_daily_job, lake_daily_schedule
 
 defs = Definitions(
-    assets=[*raw_assets, *curated_assets, *identity_assets],
-    asset_checks=curated_checks,
+    assets=[*raw_assets, *curated_assets, *identity_assets, *warehouse_assets, *dbt_definitions],
+    asset_checks=[*curated_checks, *dbt_checks],
     jobs=[lake_daily_job, delta_maintenance],
     schedules=[lake_daily_schedule, weekly_maintenance_schedule],
     sensors=[raw_file_sensor],
@@ -26,5 +29,7 @@ defs = Definitions(
             s3_endpoint_url=env_or_default("CDP_S3_ENDPOINT_URL", None),
         ),
         "spark": SparkDeltaResource(master=env_or_default("CDP_SPARK_MASTER", "local[*]")),
+        "warehouse": WarehouseResource(),
+        "dbt": dbt_cli(dbt_project),
     },
 )

@@ -48,7 +48,7 @@ def _days(context: AssetExecutionContext) -> tuple[date, date]:
     return window.start.date(), window.end.date() - timedelta(days=1)
 
 
-def _delta(spark: SparkSession, lake: LakeResource, table: str, version: int | None = None) -> DataFrame | None:
+def read_delta(spark: SparkSession, lake: LakeResource, table: str, version: int | None = None) -> DataFrame | None:
     if not lake.list(f"{table}/_delta_log/"):
         return None
     reader = spark.read.format("delta")
@@ -105,7 +105,7 @@ def identity_graph(context: AssetExecutionContext, lake: LakeResource, spark: Sp
 def identity_resolution(context: AssetExecutionContext, lake: LakeResource, spark: SparkDeltaResource):
     _, last = _days(context)
     session = spark.spark_session
-    stored_nodes, stored_edges = _delta(session, lake, NODES), _delta(session, lake, EDGES)
+    stored_nodes, stored_edges = read_delta(session, lake, NODES), read_delta(session, lake, EDGES)
     if stored_nodes is None:
         for key in context.selected_asset_keys:
             yield MaterializeResult(asset_key=key, metadata={"rows": 0})
@@ -115,7 +115,7 @@ def identity_resolution(context: AssetExecutionContext, lake: LakeResource, spar
         F.min("first_seen").alias("first_seen"), F.max("last_seen").alias("last_seen"))
     edges = stored_edges.select("tenant_id", "src", "dst", "src_type", "dst_type").distinct()
     version = _latest_version(session, lake, MAP)
-    previous = _delta(session, lake, MAP, version) if version is not None else None
+    previous = read_delta(session, lake, MAP, version) if version is not None else None
     result = resolve(session, nodes, edges, previous)
 
     result.identity_map.write.format("delta").mode("overwrite").option("overwriteSchema", "true").save(lake.spark_path(MAP))
@@ -125,7 +125,7 @@ def identity_resolution(context: AssetExecutionContext, lake: LakeResource, spar
     excluded = result.exclusions.withColumn("run_id", F.lit(context.run_id)).localCheckpoint()
     excluded.write.format("delta").mode("overwrite").option("overwriteSchema", "true").save(lake.spark_path(EXCLUSIONS))
 
-    identity_map = _delta(session, lake, MAP)
+    identity_map = read_delta(session, lake, MAP)
     sizes = identity_map.groupBy("tenant_id", "cdp_customer_id").count()
     profiles, largest = sizes.agg(F.count("*"), F.max("count")).first()
     merged = {r.event: r["count"] for r in stamped.groupBy("event").count().collect()}
@@ -139,7 +139,7 @@ def identity_resolution(context: AssetExecutionContext, lake: LakeResource, spar
     })
     yield MaterializeResult(asset_key=AssetKey(["identity", "merges"]), metadata={
         "merged_this_run": merged.get("merged", 0), "split_this_run": merged.get("split", 0),
-        "dagster/row_count": _delta(session, lake, MERGES).count(), "table_path": MetadataValue.path(lake.spark_path(MERGES))})
+        "dagster/row_count": read_delta(session, lake, MERGES).count(), "table_path": MetadataValue.path(lake.spark_path(MERGES))})
     yield MaterializeResult(asset_key=AssetKey(["identity", "exclusions"]), metadata={
         "dagster/row_count": sum(excluded_by.values()), "by_kind": MetadataValue.json(excluded_by),
         "preview": preview(excluded, ["tenant_id", "kind", "id_type", "id_value", "reason"], rows=10),
@@ -156,7 +156,7 @@ def identity_resolution(context: AssetExecutionContext, lake: LakeResource, spar
 def customer_profiles(context: AssetExecutionContext, lake: LakeResource, spark: SparkDeltaResource) -> MaterializeResult:
     _, last = _days(context)
     session = spark.spark_session
-    identity_map = _delta(session, lake, MAP)
+    identity_map = read_delta(session, lake, MAP)
     tables = {s.table: rows for s in SOURCES if (rows := read_table(session, lake, s.table, None, last)) is not None}
     profiles = build_profiles(tables, identity_map, last).localCheckpoint()
     profiles.write.format("delta").mode("overwrite").option("overwriteSchema", "true").save(lake.spark_path(PROFILES))
@@ -179,9 +179,9 @@ def customer_profiles(context: AssetExecutionContext, lake: LakeResource, spark:
 def profile_history(context: AssetExecutionContext, lake: LakeResource, spark: SparkDeltaResource) -> MaterializeResult:
     _, last = _days(context)
     session = spark.spark_session
-    counts = update_history(session, lake.spark_path(HISTORY), _delta(session, lake, PROFILES), last)
+    counts = update_history(session, lake.spark_path(HISTORY), read_delta(session, lake, PROFILES), last)
     return MaterializeResult(metadata={**counts, "as_of": last.isoformat(), "table_path": MetadataValue.path(lake.spark_path(HISTORY)),
-                                       "dagster/row_count": _delta(session, lake, HISTORY).count()})
+                                       "dagster/row_count": read_delta(session, lake, HISTORY).count()})
 
 
 identity_assets = [identity_graph, identity_resolution, customer_profiles, profile_history]

@@ -63,6 +63,21 @@ def accuracy_lines(lake: LakeResource) -> list[str]:
             f"{score['true_pairs']:,} true pairs)"]
 
 
+def segment_lines(as_of: date) -> list[str]:
+    """Members per segment and tenant in segments.segment_membership as of `as_of`, as printable lines."""
+    from cdp_assets.dbt import MEMBERSHIP
+    from cdp_resources.warehouse import WarehouseResource
+
+    with WarehouseResource().connect() as conn:
+        rows = conn.execute(f"SELECT segment, tenant_id, count(*) FROM {MEMBERSHIP} WHERE as_of_date = %s "
+                            "GROUP BY 1, 2 ORDER BY 1, 2", (as_of,)).fetchall()
+    by_segment: dict[str, list[str]] = {}
+    for segment, tenant, members in rows:
+        by_segment.setdefault(segment, []).append(f"{tenant} {members:,}")
+    return [f"segments as of {as_of} ({MEMBERSHIP}, {len(by_segment)} segments):",
+            *(f"  {segment:<32} {', '.join(counts)}" for segment, counts in by_segment.items())]
+
+
 def describe(outcome: dict) -> str:
     lake: LakeResource = outcome["lake"]
     return "\n".join([
@@ -71,6 +86,9 @@ def describe(outcome: dict) -> str:
         f"curated tables:    {lake.spark_path('curated/')} (Delta; dead letters in curated/_dead_letters)",
         f"identity, profiles: {lake.spark_path('identity/')}, {lake.spark_path('profiles/')} (Delta)",
         *(accuracy_lines(lake) if outcome["success"] else []),
+        "warehouse:         PostgreSQL schemas raw_cdp (loaded tables), staging, intermediate, marts, segments (dbt)",
+        *(segment_lines(outcome["last"]) if outcome["success"] else []),
+        "dbt docs:          .venv/bin/cdp dbt docs   (then http://127.0.0.1:8080)",
         f"ground truth:      {lake.spark_path('truth/')}",
         "open the UI:       make dev   (then http://127.0.0.1:3000)",
     ])

@@ -1,4 +1,4 @@
-"""`cdp` console command: generate | demo | dev | drops | dlq | postgres … | jars fetch."""
+"""`cdp` console command: generate | demo | dev | drops | dlq | identity | dbt docs | postgres … | jars fetch."""
 
 import argparse
 import os
@@ -99,6 +99,20 @@ def _identity(args) -> int:
     return 0
 
 
+def _dbt_docs(args) -> int:
+    from cdp_assets.dbt import DBT_EXECUTABLE, dbt_cli, dbt_project, docs_path
+    from cdp_resources.warehouse import WarehouseResource
+
+    os.environ.update(WarehouseResource().dbt_env())
+    target = docs_path(dbt_project)
+    if args.regenerate or not (target / "index.html").exists():
+        dbt_cli(dbt_project).cli(["docs", "generate"], target_path=target).wait()
+    print(f"dbt docs on http://{args.host}:{args.port} (Ctrl-C stops)")
+    os.execv(DBT_EXECUTABLE, [DBT_EXECUTABLE, "docs", "serve", "--project-dir", str(dbt_project.project_dir),
+                              "--profiles-dir", str(dbt_project.profiles_dir), "--target-path", str(target),
+                              "--host", args.host, "--port", str(args.port), "--no-browser"])
+
+
 def _jars(args) -> int:
     from cdp_resources.spark_jars import ensure_jars
 
@@ -143,6 +157,13 @@ def parser() -> argparse.ArgumentParser:
     dlq.add_argument("--stream")
     dlq.add_argument("--lake")
     dlq.set_defaults(handler=_dlq)
+
+    dbt = commands.add_parser("dbt", help="dbt's documentation site: generate (if needed) and serve it")
+    dbt.add_argument("action", choices=["docs"])
+    dbt.add_argument("--host", default="127.0.0.1")
+    dbt.add_argument("--port", type=int, default=8080)
+    dbt.add_argument("--regenerate", action="store_true", help="run `dbt docs generate` even when docs exist")
+    dbt.set_defaults(handler=_dbt_docs)
 
     pg = commands.add_parser("postgres", help="the embedded PostgreSQL under .cdp/postgres")
     pg.add_argument("action", choices=["start", "stop", "status", "url", "bindir"])

@@ -6,9 +6,11 @@ from partitions import daily_partitions
 
 lake_daily_job = define_asset_job(
     "lake_daily",
-    selection=AssetSelection.groups("raw", "curated", "identity", "profiles"),
+    selection=AssetSelection.groups("raw", "curated", "identity", "profiles", "warehouse", "staging", "intermediate", "marts",
+                                    "segments", "docs"),
     partitions_def=daily_partitions,
-    description="Raw manifests, curated Delta tables, the identity graph and resolution, and profiles for a range of days.",
+    description="Raw manifests, curated Delta tables, the identity graph and resolution, profiles, the PostgreSQL "
+                "warehouse, dbt's marts and segments, segment membership and the dbt docs for a range of days.",
 )
 
 lake_daily_schedule = build_schedule_from_partitioned_job(lake_daily_job, hour_of_day=1, minute_of_hour=0)

@@ -16,6 +16,7 @@ from cdp_resources.lake import LakeResource
 from cdp_resources.postgres_server import EmbeddedPostgres, free_port
 from cdp_resources.settings import PROJECT_DIR, state_dir
 from cdp_resources.spark import get_spark_session
+from cdp_resources.warehouse import WarehouseResource
 from cdp_sampledata.generator import GeneratorConfig, generate
 
 TEST_STATE = state_dir() / "test"
@@ -27,6 +28,17 @@ def postgres() -> EmbeddedPostgres:
     server = EmbeddedPostgres(TEST_STATE / "postgres").start()
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def warehouse(postgres) -> WarehouseResource:
+    """A fresh database of its own in the session's PostgreSQL for the warehouse tables and dbt."""
+    import psycopg
+
+    with psycopg.connect(postgres.url("postgres"), autocommit=True) as conn:
+        conn.execute('DROP DATABASE IF EXISTS "warehouse" WITH (FORCE)')
+        conn.execute('CREATE DATABASE "warehouse"')
+    return WarehouseResource(url=postgres.url("warehouse"))
 
 
 @pytest.fixture(scope="session")
@@ -81,9 +93,10 @@ RANGE_TAGS = ("dagster/asset_partition_range_start", "dagster/asset_partition_ra
 
 
 def run_assets(lake: LakeResource, instance: DagsterInstance, first, last, selection: list[str] | None = None,
-               raise_on_error: bool = True, checks: bool = False, groups: list[str] = ("raw", "curated")):
+               raise_on_error: bool = True, checks: bool = False, groups: list[str] = ("raw", "curated"),
+               warehouse: WarehouseResource | None = None):
     """Materialise `selection` (asset keys like "curated/orders"; default: the asset `groups`) for the
-    days first..last in one run on `lake`; the asset checks run too when `checks`."""
+    days first..last in one run on `lake` (and `warehouse`); the asset checks run too when `checks`."""
     from dagster import AssetKey, AssetSelection, Definitions, define_asset_job
 
     from cdp_assets.definitions import defs
@@ -95,7 +108,8 @@ def run_assets(lake: LakeResource, instance: DagsterInstance, first, last, selec
     job = define_asset_job("test_run", selection=keys, partitions_def=daily_partitions)
     test_defs = Definitions(
         assets=list(defs.assets), asset_checks=list(defs.asset_checks), jobs=[job], executor=defs.executor,
-        resources={"lake": lake, "spark": SparkDeltaResource(spark_config={"spark.sql.shuffle.partitions": "2"})},
+        resources={**defs.resources, "lake": lake, "warehouse": warehouse or WarehouseResource(),
+                   "spark": SparkDeltaResource(spark_config={"spark.sql.shuffle.partitions": "2"})},
     )
     return test_defs.resolve_job_def("test_run").execute_in_process(
         instance=instance, tags=dict(zip(RANGE_TAGS, (first.isoformat(), last.isoformat()))), raise_on_error=raise_on_error)
@@ -132,6 +146,37 @@ def curated_historic(curated_lakes, dagster_instance):
     lake = curated_lakes[0]
     result = run_assets(lake, dagster_instance, CURATED_CONFIG.start,
                         CURATED_CONFIG.start + timedelta(days=CURATED_CONFIG.days - 1), checks=True)
+    assert result.success
+    return lake, result
+
+
+IDENTITY_GROUPS = ("identity", "profiles")
+
+
+def copy_lake(lake: LakeResource, name: str) -> LakeResource:
+    """A copy of a sample lake under .cdp/test/lakes/<name>, for runs that must not touch the original."""
+    target = TEST_STATE / "lakes" / name
+    shutil.rmtree(target, ignore_errors=True)
+    shutil.copytree(lake.base_uri, target)
+    return LakeResource(base_uri=str(target))
+
+
+@pytest.fixture(scope="session")
+def identity_historic(curated_historic, dagster_instance):
+    """A copy of the curated sample after one historic run of identity resolution and profiles."""
+    lake = copy_lake(curated_historic[0], "identity-historic")
+    result = run_assets(lake, dagster_instance, CURATED_CONFIG.start,
+                        CURATED_CONFIG.start + timedelta(days=CURATED_CONFIG.days - 1), groups=IDENTITY_GROUPS)
+    assert result.success
+    return lake, result
+
+
+@pytest.fixture(scope="session")
+def warehouse_loaded(identity_historic, dagster_instance, warehouse):
+    """The identity sample (curated tables, identity map, profiles) loaded into the warehouse in one historic run."""
+    lake, _ = identity_historic
+    result = run_assets(lake, dagster_instance, CURATED_CONFIG.start,
+                        CURATED_CONFIG.start + timedelta(days=CURATED_CONFIG.days - 1), groups=["warehouse"], warehouse=warehouse)
     assert result.success
     return lake, result
 

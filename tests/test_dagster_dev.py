@@ -57,6 +57,9 @@ def test_dagster_dev_serves_the_graph(postgres, tmp_path):
         assert {"raw/app/events", "curated/events"} <= set(by_key)
         assert by_key["curated/events"]["groupName"] == "curated"
         assert "duplicates removed" in by_key["curated/events"]["description"]
+        assert {"warehouse/orders", "marts/customer_360", "segments/segment_rfm", "segments/segment_membership"} <= set(by_key)
+        assert by_key["marts/customer_360"]["groupName"] == "marts"
+        assert "One row per person" in by_key["marts/customer_360"]["description"]
     finally:
         os.killpg(process.pid, signal.SIGTERM)
         try:

@@ -4,7 +4,6 @@ ground truth, stability when a day is added, and historic == incremental."""
 
 import random
 import re
-import shutil
 from datetime import date, datetime, timedelta
 
 import pytest
@@ -17,13 +16,11 @@ from cdp_identity.components import connected_components
 from cdp_identity.profiles import update_history
 from cdp_identity.resolve import resolve
 from cdp_identity.sources import node_id
-from cdp_resources.lake import LakeResource
 from cdp_resources.raw_zone import decode_ndjson_gz
-from tests.conftest import CURATED_CONFIG, TEST_STATE, run_assets
+from tests.conftest import CURATED_CONFIG, IDENTITY_GROUPS, copy_lake, run_assets
 
 CONFIG = CURATED_CONFIG
 FIRST, LAST = CONFIG.start, CONFIG.start + timedelta(days=CONFIG.days - 1)
-IDENTITY_GROUPS = ["identity", "profiles"]
 
 
 # --- small graphs -------------------------------------------------------------------------------
@@ -138,31 +135,15 @@ def table(spark, lake, name):
     return spark.read.format("delta").load(lake.spark_path(name))
 
 
-def _copy(lake: LakeResource, name: str) -> LakeResource:
-    """A copy of the curated sample's lake (raw zone, truth and curated tables) to resolve on."""
-    target = TEST_STATE / "lakes" / f"identity-{name}"
-    shutil.rmtree(target, ignore_errors=True)
-    shutil.copytree(lake.base_uri, target)
-    return LakeResource(base_uri=str(target))
+@pytest.fixture(scope="module")
+def historic(identity_historic):
+    return identity_historic
 
 
 @pytest.fixture(scope="module")
-def lakes(curated_historic):
-    return _copy(curated_historic[0], "historic"), _copy(curated_historic[0], "incremental")
-
-
-@pytest.fixture(scope="module")
-def historic(lakes, dagster_instance):
-    lake = lakes[0]
-    result = run_assets(lake, dagster_instance, FIRST, LAST, groups=IDENTITY_GROUPS)
-    assert result.success
-    return lake, result
-
-
-@pytest.fixture(scope="module")
-def incremental(spark, lakes, dagster_instance):
+def incremental(spark, curated_historic, dagster_instance):
     """The first day, then the second: the identity map before the second day, and the lake."""
-    lake = lakes[1]
+    lake = copy_lake(curated_historic[0], "identity-incremental")
     assert run_assets(lake, dagster_instance, FIRST, FIRST, groups=IDENTITY_GROUPS).success
     before = table(spark, lake, MAP).select("tenant_id", "node_id", "cdp_customer_id").localCheckpoint()
     assert run_assets(lake, dagster_instance, LAST, LAST, groups=IDENTITY_GROUPS).success

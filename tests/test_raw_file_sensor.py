@@ -12,9 +12,14 @@ from cdp_resources.raw_zone import encode_ndjson_gz, raw_key
 from sensors.raw_files import raw_file_sensor
 
 EVENTS, CURATED_EVENTS, ORDERS = AssetKey(["raw", "app", "events"]), AssetKey(["curated", "events"]), AssetKey(["raw", "shopify", "orders"])
-# Events and orders carry identifiers: their days re-run the identity graph, resolution and profiles too.
+# Events and orders carry identifiers: their days re-run the identity graph, resolution and profiles,
+# the warehouse tables of all three and the dbt models and segments built on them.
 IDENTITY = {AssetKey(path) for path in (["identity", "graph"], ["identity", "customer_ids"], ["identity", "merges"],
-                                        ["identity", "exclusions"], ["profiles", "customer_profiles"], ["profiles", "profile_history"])}
+                                        ["identity", "exclusions"], ["profiles", "customer_profiles"], ["profiles", "profile_history"],
+                                        ["warehouse", "customer_ids"], ["warehouse", "customer_profiles"], ["marts", "customer_360"],
+                                        ["segments", "segment_rfm"], ["segments", "segment_membership"], ["docs", "dbt_docs"])}
+ORDER_TABLES = {AssetKey(path) for path in (["raw", "shopify", "orders"], ["curated", "orders"], ["curated", "order_lines"],
+                                            ["warehouse", "orders"], ["warehouse", "order_lines"], ["marts", "fct_orders"])}
 
 
 @pytest.fixture
@@ -44,8 +49,10 @@ def test_runs_for_new_files_cursor_and_late_files(lake):
     result = evaluate(lake, None)
     requests = {r.partition_key: r for r in result.run_requests}
     assert set(requests) == {"2026-01-01", "2026-01-02"}
-    assert set(requests["2026-01-01"].asset_selection) == {EVENTS, CURATED_EVENTS} | IDENTITY
-    assert set(requests["2026-01-02"].asset_selection) == {ORDERS, AssetKey(["curated", "orders"]), AssetKey(["curated", "order_lines"])} | IDENTITY
+    events_day, orders_day = set(requests["2026-01-01"].asset_selection), set(requests["2026-01-02"].asset_selection)
+    assert {EVENTS, CURATED_EVENTS, AssetKey(["warehouse", "events"]), AssetKey(["marts", "fct_events"])} | IDENTITY <= events_day
+    assert not events_day & ORDER_TABLES and not any(key.path[0] in ("raw", "curated") for key in events_day - {EVENTS, CURATED_EVENTS})
+    assert ORDER_TABLES | IDENTITY <= orders_day and EVENTS not in orders_day and AssetKey(["warehouse", "events"]) not in orders_day
     assert requests["2026-01-01"].run_key == "2026-01-01|app/events@events_20260101T230000Z_0001.ndjson.gz"
 
     restarted = evaluate(lake, result.cursor)
@@ -54,7 +61,7 @@ def test_runs_for_new_files_cursor_and_late_files(lake):
     land(lake, "app", "events", first, datetime(2026, 1, 4, 23, tzinfo=timezone.utc))  # 3 days late
     late = evaluate(lake, result.cursor)
     (request,) = late.run_requests
-    assert request.partition_key == "2026-01-01" and set(request.asset_selection) == {EVENTS, CURATED_EVENTS} | IDENTITY
+    assert request.partition_key == "2026-01-01" and set(request.asset_selection) == events_day
     assert request.run_key != requests["2026-01-01"].run_key
     assert isinstance(evaluate(lake, late.cursor), SkipReason)
 

@@ -1,0 +1,33 @@
+"""The PostgreSQL warehouse as a Dagster resource: `CDP_POSTGRES_URL`, else the embedded server's
+`cdp` database (started on first use)."""
+
+import psycopg
+from dagster import ConfigurableResource
+from psycopg.conninfo import conninfo_to_dict
+from pydantic import Field
+
+from cdp_resources.postgres_server import EmbeddedPostgres
+from cdp_resources.settings import env_or_default
+
+
+class WarehouseResource(ConfigurableResource):
+    """Where the warehouse tables, dbt's models and the segments live."""
+
+    url: str | None = Field(default_factory=lambda: env_or_default("CDP_POSTGRES_URL", None),
+                            description="PostgreSQL URL (CDP_POSTGRES_URL); unset: the embedded server's `cdp` database")
+
+    copy_connections: int = Field(default=4, description="parallel COPY streams per table load (the server's ingest "
+                                                          "parallelism, not Spark's: more than its cores rarely helps)")
+
+    def dsn(self) -> str:
+        return self.url or EmbeddedPostgres.default().start().url("cdp")
+
+    def connect(self, autocommit: bool = False) -> psycopg.Connection:
+        return psycopg.connect(self.dsn(), autocommit=autocommit)
+
+    def dbt_env(self) -> dict[str, str]:
+        """The connection as the environment variables `dbt_project/profiles.yml` reads."""
+        parts = conninfo_to_dict(self.dsn())
+        return {"CDP_DBT_HOST": str(parts.get("host", "127.0.0.1")), "CDP_DBT_PORT": str(parts.get("port", 5432)),
+                "CDP_DBT_USER": str(parts.get("user", "cdp")), "CDP_DBT_PASSWORD": str(parts.get("password", "")),
+                "CDP_DBT_DBNAME": str(parts.get("dbname", "cdp"))}

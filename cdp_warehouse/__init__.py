@@ -1,0 +1,1 @@
+"""Loading the lake's Delta tables into PostgreSQL with COPY, one atomic swap per load."""

@@ -1,0 +1,51 @@
+"""The warehouse tables, declared as data: which Delta table each is loaded from, how it is
+partitioned in PostgreSQL (by day for the dated curated tables, by tenant for current-state
+tables), its key and the indexes the dbt marts join on."""
+
+from dataclasses import dataclass, field
+
+from cdp_transform.entities import ENTITIES
+
+SCHEMA = "raw_cdp"
+STAGING_SCHEMA = "raw_cdp_loading"
+BY_DAY, BY_TENANT = "event_date", "tenant_id"
+
+
+@dataclass(frozen=True)
+class WarehouseTable:
+    name: str
+    lake_table: str  # the Delta table's path under the lake, e.g. "curated/orders"
+    partition_by: str  # BY_DAY: one PostgreSQL partition per event day; BY_TENANT: one per tenant
+    key: tuple[str, ...]  # unique in the table (includes the partition column)
+    indexes: tuple[tuple[str, ...], ...] = field(default_factory=tuple)
+    description: str = ""
+
+    @property
+    def dated(self) -> bool:
+        return self.partition_by == BY_DAY
+
+
+# Columns the marts join and filter on, per curated table (tenant first: every query is per tenant).
+_JOIN_INDEXES = {
+    "orders": (("tenant_id", "customer_id"), ("tenant_id", "email")),
+    "order_lines": (("tenant_id", "order_id"), ("tenant_id", "product_id")),
+    "payments": (("tenant_id", "customer_id"),),
+    "events": (("tenant_id", "user_id"), ("tenant_id", "anonymous_id")),
+    "contacts": (("tenant_id", "account_id"),),
+    "opportunities": (("tenant_id", "account_id"),),
+}
+
+CURATED = [
+    WarehouseTable(spec.table, f"curated/{spec.table}", BY_DAY, ("tenant_id", *spec.key, "event_date"),
+                   _JOIN_INDEXES.get(spec.table, ()), spec.description)
+    for spec in ENTITIES
+]
+PROFILES = WarehouseTable(
+    "customer_profiles", "profiles/customer_profiles", BY_TENANT, ("tenant_id", "cdp_customer_id"),
+    description="The unified customer profiles (golden records) as of the last run.")
+IDENTITY_MAP = WarehouseTable(
+    "customer_ids", "identity/customer_ids", BY_TENANT, ("tenant_id", "node_id"), (("tenant_id", "id_type", "id_value"),),
+    description="Every identifier with the cdp_customer_id it resolved to.")
+
+TABLES = [*CURATED, PROFILES, IDENTITY_MAP]
+BY_NAME = {table.name: table for table in TABLES}

@@ -1,0 +1,22 @@
+select
+    tenant_id,
+    cdp_customer_id,
+    email,
+    phone,
+    first_name,
+    last_name,
+    full_name,
+    city,
+    country,
+    company_name,
+    industry,
+    company_employees,
+    salesforce_account_id,
+    accepts_marketing,
+    preferred_channel,
+    identifiers,
+    first_seen,
+    last_seen,
+    profile_since,
+    as_of as profile_as_of
+from {{ source('raw_cdp', 'customer_profiles') }}

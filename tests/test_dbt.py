@@ -1,0 +1,99 @@
+"""dbt on the loaded sample: the whole project builds with every test passing (as Dagster asset
+checks), marts agree with the lake and the generator's truth, every buyer has one RFM segment,
+segment membership collects every segment model, and an analyst's new segment model shows up with
+no other change."""
+
+import gzip
+import json
+import os
+import shutil
+from datetime import timedelta
+
+import pytest
+from dagster import AssetKey
+
+from cdp_assets.dbt import MEMBERSHIP, build_dbt_definitions, cdp_dbt_project, dbt_cli, dbt_vars, publish_membership, segment_models
+from cdp_resources.settings import PROJECT_DIR
+from partitions import daily_partitions
+from tests.conftest import CURATED_CONFIG, run_assets
+from tests.test_warehouse import rows
+
+FIRST, LAST = CURATED_CONFIG.start, CURATED_CONFIG.start + timedelta(days=CURATED_CONFIG.days - 1)
+DBT_GROUPS = ["staging", "intermediate", "marts", "segments"]
+
+
+def test_dbt_vars_are_the_partition_window():
+    window = daily_partitions.time_window_for_partition_key("2026-01-05")
+    assert dbt_vars(window) == {"min_date": "2026-01-05", "max_date": "2026-01-05", "as_of_date": "2026-01-05"}
+
+
+@pytest.fixture(scope="module")
+def built(warehouse_loaded, dagster_instance, warehouse):
+    lake, _ = warehouse_loaded
+    result = run_assets(lake, dagster_instance, FIRST, LAST, groups=DBT_GROUPS, checks=True, warehouse=warehouse)
+    assert result.success
+    return lake, result
+
+
+def test_every_model_builds_and_every_test_passes(built):
+    _, result = built
+    checks = [e.asset_check_evaluation_data for e in result.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION"]
+    assert len(checks) > 40
+    assert [c.check_name for c in checks if not c.passed] == []
+    materialized = {e.asset_key for e in result.get_asset_materialization_events()}
+    assert {AssetKey(["marts", name]) for name in ("customer_360", "product_perf_daily", "revenue_by_geography",
+                                                    "revenue_by_industry", "cohort_retention")} <= materialized
+
+
+def test_marts_agree_with_the_lake(spark, built, warehouse):
+    lake, _ = built
+    orders = spark.read.format("delta").load(lake.spark_path("curated/orders")).dropDuplicates(["tenant_id", "order_id"])
+    expected = orders.agg({"total_usd": "sum", "*": "count"}).first()
+    assert rows(warehouse, "SELECT count(*), sum(total_usd) FROM marts.fct_orders") == [(expected["count(1)"], expected["sum(total_usd)"])]
+    assert rows(warehouse, "SELECT sum(revenue_usd) FROM marts.revenue_by_geography") == [(expected["sum(total_usd)"],)]
+    assert rows(warehouse, "SELECT sum(revenue_usd) FROM marts.revenue_by_industry") == [(expected["sum(total_usd)"],)]
+    profiles = spark.read.format("delta").load(lake.spark_path("profiles/customer_profiles")).count()
+    assert rows(warehouse, "SELECT count(*) FROM marts.customer_360") == [(profiles,)]
+    (buyers,) = rows(warehouse, "SELECT count(*) FROM marts.customer_360 WHERE orders > 0")[0]
+    assert rows(warehouse, "SELECT count(*), count(DISTINCT cdp_customer_id) FROM segments.segment_rfm") == [(buyers, buyers)]
+    assert rows(warehouse, "SELECT sum(cohort_size) FROM marts.cohort_retention WHERE months_since_first_order = 0") == [(buyers,)]
+
+
+def test_customer_360_carries_the_truth(built, warehouse):
+    """Each truth person's Shopify customer id leads to a customer_360 row with their email and country."""
+    lake, _ = built
+    people = [json.loads(line) for line in gzip.decompress(lake.read_bytes(f"truth/{CURATED_CONFIG.tenants[0]}/persons.ndjson.gz")).splitlines()]
+    found = dict(((str(shopify_id), (email, country))) for shopify_id, email, country in rows(
+        warehouse, "SELECT i.id_value, c.email, c.country FROM staging.stg_customer_ids i JOIN marts.customer_360 c "
+                   "USING (tenant_id, cdp_customer_id) WHERE i.id_type = 'shopify_customer_id'"))
+    checked = [p for p in people if p["shopify_customer_id"] and str(p["shopify_customer_id"]) in found]
+    assert len(checked) > 300
+    agree = sum(found[str(p["shopify_customer_id"])] == (p["email"], p["country"]) for p in checked)
+    assert agree / len(checked) >= 0.97
+
+
+def test_segment_membership_collects_every_segment_model(built, warehouse):
+    counts = dict(rows(warehouse, f"SELECT source_model, count(*) FROM {MEMBERSHIP} WHERE as_of_date = %s GROUP BY 1", LAST))
+    assert set(counts) == {"segment_rfm", "segment_lifecycle", "segment_behavioural", "segment_demographic", "segment_big_spenders"}
+    for model, members in counts.items():
+        assert rows(warehouse, f"SELECT count(*) FROM segments.{model}") == [(members,)], model
+
+
+def test_an_analysts_segment_needs_no_other_change(built, warehouse, tmp_path):
+    project_dir = tmp_path / "dbt_project"
+    shutil.copytree(PROJECT_DIR / "dbt_project", project_dir, ignore=shutil.ignore_patterns("target", "logs"))
+    (project_dir / "models/segments/custom/segment_new_in_town.sql").write_text(
+        "select tenant_id, cdp_customer_id, 'new_in_town' as segment, {{ as_of_date() }} as as_of_date\n"
+        "from {{ ref('customer_360') }} where city is not null and orders = 0\n")
+    project = cdp_dbt_project(project_dir)
+    assets, _ = build_dbt_definitions(project)
+    membership = next(a for a in assets if AssetKey(["segments", "segment_membership"]) in a.keys)
+    assert AssetKey(["segments", "segment_new_in_town"]) in membership.asset_deps[AssetKey(["segments", "segment_membership"])]
+
+    os.environ.update(warehouse.dbt_env())
+    dbt_cli(project).cli(["build", "--select", "segment_new_in_town", "--vars", json.dumps({"as_of_date": LAST.isoformat()})],
+                         target_path=project.target_path).wait()
+    with warehouse.connect() as conn:
+        sizes = publish_membership(conn, segment_models(json.loads(project.manifest_path.read_text())), LAST.isoformat())
+    expected = rows(warehouse, "SELECT count(*) FROM marts.customer_360 WHERE city IS NOT NULL AND orders = 0")[0][0]
+    assert expected > 0 and sizes["new_in_town"] == expected

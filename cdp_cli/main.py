@@ -1,10 +1,11 @@
-"""`cdp` console command: generate | demo | dev | drops | dlq | postgres … | jars fetch."""
+"""`cdp` console command: generate | demo | dev | drops | dlq | webhooks … | postgres … | jars fetch."""
 
 import argparse
 import os
 import sys
 from datetime import date
 
+from cdp_ingest.webhooks.cli import add_commands as add_webhook_commands
 from cdp_resources.postgres_server import EmbeddedPostgres, PostgresServerError, find_bindir
 from cdp_resources.settings import PROJECT_DIR, default_lake_uri
 from cdp_sampledata.dirt import DirtRates
@@ -143,6 +144,8 @@ def parser() -> argparse.ArgumentParser:
     dlq.add_argument("--stream")
     dlq.add_argument("--lake")
     dlq.set_defaults(handler=_dlq)
+
+    add_webhook_commands(commands)
 
     pg = commands.add_parser("postgres", help="the embedded PostgreSQL under .cdp/postgres")
     pg.add_argument("action", choices=["start", "stop", "status", "url", "bindir"])

@@ -53,6 +53,17 @@ class Process:
                                          stdout=out, stderr=subprocess.STDOUT)
         return self
 
+    def log_lines(self, text: str) -> int:
+        return self.log.read_text(errors="replace").count(text) if self.log.exists() else 0
+
+    def wait_for_log(self, text: str, count: int, timeout: float = 60) -> None:
+        """Until `text` has appeared `count` times in the log (the process is ready, has flushed …)."""
+        deadline = time.monotonic() + timeout
+        while self.log_lines(text) < count:
+            assert self.proc.poll() is None, self.log.read_text()[-3000:]
+            assert time.monotonic() < deadline, f"no {text!r} in time: {self.log.read_text()[-3000:]}"
+            time.sleep(0.05)
+
     def kill(self) -> None:
         """kill -9: no shutdown code runs."""
         self.proc.send_signal(signal.SIGKILL)

@@ -67,7 +67,8 @@ def add_commands(commands) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=os.environ.get("CDP_LOG_LEVEL", "INFO"), format="%(asctime)s %(name)s %(message)s")
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(message)s")
+    logging.getLogger("cdp").setLevel(os.environ.get("CDP_LOG_LEVEL", "INFO"))
     root = argparse.ArgumentParser(prog="python -m cdp_ingest.webhooks")
     add_commands(root.add_subparsers(dest="command", required=True))
     args = root.parse_args(["webhooks", *(argv if argv is not None else sys.argv[1:])])

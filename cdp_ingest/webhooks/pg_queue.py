@@ -150,7 +150,7 @@ class GroupCommitQueue:
                 cursor = await conn.execute(INSERT_SQL, insert_params(list(first.values())))
                 new = {tuple(row) for row in await cursor.fetchall()}
                 self.healthy = True
-            except (psycopg.Error, OSError) as error:
+            except Exception as error:  # whatever failed, this group is not durable: 503, and carry on
                 log.warning("webhook queue write failed: %s", type(error).__name__)
                 self.healthy = False
                 if conn is not None:

@@ -8,7 +8,8 @@ a dead letter with the rule and reason (malformed JSON, unknown topic, schema vi
 | stripe | Stripe-Signature | the event's `id` | `type` `customer.…` → customers, `charge.…` → charges | `data.object` |
 | app | X-CDP-Signature | the event's `message_id` | events | the body |
 
-With no id in the delivery, the SHA-256 of the body stands in, so a retried body is still recognised.
+With no id in the delivery, the SHA-256 of the body stands in, so a retried body is still recognised;
+an id too long or holding control characters (PostgreSQL text cannot hold NUL) is replaced by its own hash.
 """
 
 import hashlib
@@ -39,8 +40,14 @@ class Delivery:
 def _event_id(candidate: object, body: bytes) -> str:
     if isinstance(candidate, (str, int)) and not isinstance(candidate, bool) and str(candidate).strip():
         text = str(candidate).strip()
-        return text if len(text) <= _MAX_ID else "sha256:" + hashlib.sha256(text.encode()).hexdigest()
+        if len(text) <= _MAX_ID and text.isprintable():
+            return text
+        return "sha256:" + hashlib.sha256(text.encode()).hexdigest()
     return "sha256:" + hashlib.sha256(body).hexdigest()
+
+
+def _readable(reason: str) -> str:
+    return reason.replace("\x00", "\\x00")[:2_000]
 
 
 def _malformed(event_id: str, stream: str | None, body: bytes, error: Exception) -> Delivery:
@@ -48,7 +55,7 @@ def _malformed(event_id: str, stream: str | None, body: bytes, error: Exception)
         payload: object = body.decode("utf-8")
     except UnicodeDecodeError:
         payload = {"body_hex": body.hex()}
-    return Delivery(event_id, stream, payload, MALFORMED_JSON, f"body is not UTF-8 JSON: {error}")
+    return Delivery(event_id, stream, payload, MALFORMED_JSON, _readable(f"body is not UTF-8 JSON: {error}"))
 
 
 class Shopify:
@@ -127,5 +134,5 @@ def validated(registry: SchemaRegistry, provider: str, delivery: Delivery) -> De
         return Delivery(delivery.event_id, delivery.stream, delivery.payload, SCHEMA_VIOLATION, "(record): not an object")
     errors = registry.latest(provider, delivery.stream).errors(delivery.payload)
     if errors:
-        return Delivery(delivery.event_id, delivery.stream, delivery.payload, SCHEMA_VIOLATION, "; ".join(errors))
+        return Delivery(delivery.event_id, delivery.stream, delivery.payload, SCHEMA_VIOLATION, _readable("; ".join(errors)))
     return delivery

@@ -90,7 +90,7 @@ def create_app(settings: WebhookSettings, secrets: Secrets, queue, registry: Sch
             except Unauthentic as error:
                 raise Refused(401, error.reason, str(error)) from None
             delivery = validated(registry, provider_name, provider.read(request.headers, body))
-            event = QueuedEvent(tenant, provider_name, delivery.event_id, delivery.stream, orjson.dumps(delivery.payload),
+            event = QueuedEvent(tenant, provider_name, delivery.event_id, delivery.stream, orjson.dumps(delivery.payload).decode(),
                                 delivery.rule, delivery.reason, datetime.fromtimestamp(now, timezone.utc))
             try:
                 new = await queue.put(event)

@@ -10,7 +10,6 @@ and SQS's own redelivery (a message drained but not yet deleted when the batcher
 """
 
 import asyncio
-import base64
 from datetime import datetime
 
 import boto3
@@ -24,15 +23,11 @@ def sqs_client(endpoint_url: str | None):
 
 
 def encode(event: QueuedEvent) -> str:
-    fields = event._asdict()
-    fields["payload"] = base64.b64encode(event.payload).decode()
-    fields["received_at"] = event.received_at.isoformat()
-    return orjson.dumps(fields).decode()
+    return orjson.dumps(event._asdict()).decode()
 
 
 def decode(body: str) -> QueuedEvent:
     fields = orjson.loads(body)
-    fields["payload"] = base64.b64decode(fields["payload"])
     fields["received_at"] = datetime.fromisoformat(fields["received_at"])
     return QueuedEvent(**fields)
 

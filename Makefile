@@ -1,6 +1,6 @@
 # The two commands: `make demo` (set up, generate sample data, materialise the graph) and
 # `make test` (set up, run the test suite). Everything else is a helper.
-.PHONY: demo test setup dev postgres-stop lock bench-generator bench-ingest bench-curated bench-identity
+.PHONY: demo test setup dev postgres-stop lock bench-generator bench-ingest bench-curated bench-identity bench-webhook
 
 demo: setup
 	.venv/bin/cdp demo
@@ -31,3 +31,6 @@ bench-curated: setup
 
 bench-identity: setup
 	.venv/bin/python bench/identity.py
+
+bench-webhook: setup
+	.venv/bin/python bench/webhook.py

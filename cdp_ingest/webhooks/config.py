@@ -59,7 +59,7 @@ class WebhookSettings:
     max_records: int = 20_000                # CDP_WEBHOOK_MAX_RECORDS: flush when this many wait
     max_age_seconds: float = 300.0           # CDP_WEBHOOK_MAX_AGE_SECONDS: … or the oldest waited this long
     dedup_hours: float = 72.0                # CDP_WEBHOOK_DEDUP_HOURS: how long event ids are remembered
-    writer_connections: int = 1              # CDP_WEBHOOK_PG_CONNECTIONS: group-commit writers
+    writer_connections: int = 2              # CDP_WEBHOOK_PG_CONNECTIONS: group-commit writers
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> "WebhookSettings":

@@ -112,9 +112,10 @@ class GroupCommitQueue:
     statement and then answer them all; while one group commits, the next one gathers.
     """
 
-    def __init__(self, url: str, connections: int = 1, max_group: int = 1_000):
+    def __init__(self, url: str, connections: int = 2, max_group: int = 1_000):
         self.url, self.connections, self.max_group = url, connections, max_group
-        self._pending: asyncio.Queue = asyncio.Queue()
+        self._pending: list[tuple[QueuedEvent, asyncio.Future]] = []
+        self._arrived = asyncio.Event()
         self._workers: list[asyncio.Task] = []
         self.healthy = True
 
@@ -124,7 +125,7 @@ class GroupCommitQueue:
 
     async def close(self) -> None:
         """Let the writers finish what is queued, then stop them."""
-        while not self._pending.empty():
+        while self._pending:
             await asyncio.sleep(0.01)
         for worker in self._workers:
             worker.cancel()
@@ -132,7 +133,8 @@ class GroupCommitQueue:
 
     async def put(self, event: QueuedEvent) -> bool:
         done = asyncio.get_running_loop().create_future()
-        self._pending.put_nowait((event, done))
+        self._pending.append((event, done))
+        self._arrived.set()
         return await done
 
     async def depth_and_flushed(self) -> tuple[int, list[tuple]]:
@@ -146,9 +148,10 @@ class GroupCommitQueue:
     async def _work(self) -> None:
         conn: psycopg.AsyncConnection | None = None
         while True:
-            group = [await self._pending.get()]
-            while len(group) < self.max_group and not self._pending.empty():
-                group.append(self._pending.get_nowait())
+            if not self._pending:
+                self._arrived.clear()
+                await self._arrived.wait()
+            group, self._pending[:] = self._pending[:self.max_group], self._pending[self.max_group:]
             events = [event for event, _ in group]
             try:
                 if conn is None or conn.closed:

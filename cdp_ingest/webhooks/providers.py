@@ -1,4 +1,4 @@
-"""What each provider's webhook carries: its signature, its event id, and the registered stream its
+"""What each provider's webhook carries (headers as a dict with lower-case names): its signature, its event id, and the registered stream its
 payload belongs to. An authentic delivery always becomes a `Delivery`: a record for its stream, or
 a dead letter with the rule and reason (malformed JSON, unknown topic, schema violation).
 
@@ -83,7 +83,7 @@ class _Timestamped:
     header = ""
 
     def verify(self, headers, body: bytes, secret: bytes, now: float, tolerance: float) -> None:
-        verify_timestamped(headers.get(self.header), self.header, body, secret, now, tolerance)
+        verify_timestamped(headers.get(self.header.lower()), self.header, body, secret, now, tolerance)
 
 
 class Stripe(_Timestamped):

@@ -199,3 +199,25 @@ def test_health_and_metrics(receiver):
     assert "cdp_webhooks_queue_depth" in lines
     log = service.log.read_text()
     assert all(secret not in text + log for tenant in SECRETS.values() for secret in tenant.values())
+
+
+def test_secrets_from_the_environment_win_and_never_show(tmp_path):
+    from cdp_ingest.webhooks.config import Secrets
+
+    secrets = Secrets.load({"CDP_WEBHOOK_SECRETS_FILE": str(secrets_file(tmp_path)),
+                            "CDP_WEBHOOK_SECRET__ACME__STRIPE": "whsec_rotated", "CDP_WEBHOOK_SECRET__NEW_CO__APP": "s3"})
+    assert secrets.get("acme", "stripe") == b"whsec_rotated"
+    assert secrets.get("new_co", "app") == b"s3" and secrets.get("acme", "app") == b"app_acme_test"
+    assert secrets.get("new_co", "shopify") is None
+    assert "whsec_rotated" not in repr(secrets) and "app_acme_test" not in repr(secrets)
+
+
+def test_event_ids_are_forgotten_after_the_dedup_window(receiver):
+    import psycopg
+
+    service, url, lake = receiver
+    assert post(service.url, "initech", "app", app("initech", app_event("old-1"))).json()["status"] == "queued"
+    with psycopg.connect(url) as conn:
+        conn.execute("UPDATE cdp_webhooks.seen SET received_at = now() - interval '73 hours' WHERE event_id = 'old-1'")
+    assert Batcher(url, lake, dedup_hours=72).prune_seen() == 1
+    assert post(service.url, "initech", "app", app("initech", app_event("old-1"))).json()["status"] == "queued"

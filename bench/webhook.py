@@ -10,7 +10,7 @@ hide the difference. Bounded by --requests and --seconds per endpoint. Prints re
 p99 latency for both and the ratio, checks that every acknowledged event is in the queue, then
 times the batcher flushing them into a scratch lake.
 
-    .venv/bin/python bench/webhook.py                    # 20,000 requests each, 32 connections
+    .venv/bin/python bench/webhook.py                    # 20,000 requests each, 64 connections
     .venv/bin/python bench/webhook.py --requests 5000    # quick
 """
 
@@ -143,7 +143,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=20_000, help="per endpoint (at most)")
     parser.add_argument("--seconds", type=float, default=20.0, help="per endpoint (at most)")
-    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--rounds", type=int, default=3, help="alternating rounds per endpoint; the median is shown")
     parser.add_argument("--serve-bare", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()

@@ -221,3 +221,11 @@ def test_event_ids_are_forgotten_after_the_dedup_window(receiver):
         conn.execute("UPDATE cdp_webhooks.seen SET received_at = now() - interval '73 hours' WHERE event_id = 'old-1'")
     assert Batcher(url, lake, dedup_hours=72).prune_seen() == 1
     assert post(service.url, "initech", "app", app("initech", app_event("old-1"))).json()["status"] == "queued"
+
+
+def test_cdp_command_has_the_webhook_commands():
+    from cdp_cli.main import parser
+
+    serve = parser().parse_args(["webhooks", "serve", "--port", "9999"])
+    batch = parser().parse_args(["webhooks", "batch", "--poll", "0.5"])
+    assert (serve.port, serve.handler.__name__, batch.poll, batch.handler.__name__) == (9999, "_serve", 0.5, "_batch")

@@ -26,6 +26,8 @@ def _serve(args) -> int:
     else:
         queue = GroupCommitQueue(settings.database_url(), settings.writer_connections)
     app = create_app(settings, Secrets.load(), queue)
+    print(f"cdp webhooks serve: http://{args.host}:{args.port}/webhooks/{{tenant}}/{{provider}} "
+          f"(queue: {'SQS' if settings.sqs_queue_url else 'PostgreSQL'})", flush=True)
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning", access_log=False)
     return 0
 

@@ -9,7 +9,6 @@ queue unavailable (the provider retries). `GET /health` and `GET /metrics` (Prom
 """
 
 import gc
-import logging
 import math
 import time
 from contextlib import asynccontextmanager
@@ -29,7 +28,6 @@ from cdp_ingest.webhooks.providers import PROVIDERS, validated
 from cdp_ingest.webhooks.ratelimit import RateLimiter
 from cdp_ingest.webhooks.signatures import Unauthentic
 
-log = logging.getLogger("cdp.webhooks")
 
 
 class Refused(Exception):
@@ -43,18 +41,21 @@ def _json(status: int, content: dict, headers: dict | None = None) -> Response:
 
 
 async def read_body(request: Request, headers: dict[str, str], limit: int) -> bytes:
+    """The body, read straight from the ASGI messages, refused as soon as it passes `limit`."""
     declared = headers.get("content-length", "")
-    if declared.isdigit():  # the HTTP parser delivers exactly the declared length
-        if int(declared) > limit:
-            raise Refused(413, "body_too_large", f"body is larger than {limit} bytes")
-        return await request.body()
+    if declared.isdigit() and int(declared) > limit:
+        raise Refused(413, "body_too_large", f"body is larger than {limit} bytes")
     chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
+    while True:
+        message = await request.receive()
+        if message["type"] != "http.request":
+            raise Refused(400, "client_disconnected", "the client went away before sending the body")
+        chunks.append(message.get("body", b""))
+        size += len(chunks[-1])
         if size > limit:
             raise Refused(413, "body_too_large", f"body is larger than {limit} bytes")
-        chunks.append(chunk)
-    return b"".join(chunks)
+        if not message.get("more_body", False):
+            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
 def _check_content_type(value: str) -> None:

@@ -29,7 +29,6 @@ from cdp_ingest.webhooks.ratelimit import RateLimiter
 from cdp_ingest.webhooks.signatures import Unauthentic
 
 
-
 class Refused(Exception):
     def __init__(self, status: int, reason: str, message: str, headers: dict | None = None):
         super().__init__(message)

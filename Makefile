@@ -1,6 +1,6 @@
 # The two commands: `make demo` (set up, generate sample data, materialise the graph) and
 # `make test` (set up, run the test suite). Everything else is a helper.
-.PHONY: demo test setup dev postgres-stop lock bench-generator bench-ingest bench-curated bench-identity bench-warehouse
+.PHONY: demo test setup dev postgres-stop lock bench-generator bench-ingest bench-curated bench-identity bench-warehouse bench-webhook
 
 demo: setup
 	.venv/bin/cdp demo
@@ -34,3 +34,6 @@ bench-identity: setup
 
 bench-warehouse: setup
 	.venv/bin/python bench/warehouse_load.py
+
+bench-webhook: setup
+	.venv/bin/python bench/webhook.py

@@ -1,10 +1,11 @@
-"""`cdp` console command: generate | demo | dev | drops | dlq | identity | dbt docs | postgres … | jars fetch."""
+"""`cdp` console command: generate | demo | dev | drops | dlq | webhooks … | identity | dbt docs | postgres … | jars fetch."""
 
 import argparse
 import os
 import sys
 from datetime import date
 
+from cdp_ingest.webhooks.cli import add_commands as add_webhook_commands
 from cdp_resources.postgres_server import EmbeddedPostgres, PostgresServerError, find_bindir
 from cdp_resources.settings import PROJECT_DIR, default_lake_uri
 from cdp_sampledata.dirt import DirtRates
@@ -164,6 +165,8 @@ def parser() -> argparse.ArgumentParser:
     dbt.add_argument("--port", type=int, default=8080)
     dbt.add_argument("--regenerate", action="store_true", help="run `dbt docs generate` even when docs exist")
     dbt.set_defaults(handler=_dbt_docs)
+
+    add_webhook_commands(commands)
 
     pg = commands.add_parser("postgres", help="the embedded PostgreSQL under .cdp/postgres")
     pg.add_argument("action", choices=["start", "stop", "status", "url", "bindir"])

@@ -6,13 +6,19 @@ each line keeps the original payload (or raw line) with reason, rule (the error 
 first-seen time and retry count. Nothing the edge receives is dropped without landing here.
 """
 
+from __future__ import annotations
+
 import re
 from collections import Counter, defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime, timezone
+from typing import TYPE_CHECKING
 
-from cdp_resources.lake import LakeResource
 from cdp_resources.raw_zone import encode_ndjson_gz, publish_new
+
+if TYPE_CHECKING:  # the lake pulls in Dagster; the webhook receiver only needs the rule names
+    from cdp_resources.lake import LakeResource
 
 MALFORMED_JSON = "malformed_json"
 SCHEMA_VIOLATION = "schema_violation"
@@ -46,16 +52,19 @@ class DeadLetter:
 
 
 class DeadLetterWriter:
-    """Buffers dead letters of one tenant/provider and publishes them with `flush`."""
+    """Buffers dead letters of one tenant/provider and publishes them with `flush` (through `publish`,
+    named by `clock`'s time: `publish_new` by default)."""
 
-    def __init__(self, lake: LakeResource, tenant: str, provider: str, source: str):
+    def __init__(self, lake: LakeResource, tenant: str, provider: str, source: str,
+                 clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc), publish: Callable = publish_new):
         self.lake, self.tenant, self.provider, self.source = lake, tenant, provider, source
+        self.clock, self.publish = clock, publish
         self._pending: dict[tuple[str, str], list[dict]] = defaultdict(list)
         self.counts: Counter = Counter()
 
     def add(self, payload: object, rule: str, reason: str, stream: str | None,
             first_seen: str | None = None, retry_count: int = 0, day: date | None = None) -> None:
-        now = datetime.now(timezone.utc)
+        now = self.clock()
         letter = DeadLetter(payload, reason, rule, stream or "_unknown", self.source,
                             first_seen or now.isoformat(timespec="seconds"), retry_count)
         self._pending[(rule, letter.stream, day or now.date())].append(letter.as_dict())
@@ -63,9 +72,9 @@ class DeadLetterWriter:
 
     def flush(self) -> list[str]:
         keys = []
-        now = datetime.now(timezone.utc)
+        now = self.clock()
         for (rule, stream, day), letters in sorted(self._pending.items()):
             prefix = f"{dlq_prefix(self.tenant, self.provider, rule)}{stream}/day={day.isoformat()}/"
-            keys.append(publish_new(self.lake, prefix, "", now, encode_ndjson_gz(letters)))
+            keys.append(self.publish(self.lake, prefix, "", now, encode_ndjson_gz(letters)))
         self._pending.clear()
         return keys

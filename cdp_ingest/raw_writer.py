@@ -4,6 +4,8 @@ Records are validated against the stream's registered schema (and, for Singer, t
 SCHEMA message); valid ones are buffered per (stream, event day) and published as NDJSON.gz files
 of at most 20,000 records; invalid ones go to the dead-letter zone with the reason. `flush()`
 makes everything received so far durable (raw files and dead letters) and only then returns.
+Files are named by `clock` and published by `publish` (`publish_new`: the first free name); the
+webhook batcher passes a batch's fixed time and `publish_once`, so a repeated flush lands once.
 """
 
 import time
@@ -22,10 +24,10 @@ class RawBatchWriter:
 
     def __init__(self, lake: LakeResource, registry: SchemaRegistry, tenant: str, provider: str, source: str,
                  max_records: int = MAX_RECORDS_PER_FILE, max_age_seconds: float = 300.0,
-                 clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc)):
+                 clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc), publish: Callable = publish_new):
         self.lake, self.registry, self.tenant, self.provider = lake, registry, tenant, provider
-        self.max_records, self.max_age_seconds, self.clock = max_records, max_age_seconds, clock
-        self.dead_letters = DeadLetterWriter(lake, tenant, provider, source)
+        self.max_records, self.max_age_seconds, self.clock, self.publish = max_records, max_age_seconds, clock, publish
+        self.dead_letters = DeadLetterWriter(lake, tenant, provider, source, clock, publish)
         self._buffers: dict[tuple[str, date], list[dict]] = defaultdict(list)
         self._oldest: float | None = None
         self.landed: Counter = Counter()  # stream -> records published
@@ -57,9 +59,10 @@ class RawBatchWriter:
             self._publish(stream, day)
         return True
 
-    def dead_letter(self, payload: object, rule: str, reason: str, stream: str | None) -> None:
+    def dead_letter(self, payload: object, rule: str, reason: str, stream: str | None,
+                    first_seen: str | None = None) -> None:
         self._touch()
-        self.dead_letters.add(payload, rule, reason, stream)
+        self.dead_letters.add(payload, rule, reason, stream, first_seen)
 
     def _touch(self) -> None:
         if self._oldest is None:
@@ -78,8 +81,8 @@ class RawBatchWriter:
 
     def _publish(self, stream: str, day: date) -> None:
         records = self._buffers.pop((stream, day))
-        key = publish_new(self.lake, raw_prefix(self.tenant, self.provider, stream, day), f"{stream}_",
-                          self.clock(), encode_ndjson_gz(records))
+        key = self.publish(self.lake, raw_prefix(self.tenant, self.provider, stream, day), f"{stream}_",
+                           self.clock(), encode_ndjson_gz(records))
         self.files.append(key)
         self.landed[stream] += len(records)
 

@@ -79,6 +79,22 @@ def publish_new(lake, prefix: str, stem: str, flushed_at: datetime, data: bytes)
             seq += 1
 
 
+def publish_once(lake, prefix: str, stem: str, flushed_at: datetime, data: bytes, first_seq: int) -> str:
+    """Publish `data` like `publish_new`, but idempotently for a caller that fixes the name: try
+    `seq` = `first_seq`, `first_seq + 1`, … and stop at the first free name or at a file that already
+    holds exactly `data` (the same flush repeated after a crash). Equal input therefore lands once."""
+    seq = first_seq
+    while True:
+        key = f"{prefix}{stem}{flushed_at:%Y%m%dT%H%M%SZ}_{seq:04d}.ndjson.gz"
+        try:
+            lake.write_bytes(key, data, if_absent=True)
+            return key
+        except FileExistsError:
+            if lake.read_bytes(key) == data:
+                return key
+            seq += 1
+
+
 def gunzip_what_you_can(data: bytes) -> tuple[bytes, str | None]:
     """The decompressed bytes, and an error when the stream is truncated or corrupt part-way."""
     inflater = zlib.decompressobj(wbits=31)

@@ -66,33 +66,29 @@ def event_day(value) -> date | None:
     return (moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)).astimezone(timezone.utc).date()
 
 
-def publish_new(lake, prefix: str, stem: str, flushed_at: datetime, data: bytes) -> str:
-    """Publish `data` as `{prefix}{stem}{utc-ts}_{seq}.ndjson.gz` under the first free `seq`, never
-    replacing a file another writer published in the same second. Returns the key."""
-    seq = 0
+def _publish(lake, prefix: str, stem: str, flushed_at: datetime, data: bytes, seq: int, accept_identical: bool) -> str:
     while True:
         key = f"{prefix}{stem}{flushed_at:%Y%m%dT%H%M%SZ}_{seq:04d}.ndjson.gz"
         try:
             lake.write_bytes(key, data, if_absent=True)
             return key
         except FileExistsError:
+            if accept_identical and lake.read_bytes(key) == data:
+                return key
             seq += 1
+
+
+def publish_new(lake, prefix: str, stem: str, flushed_at: datetime, data: bytes) -> str:
+    """Publish `data` as `{prefix}{stem}{utc-ts}_{seq}.ndjson.gz` under the first free `seq`, never
+    replacing a file another writer published in the same second. Returns the key."""
+    return _publish(lake, prefix, stem, flushed_at, data, 0, accept_identical=False)
 
 
 def publish_once(lake, prefix: str, stem: str, flushed_at: datetime, data: bytes, first_seq: int) -> str:
     """Publish `data` like `publish_new`, but idempotently for a caller that fixes the name: try
     `seq` = `first_seq`, `first_seq + 1`, … and stop at the first free name or at a file that already
     holds exactly `data` (the same flush repeated after a crash). Equal input therefore lands once."""
-    seq = first_seq
-    while True:
-        key = f"{prefix}{stem}{flushed_at:%Y%m%dT%H%M%SZ}_{seq:04d}.ndjson.gz"
-        try:
-            lake.write_bytes(key, data, if_absent=True)
-            return key
-        except FileExistsError:
-            if lake.read_bytes(key) == data:
-                return key
-            seq += 1
+    return _publish(lake, prefix, stem, flushed_at, data, first_seq, accept_identical=True)
 
 
 def gunzip_what_you_can(data: bytes) -> tuple[bytes, str | None]:

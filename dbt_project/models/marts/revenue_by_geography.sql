@@ -1,13 +1,2 @@
 -- Revenue per buyer country and day (the country of the person's profile; 'unknown' when none).
-select
-    o.tenant_id::text as tenant_id,
-    o.order_date::date as order_date,
-    coalesce(c.country, 'unknown')::text as country,
-    count(*)::bigint as orders,
-    count(distinct o.cdp_customer_id)::bigint as customers,
-    sum(o.total_usd)::numeric(18, 2) as revenue_usd,
-    avg(o.total_usd)::numeric(18, 2) as average_order_value_usd
-from {{ ref('int_customer_orders') }} as o
-left join {{ ref('customer_360') }} as c using (tenant_id, cdp_customer_id)
-where o.order_date <= {{ as_of_date() }}
-group by 1, 2, 3
+{{ revenue_by('country') }}

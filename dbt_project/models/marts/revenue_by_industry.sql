@@ -1,13 +1,2 @@
 -- Revenue per buyer industry and day (the industry of the company behind the person's email domain; 'unknown' when none).
-select
-    o.tenant_id::text as tenant_id,
-    o.order_date::date as order_date,
-    coalesce(c.industry, 'unknown')::text as industry,
-    count(*)::bigint as orders,
-    count(distinct o.cdp_customer_id)::bigint as customers,
-    sum(o.total_usd)::numeric(18, 2) as revenue_usd,
-    avg(o.total_usd)::numeric(18, 2) as average_order_value_usd
-from {{ ref('int_customer_orders') }} as o
-left join {{ ref('customer_360') }} as c using (tenant_id, cdp_customer_id)
-where o.order_date <= {{ as_of_date() }}
-group by 1, 2, 3
+{{ revenue_by('industry') }}

@@ -42,7 +42,7 @@ STREAMS = (
 # Campaigns the sample's email platform sends each day, and the funnel of their results.
 CAMPAIGN_SEGMENTS = ("rfm_champions", "lifecycle_active", "behaviour_highly_engaged")
 CAMPAIGN_FUNNEL = (("delivered", 0.97), ("opened", 0.4), ("clicked", 0.3), ("converted", 0.2))  # each of the step before
-UNSUBSCRIBE_RATE = 0.01
+UNSUBSCRIBE_RATE = 0.03
 # The stream that gains a field part-way through the date range.
 DRIFTING_STREAM, DRIFT_FIELD = ("shopify", "customers"), "sms_marketing_consent"
 

@@ -22,6 +22,7 @@ from cdp_activation.hashing import hashed_email, hashed_phone, normalise_email, 
 from cdp_activation.sync import DELIVERY_FAILED, DLQ_PROVIDER, sync_destination
 from cdp_assets.activation import audiences, sync_asset
 from cdp_assets.dbt import MEMBERSHIP, publish_membership
+from cdp_cli.demo import audience_lines
 from cdp_ingest.dead_letters import dlq_prefix
 from cdp_ingest.webhooks.signatures import verify_timestamped
 from cdp_resources.lake import LakeResource
@@ -222,7 +223,7 @@ class _Receiver(BaseHTTPRequestHandler):
         status = int(action.removeprefix("store+"))
         self.send_response(status)
         if status == 429:
-            self.send_header("Retry-After", "0")
+            self.send_header("Retry-After", self.server.retry_after)
         self.send_header("Content-Length", "0")
         self.end_headers()
 
@@ -234,7 +235,7 @@ class _Receiver(BaseHTTPRequestHandler):
 def receiver(monkeypatch):
     monkeypatch.setenv("CDP_TEST_DESTINATION_SECRET", "s3cret")
     server = ThreadingHTTPServer(("127.0.0.1", 0), _Receiver)
-    server.lock, server.attempts, server.batches, server.script = threading.Lock(), Counter(), {}, []
+    server.lock, server.attempts, server.batches, server.script, server.retry_after = threading.Lock(), Counter(), {}, [], "0"
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     yield server
@@ -258,6 +259,15 @@ def test_http_destination_receives_every_batch_once_despite_429_and_500(world, r
     assert result.sent == len(expected) and result.failed == 0
     assert all(r["op"] == "upsert" and not {"email", "phone", "name", "fingerprint"} & set(r) for r in received)
     assert sum(r["email_sha256"] is not None for r in received) > len(received) / 2
+
+
+def test_retry_after_is_honoured(world, receiver):
+    receiver.script, receiver.retry_after = ["429"], "1"
+    destination = _http(receiver, mode="full_refresh", batch_size=10_000, max_tries=2, audiences=(("acme", "new_buyers"),))
+    started = time.monotonic()
+    (result,) = sync_destination(world["lake"], destination, [("acme", "new_buyers")], DAY2)
+    assert time.monotonic() - started >= 1.0  # the backoff alone would have been about 0.01 s
+    assert result.batches == 1 and result.sent == len(members(world, "acme", "new_buyers", DAY2)) and result.failed == 0
 
 
 def test_http_destination_gives_up_into_the_dead_letter_zone(world, receiver):
@@ -290,3 +300,10 @@ def test_audience_and_sync_assets(world, tmp_path):
     synced = result.asset_materializations_for_node(f"activation__sync_{destination.name}")[0].metadata
     assert synced["sent"].value == synced["members"].value == sum(sizes.values()) and synced["failed"].value == 0
     assert exported(lake, "acme", "spenders", DAY1)[0]["email"] is not None  # the packaged crm_files takes raw PII
+    lines = audience_lines(lake, DAY1)  # what `cdp demo` prints at the end
+    segments = sorted({key.split("/")[1] for key in sizes})
+    assert [line.split()[0] for line in lines[1:]] == segments
+    for line in lines[1:]:
+        segment = line.split()[0]
+        assert line.split(None, 1)[1] == ", ".join(f"{tenant} {sizes[f'{tenant}/{segment}']:,} members "
+                                                   f"(+{sizes[f'{tenant}/{segment}']:,} -0)" for tenant in ("acme", "globex"))

@@ -97,7 +97,8 @@ def sync_audience(lake: LakeResource, destination: Destination, sender, dead_let
             result.sent += len(records)
         else:
             result.failed += len(records)
-            dead_letters.add(json.loads(delivery.body), DELIVERY_FAILED, delivery.reason, destination.name, retry_count=delivery.tries, day=day)
+            dead_letters.add(json.loads(delivery.body), DELIVERY_FAILED, delivery.reason, destination.name,
+                             retry_count=delivery.tries, day=day)
         result.batches += 1
 
     for op, rows in _planned(lake, destination, tenant, segment, day, since, result):

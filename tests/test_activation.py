@@ -38,7 +38,8 @@ RULES = {
     DAY2: "SELECT 'spenders', n FROM g WHERE n % 3 = 0 AND n <= 450 OR n % 5 = 0 UNION ALL "
           "SELECT 'new_buyers', n FROM g WHERE n % 11 = 2",
 }
-PG_EMAIL_HASH = "encode(sha256(convert_to(lower(btrim(c.email)), 'UTF8')), 'hex')"
+PG_EMAIL_HASH = "encode(sha256(convert_to(lower(btrim(c.email)), 'UTF8')), 'hex')"  # the rules, written again in SQL
+PG_PHONE_HASH = "encode(sha256(convert_to(ltrim(c.phone, '+'), 'UTF8')), 'hex')"
 
 
 def _publish(conn, day: date) -> None:
@@ -127,7 +128,7 @@ def test_export_holds_every_member_with_fields_joined_and_identifiers_hashed(wor
     with psycopg.connect(world["url"]) as conn:
         truth = {r[0]: r[1:] for r in conn.execute(
             f"SELECT cdp_customer_id, CASE WHEN c.email LIKE '%%@%%' THEN {PG_EMAIL_HASH} END, "
-            "CASE WHEN c.phone LIKE '+%%' THEN encode(sha256(convert_to(ltrim(c.phone, '+'), 'UTF8')), 'hex') END, c.email, c.lifetime_revenue_usd, c.company_name "
+            f"CASE WHEN c.phone LIKE '+%%' THEN {PG_PHONE_HASH} END, c.email, c.lifetime_revenue_usd, c.company_name "
             "FROM marts.customer_360 c").fetchall()}
     audiences = [(e.tenant, e.segment, day) for day, exports in world["exports"].items() for e in exports]
     assert {(t, s) for t, s, _ in audiences} == {(t, s) for t in ("acme", "globex") for s in ("spenders", "recent", "new_buyers")}
@@ -170,6 +171,19 @@ def test_changes_against_the_previous_export(world):
 
 def read_members_changes(lake, tenant, segment, day) -> list[dict]:
     return read_parquet(lake, audience_prefix(tenant, segment, day) + "changes.parquet").to_pylist()
+
+
+def test_export_to_s3_matches_the_local_export(world, s3_endpoint, s3_bucket):
+    lake = LakeResource(base_uri=f"s3://{s3_bucket}/lake", s3_endpoint_url=s3_endpoint)
+    with psycopg.connect(world["url"]) as conn:
+        exports = export_audiences(conn, lake, DAY1, _raw_pii, rows_per_file=ROWS_PER_FILE)
+    for export in exports:
+        audience = (export.tenant, export.segment, DAY1)
+        assert read_manifest(lake, *audience) == read_manifest(world["lake"], *audience)
+        assert all(obj.key.endswith((".parquet", ".json")) for obj in lake.list(audience_prefix(*audience)))
+        identifiers = [[(r["cdp_customer_id"], r["email_sha256"], r["phone_sha256"]) for r in exported(one, *audience)]
+                       for one in (lake, world["lake"])]  # customer_360 changed since: compare what did not
+        assert identifiers[0] == identifiers[1] and len(identifiers[0]) == export.members
 
 
 def test_a_rerun_replaces_the_day(world):

@@ -1,4 +1,5 @@
-"""The main job on the embedded defaults: generate sample data, then materialise every partition."""
+"""The main job on the embedded defaults: generate sample data, then materialise every partition
+and print where the results are, down to each segment's audience export."""
 
 import json
 from datetime import date, timedelta
@@ -78,6 +79,21 @@ def segment_lines(as_of: date) -> list[str]:
             *(f"  {segment:<32} {', '.join(counts)}" for segment, counts in by_segment.items())]
 
 
+def audience_lines(lake: LakeResource, as_of: date) -> list[str]:
+    """Members, additions and removals of every audience exported for `as_of`, as printable lines."""
+    from cdp_activation.audiences import ROOT
+
+    suffix = f"/date={as_of.isoformat()}/_manifest.json"
+    manifests = [json.loads(lake.read_bytes(obj.key)) for obj in lake.list(f"{ROOT}/") if obj.key.endswith(suffix)]
+    by_segment: dict[str, list[str]] = {}
+    for m in sorted(manifests, key=lambda m: (m["segment"], m["tenant"])):
+        by_segment.setdefault(m["segment"], []).append(
+            f"{m['tenant']} {m['members']:,} members (+{m['added']:,} -{m['removed']:,})")
+    return [f"audiences as of {as_of} ({lake.spark_path(ROOT + '/')}, {sum(len(m['files']) for m in manifests)} "
+            f"Parquet files, {len(by_segment)} segments; + added, - removed since the previous export):",
+            *(f"  {segment:<32} {', '.join(counts)}" for segment, counts in by_segment.items())]
+
+
 def describe(outcome: dict) -> str:
     lake: LakeResource = outcome["lake"]
     return "\n".join([
@@ -88,6 +104,7 @@ def describe(outcome: dict) -> str:
         *(accuracy_lines(lake) if outcome["success"] else []),
         "warehouse:         PostgreSQL schemas raw_cdp (loaded tables), staging, intermediate, marts, segments (dbt)",
         *(segment_lines(outcome["last"]) if outcome["success"] else []),
+        *(audience_lines(lake, outcome["last"]) if outcome["success"] else []),
         "dbt docs:          .venv/bin/cdp dbt docs   (then http://127.0.0.1:8080)",
         f"ground truth:      {lake.spark_path('truth/')}",
         "open the UI:       make dev   (then http://127.0.0.1:3000)",

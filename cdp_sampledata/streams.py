@@ -11,6 +11,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta, timezone
 
+from cdp_activation.hashing import hashed_email
 from cdp_sampledata.dirt import (
     DirtRates,
     app_timestamp,
@@ -36,7 +37,12 @@ STREAMS = (
     ("stripe", "charges"),
     ("app", "events"),
     ("fx", "rates"),
+    ("campaigns", "results"),
 )
+# Campaigns the sample's email platform sends each day, and the funnel of their results.
+CAMPAIGN_SEGMENTS = ("rfm_champions", "lifecycle_active", "behaviour_highly_engaged")
+CAMPAIGN_FUNNEL = (("delivered", 0.97), ("opened", 0.4), ("clicked", 0.3), ("converted", 0.2))  # each of the step before
+UNSUBSCRIBE_RATE = 0.03
 # The stream that gains a field part-way through the date range.
 DRIFTING_STREAM, DRIFT_FIELD = ("shopify", "customers"), "sms_marketing_consent"
 
@@ -65,6 +71,7 @@ class _DayMaker:
         self.rng = random.Random(f"{seed}:{population.tenant}:{self.day.isoformat()}")
         # Identity dirt draws from its own stream, so adding it left every other record unchanged.
         self.identity_rng = random.Random(f"{seed}:{population.tenant}:{self.day.isoformat()}:identity")
+        self.campaign_rng = random.Random(f"{seed}:{population.tenant}:{self.day.isoformat()}:campaigns")
         self.store_inbox = f"instore@{population.tenant.replace('_', '')}-shop.com"
         self.kiosk_id = str(uuid.UUID(int=random.Random(f"{seed}:{population.tenant}:kiosk").getrandbits(128), version=4))
         self.out = DayOutput()
@@ -295,7 +302,32 @@ class _DayMaker:
             self.session(user, orders)
         for _ in range(len(people) // 10):
             self.session(None, orders)
+        self.campaign_results([p for p in active if p.email])
         return self.out
+
+    def campaign_results(self, recipients: list[Person]) -> None:
+        """Each campaign reaches a sample of the tenant's people; its results come back from the platform
+        (from an RNG of its own, so the other streams are unchanged)."""
+        rng = self.campaign_rng
+        for segment in CAMPAIGN_SEGMENTS:
+            campaign = f"{self.day.isoformat()}-{segment}"
+            for person in rng.sample(recipients, min(len(recipients), max(1, len(recipients) // 50))):
+                moment = self.midnight + timedelta(seconds=rng.randrange(36_000))
+                for event_type, rate in CAMPAIGN_FUNNEL:
+                    if rng.random() >= rate:
+                        break
+                    moment += timedelta(seconds=rng.randrange(1, 3_600))
+                    self._campaign_event(rng, campaign, segment, person, event_type, moment)
+                if rng.random() < UNSUBSCRIBE_RATE:
+                    self._campaign_event(rng, campaign, segment, person, "unsubscribed", moment + timedelta(seconds=60))
+
+    def _campaign_event(self, rng: random.Random, campaign: str, segment: str, person: Person, event_type: str,
+                        moment: datetime) -> None:
+        event_id = str(uuid.UUID(int=rng.getrandbits(128), version=4))
+        self.emit("campaigns", "results", {
+            "event_id": event_id, "campaign_id": campaign, "destination": "email_platform", "segment": segment,
+            "cdp_customer_id": None, "email_sha256": hashed_email(person.email), "event_type": event_type,
+            "occurred_at": moment.strftime("%Y-%m-%dT%H:%M:%SZ")}, event_id)
 
 
 def generate_day(population: Population, day_index: int, first_day: date, days: int,

@@ -37,6 +37,7 @@ def _phone_valid(raw_path: str, column: str = "phone") -> Rule:
 
 
 ADDRESS = "struct<city: string, country_code: string, country: string>"
+CAMPAIGN_RESULT_TYPES = ("delivered", "opened", "clicked", "converted", "unsubscribed")
 
 ENTITIES = [
     EntitySpec(
@@ -181,6 +182,20 @@ ENTITIES = [
                Rule("user_id_present", "user_id IS NOT NULL OR type = 'track' AND event = 'page_view'", WARNING,
                     "a cart, checkout, purchase or identify event without user_id")],
         description="App events, one row per event (at-least-once duplicates removed), timestamps in UTC.",
+    ),
+    EntitySpec(
+        "campaign_results", "campaigns", "results",
+        "event_id string, campaign_id string, destination string, segment string, cdp_customer_id string, "
+        "email_sha256 string, event_type string, occurred_at string",
+        [Field("event_id", "event_id"), Field("campaign_id", "campaign_id"), Field("destination", "destination"),
+         Field("segment", "segment"), Field("cdp_customer_id", "cdp_customer_id"), Field("email_sha256", "lower(trim(email_sha256))"),
+         Field("event_type", "lower(trim(event_type))"), Field("occurred_at", "occurred_at", "timestamp")],
+        key=["event_id"], newest_first=["occurred_at"],
+        rules=[typed_fields(), not_null("event_id", "campaign_id", "segment", "occurred_at"),
+               Rule("event_type_known", f"event_type IN {CAMPAIGN_RESULT_TYPES}", CRITICAL,
+                    f"event_type must be one of {', '.join(CAMPAIGN_RESULT_TYPES)}")],
+        description="Campaign results fed back by the destinations (delivered, opened, clicked, converted, unsubscribed), "
+                    "one row per result event, by the segment the campaign was sent to.",
     ),
 ]
 

@@ -106,7 +106,7 @@ def test_dirt_is_found_against_the_truth(spark, historic):
 def test_checks_pass_and_metadata_is_complete(historic):
     _, result = historic
     evaluations = [e.event_specific_data for e in result.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION"]
-    assert len(evaluations) == 21 and all(e.passed for e in evaluations)
+    assert len(evaluations) == 23 and all(e.passed for e in evaluations)
     for spec in ENTITIES:
         metadata = result.asset_materializations_for_node(f"curated__{spec.table}")[0].metadata
         assert {"dagster/row_count", "rows_in", "duplicates_removed", "dead_lettered_by_rule", "warnings_by_rule",

@@ -13,6 +13,7 @@ import pytest
 from dagster import AssetKey
 
 from cdp_assets.dbt import MEMBERSHIP, build_dbt_definitions, cdp_dbt_project, dbt_cli, dbt_vars, publish_membership, segment_models
+from cdp_resources.raw_zone import decode_ndjson_gz
 from cdp_resources.settings import PROJECT_DIR
 from partitions import daily_partitions
 from tests.conftest import CURATED_CONFIG, run_assets
@@ -70,6 +71,24 @@ def test_customer_360_carries_the_truth(built, warehouse):
     assert len(checked) > 300
     agree = sum(found[str(p["shopify_customer_id"])] == (p["email"], p["country"]) for p in checked)
     assert agree / len(checked) >= 0.97
+
+
+def test_campaign_performance_counts_the_fed_back_results(built, warehouse):
+    """The sample's campaign results, from the raw zone through curated, the warehouse and dbt, by segment and day."""
+    lake, _ = built
+    events = {(tenant, r["event_id"]): r for tenant in CURATED_CONFIG.tenants
+              for obj in lake.list(f"raw/{tenant}/campaigns/results/") for r in decode_ndjson_gz(lake.read_bytes(obj.key))}
+    expected = {}
+    for (tenant, _), r in events.items():
+        pairs = expected.setdefault((tenant, r["segment"], r["occurred_at"][:10], r["event_type"]), set())
+        pairs.add((r["campaign_id"], r["email_sha256"]))
+    counted = {}
+    for tenant, segment, day, *counts in rows(warehouse, "SELECT tenant_id, segment, day::text, delivered, opened, clicked, "
+                                                         "converted, unsubscribed FROM marts.campaign_performance"):
+        for event_type, count in zip(("delivered", "opened", "clicked", "converted", "unsubscribed"), counts):
+            if count:
+                counted[(tenant, segment, day, event_type)] = count
+    assert len(events) > 100 and counted == {key: len(pairs) for key, pairs in expected.items()}
 
 
 def test_segment_membership_collects_every_segment_model(built, warehouse):

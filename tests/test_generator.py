@@ -68,7 +68,7 @@ def test_counts_match_the_manifest_and_layout(generated):
     assert max(file_sizes.values()) <= MAX_RECORDS_PER_FILE
     per_day = Counter(key.rsplit("_", 1)[0] for key in file_sizes)
     assert any(count > 1 for count in per_day.values()), "no stream-day was split into 20k-record files"
-    assert len(raw) == 10
+    assert len(raw) == 11
 
 
 def test_duplicate_events(generated):

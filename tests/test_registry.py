@@ -26,7 +26,7 @@ def registry(tmp_path) -> SchemaRegistry:
 
 def test_repository_schemas_load_and_cover_the_sample_streams():
     registry = SchemaRegistry()
-    assert len(registry.streams()) == 10
+    assert len(registry.streams()) == 11
     for provider, stream in registry.streams():
         latest = registry.latest(provider, stream)
         assert latest.event_time_field in latest.schema["properties"] and latest.key

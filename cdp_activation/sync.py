@@ -2,10 +2,12 @@
 sent in batches; batches that cannot be delivered go to the dead-letter zone with the reason.
 
 Modes, as in RudderStack's and Hightouch's reverse ETL: `upsert` sends members added or changed
-since the destination's last synced export, `mirror` also removes members who left, and
+since the export the destination last received whole, `mirror` also removes members who left, and
 `full_refresh` sends every member. What the destination last received is remembered in
-`activation/syncs/{destination}/{tenant}/{segment}.json`; a rerun of the same day diffs against
-the same earlier export and so sends the same batches with the same idempotency keys.
+`activation/syncs/{destination}/{tenant}/{segment}.json`: the export last delivered whole. A sync
+with failed batches (dead-lettered) leaves it where it was, so the next day's sync sends those
+members again; a rerun of the same day diffs against the same earlier export and so sends the
+same batches with the same idempotency keys.
 """
 
 import json
@@ -83,7 +85,9 @@ def sync_audience(lake: LakeResource, destination: Destination, sender, dead_let
     if state and date.fromisoformat(state["date"]) > day:
         result.skipped = f"already synced the later export of {state['date']}"
         return result
-    since_text = state.get("since") if state.get("date") == day.isoformat() else state.get("date")
+    # A rerun of a day diffs against the same export as its first run; a new day diffs against the
+    # last export the destination received whole, so members of failed batches are sent again.
+    since_text = state.get("since") if state.get("date") == day.isoformat() else state.get("delivered")
     since = date.fromisoformat(since_text) if since_text else None
     result.members = read_manifest(lake, tenant, segment, day)["members"]
     audience = {"tenant": tenant, "segment": segment, "date": day.isoformat(), "mode": destination.mode,
@@ -109,7 +113,8 @@ def sync_audience(lake: LakeResource, destination: Destination, sender, dead_let
     if pending:
         send(pending)
     lake.write_bytes(state_key(destination.name, tenant, segment), json.dumps(
-        {"date": day.isoformat(), "since": since_text, "sent": result.sent, "failed": result.failed}).encode())
+        {"date": day.isoformat(), "since": since_text, "delivered": since_text if result.failed else day.isoformat(),
+         "sent": result.sent, "failed": result.failed}).encode())
     return result
 
 

@@ -8,6 +8,7 @@ import json
 import threading
 import time
 from collections import Counter, defaultdict
+from dataclasses import replace
 from datetime import date
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -297,6 +298,20 @@ def test_http_destination_gives_up_into_the_dead_letter_zone(world, receiver):
     assert {r["cdp_customer_id"] for letter in letters for r in letter["payload"]["records"]} == expected
     assert all("503" in letter["reason"] and letter["retry_count"] == 3 for letter in letters)
     assert len(letters) == len(receiver.attempts) == result.batches
+
+
+def test_members_of_failed_batches_are_sent_again_the_next_day(world, receiver):
+    destination = replace(_http(receiver, mode="upsert", batch_size=100, max_tries=2, audiences=(("acme", "spenders"),)),
+                          name="ads_after_outage")
+    before, after = members(world, "acme", "spenders", DAY1), members(world, "acme", "spenders", DAY2)
+    receiver.script = ["503"] * 2  # day 1: every batch gives up
+    (day1,) = sync_destination(world["lake"], destination, [("acme", "spenders")], DAY1)
+    assert receiver.batches == {} and day1.sent == 0 and day1.failed == len(before) > 0
+    receiver.script = []
+    (day2,) = sync_destination(world["lake"], destination, [("acme", "spenders")], DAY2)
+    received = Counter(r["cdp_customer_id"] for batch in receiver.batches.values() for r in batch["records"])
+    assert after & before - world["changed"]  # members a plain day-2 diff would not send
+    assert received == Counter(after) and day2.sent == len(after) and day2.failed == 0
 
 
 def test_audience_and_sync_assets(world, tmp_path):

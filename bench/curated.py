@@ -38,7 +38,7 @@ def baseline(lake: LakeResource, out: str) -> float:
 def run_curated(lake: LakeResource, spark: SparkDeltaResource, first, last) -> float:
     """Seconds for one run of every raw and curated asset over the days first..last."""
     job = define_asset_job("bench", selection=AssetSelection.groups("raw", "curated"))
-    bench_defs = Definitions(assets=list(defs.assets), jobs=[job], executor=defs.executor, resources={"lake": lake, "spark": spark})
+    bench_defs = Definitions(assets=list(defs.assets), jobs=[job], executor=defs.executor, resources={**defs.resources, "lake": lake, "spark": spark})
     started = time.perf_counter()
     with DagsterInstance.ephemeral() as instance:
         result = bench_defs.resolve_job_def("bench").execute_in_process(

@@ -194,6 +194,8 @@ def main() -> None:
               f"p99 {result['p99']:6.2f} ms  server CPU {result['cpu_us']:4.0f} µs/request  statuses {result['statuses']}")
     print(f"ratio signed/bare throughput: {signed['rps'] / bare['rps']:.2f}")
     print(f"durable: {queued:,} events in the PostgreSQL queue for {acknowledged:,} acknowledged")
+    if set(signed["statuses"]) != {200} or queued != acknowledged:
+        raise SystemExit("not every request was accepted and queued: the figures above do not measure durable ingestion")
 
     from cdp_ingest.webhooks.batcher import Batcher
     from cdp_resources.lake import LakeResource

@@ -11,7 +11,7 @@ fails the run, naming the rule. Historic mode hands a whole range to one run.
 
 import json
 import os
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta, timezone
 
 from dagster import (
     AssetCheckResult,
@@ -31,6 +31,7 @@ from pyspark.sql import functions as F
 
 from cdp_assets.raw import read_manifest
 from cdp_resources.lake import LakeResource
+from cdp_resources.raw_zone import RAW_KEY
 from cdp_resources.spark import SparkDeltaResource
 from cdp_transform.entities import ENTITIES, EntitySpec
 from cdp_transform.pipeline import DEAD_LETTER_COLUMNS, DayStats, curate, partition_stats, split
@@ -39,9 +40,6 @@ from partitions import daily_partitions
 
 CURATED_OWNERS = ["team:data-platform"]
 DEAD_LETTER_TABLE = "curated/_dead_letters"
-_FILE_TS = r"_(\d{8}T\d{6}Z)_\d+\.ndjson\.gz$"
-_TENANT = r"/raw/([^/]+)/"
-_DAY = r"/year=(\d{4})/month=(\d{2})/day=(\d{2})/"
 
 
 def critical_threshold() -> float:
@@ -52,26 +50,32 @@ def curated_key(table: str) -> AssetKey:
     return AssetKey(["curated", table])
 
 
-def with_lineage(frame: DataFrame, source: str, run_id: str) -> DataFrame:
-    """Adds tenant_id and event_date (from the raw layout), _source, _source_file, _ingest_ts (the
-    raw file's flush time) and _run_id."""
+def raw_file_lineage(session: SparkSession, files: list[str]) -> DataFrame:
+    """Per raw file, keyed by the last seven segments of its path (`tenant/provider/stream/year=…/
+    month=…/day=…/name`): tenant_id and event_date from the layout, _ingest_ts from the flush time
+    in its name. Parsed once per file here, not once per record in Spark."""
+    rows = []
+    for path in files:
+        tail = "/".join(path.split("/")[-7:])
+        key = RAW_KEY.match(f"raw/{tail}")
+        rows.append((tail, key["tenant"], date(int(key["year"]), int(key["month"]), int(key["day"])),
+                     datetime.strptime(key["ts"], "%Y%m%dT%H%M%SZ").replace(tzinfo=timezone.utc)))
+    return session.createDataFrame(rows, "_file_tail string, tenant_id string, event_date date, _ingest_ts timestamp")
+
+
+def with_lineage(frame: DataFrame, files: DataFrame, source: str, run_id: str) -> DataFrame:
+    """Adds tenant_id, event_date and _ingest_ts (from `raw_file_lineage`), _source, _source_file and _run_id."""
     path = F.col("_metadata.file_path")
-    day = F.concat_ws("-", *(F.regexp_extract(path, _DAY, group) for group in (1, 2, 3)))
-    return frame.select(
-        "*",
-        F.regexp_extract(path, _TENANT, 1).alias("tenant_id"),
-        F.to_date(day).alias("event_date"),
-        F.lit(source).alias("_source"),
-        path.alias("_source_file"),
-        F.to_timestamp(F.regexp_extract(path, _FILE_TS, 1), "yyyyMMdd'T'HHmmss'Z'").alias("_ingest_ts"),
-        F.lit(run_id).alias("_run_id"),
-    )
+    rows = frame.select("*", path.alias("_source_file"), F.substring_index(path, "/", -7).alias("_file_tail"))
+    return rows.join(F.broadcast(files), "_file_tail").select(
+        *frame.columns, "tenant_id", "event_date", F.lit(source).alias("_source"), "_source_file", "_ingest_ts",
+        F.lit(run_id).alias("_run_id"))
 
 
 def read_raw(session: SparkSession, spec: EntitySpec, files: list[str], run_id: str) -> DataFrame:
     """The raw files as rows of the spec's read schema, with lineage columns (none when no files)."""
     if files:
-        return with_lineage(session.read.schema(spec.read_schema).json(files), spec.provider, run_id)
+        return with_lineage(session.read.schema(spec.read_schema).json(files), raw_file_lineage(session, files), spec.provider, run_id)
     lineage = "tenant_id string, event_date date, _source string, _source_file string, _ingest_ts timestamp, _run_id string"
     return session.createDataFrame([], f"{spec.read_schema}, {lineage}")
 
@@ -192,9 +196,8 @@ def curated_asset(spec: EntitySpec) -> AssetsDefinition:
               or session.createDataFrame([], "event_date date, currency string, rate double")) if spec.needs_fx else None
         customers = read_table(session, lake, "shopify_customers", None, last) if spec.customer_must_exist else None
         earlier = read_table(session, lake, spec.table, None, first - timedelta(days=1)) if spec.email_unique_per else None
-        typed, ruled = curate(spec, read_raw(session, spec, files, context.run_id), fx, customers, earlier)
-        typed, ruled = typed.cache(), ruled.cache()  # ruled is computed from the cached typed rows
-        stats = partition_stats(typed, ruled)
+        ruled = curate(spec, read_raw(session, spec, files, context.run_id), fx, customers, earlier).cache()
+        stats = partition_stats(spec, ruled)
         _enforce_threshold(spec, stats)
         curated, dead = split(spec, ruled)
         table_path = lake.spark_path(f"curated/{spec.table}")
@@ -203,7 +206,6 @@ def curated_asset(spec: EntitySpec) -> AssetsDefinition:
                            extra=f"table = '{spec.table}'", partition_by=("table", "event_date"))
         metadata = _metadata(spec, stats, curated, files, damaged, table_path, first, last)
         ruled.unpersist()
-        typed.unpersist()
         return MaterializeResult(metadata=metadata)
 
     return _curated

@@ -27,6 +27,9 @@ def delta_spark_config(master: str, overrides: dict[str, Any] | None = None) -> 
         "spark.sql.session.timeZone": "UTC",
         "spark.sql.shuffle.partitions": "8",
         "spark.sql.adaptive.enabled": "true",
+        # Let adaptive execution coalesce the shuffle partitions of cached plans too (the curated
+        # assets cache their ruled rows): small tables then write a few files per day, not eight.
+        "spark.sql.optimizer.canChangeCachedPlanOutputPartitioning": "true",
         "spark.driver.memory": "4g",
         "spark.ui.showConsoleProgress": "false",
         "spark.sql.warehouse.dir": str(state / "spark-warehouse"),

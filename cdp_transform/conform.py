@@ -35,7 +35,7 @@ def _convert(field: Field, value: Column) -> Column:
     if field.kind == "email":
         return normalise.email(value)
     if field.kind == "country":
-        return normalise.country(value)
+        return normalise.country_key(value)  # looked up after the select (`normalise.with_country`)
     if field.kind == "upper":
         return F.upper(normalise.strip(value))
     return value
@@ -60,6 +60,9 @@ def conform(frame: DataFrame, fields: list[Field]) -> DataFrame:
         .alias("_type_errors"),
         *(F.expr(f.source).alias(f"_phone_{f.name}") for f in fields if f.kind == "phone"),
     )
+    for f in fields:
+        if f.kind == "country":
+            typed = normalise.with_country(typed.withColumnRenamed(f.name, f"_country_{f.name}"), f"_country_{f.name}", f.name)
     for f in fields:
         if f.kind == "phone":
             typed = typed.withColumn(f.name, normalise.phone(f"_phone_{f.name}", f.region)).drop(f"_phone_{f.name}")

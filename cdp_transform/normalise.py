@@ -1,12 +1,13 @@
 """Normalisers: email, phone (E.164 with phonenumbers), country (ISO 3166 alpha-2 with pycountry)
-and timestamps (UTC). Each returns a Spark Column; none collects data to the driver."""
+and timestamps (UTC). Each returns a Spark Column (the country, a joined frame); none collects
+data to the driver."""
 
 import functools
 
 import pandas as pd
 import phonenumbers
 import pycountry
-from pyspark.sql import Column
+from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql.functions import pandas_udf
 from pyspark.sql.types import StringType
@@ -16,9 +17,14 @@ COUNTRY_ALIASES = {"uk": "GB", "u.k.": "GB", "great britain": "GB", "england": "
                    "america": "US", "deutschland": "DE", "holland": "NL"}
 
 
+# What regex `\s` matches: space, tab, newline, vertical tab, form feed, carriage return.
+WHITESPACE = " \t\n\x0b\f\r"
+
+
 def strip(value: Column) -> Column:
-    """Leading and trailing whitespace of any kind removed (Spark's trim only removes spaces)."""
-    return F.regexp_replace(value, r"^\s+|\s+$", "")
+    """Leading and trailing whitespace of any kind removed (Spark's trim only removes spaces); a
+    character-set trim, several times cheaper per row than a regular expression."""
+    return F.btrim(value, F.lit(WHITESPACE))
 
 
 def email(column: str | Column) -> Column:
@@ -39,11 +45,17 @@ def country_names() -> dict[str, str]:
     return names
 
 
-def country(column: str | Column) -> Column:
-    """ISO 3166 alpha-2, or null when the value names no country."""
-    lookup = F.create_map(*(F.lit(x) for pair in sorted(country_names().items()) for x in pair))
-    value = F.col(column) if isinstance(column, str) else column
-    return F.element_at(lookup, F.lower(strip(value)))
+def country_key(column: str | Column) -> Column:
+    """A country spelling as `with_country` looks it up: trimmed and lower-cased."""
+    return F.lower(strip(F.col(column) if isinstance(column, str) else column))
+
+
+def with_country(frame: DataFrame, key: str, output: str) -> DataFrame:
+    """Replaces column `key` (a `country_key`) by `output`: ISO 3166 alpha-2, or null when the value
+    names no country. A broadcast join with every spelling (a literal map of them in the row
+    expression made Spark's generated code too large and the lookup ~10× slower)."""
+    names = frame.sparkSession.createDataFrame(sorted(country_names().items()), f"{key} string, {output} string")
+    return frame.join(F.broadcast(names), key, "left").drop(key)
 
 
 @functools.lru_cache(maxsize=200_000)

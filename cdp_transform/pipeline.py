@@ -1,8 +1,9 @@
 """One entity's curation in Spark: conform → deduplicate → enrich → flag → quality rules.
 
-`curate` returns the ruled rows (each with its failed critical and warning rules); `split` makes
-the curated rows and the dead letters from them; `partition_stats` counts, per event day, what
-came in, what was a duplicate, what failed which rule. Only aggregates reach the driver.
+`curate` returns the ruled rows (each with its failed critical and warning rules and the number of
+raw rows it stands for); `split` makes the curated rows and the dead letters from them;
+`partition_stats` counts, per event day, what came in, what was a duplicate, what failed which
+rule. Only aggregates reach the driver.
 """
 
 from dataclasses import dataclass, field
@@ -14,7 +15,7 @@ from cdp_transform.conform import conform
 from cdp_transform.dedup import latest_version
 from cdp_transform.enrich import company_by_domain, to_usd
 from cdp_transform.entities import EntitySpec
-from cdp_transform.rules import apply_rules, reasons
+from cdp_transform.rules import CRITICAL, apply_rules, reasons
 
 DEAD_LETTER_COLUMNS = ["table", "tenant_id", "event_date", "rule", "rules", "reason", "record", "_source_file", "_ingest_ts", "_run_id"]
 
@@ -39,16 +40,17 @@ class DayStats:
 
 def flag_shared_email(frame: DataFrame, id_column: str, earlier: DataFrame | None = None) -> DataFrame:
     """Adds _email_shared: another `id_column` has the row's email on its event day or before, in
-    `frame` or in the `earlier` rows of the table (so one run over many days and day-by-day runs agree)."""
-    def owners(rows: DataFrame) -> DataFrame:
-        return rows.where(F.col("email").isNotNull()).select(
-            "tenant_id", "email", F.col(id_column).alias("_owner"), F.col("event_date").alias("_owner_day"))
-
-    known = owners(frame) if earlier is None else owners(frame).union(owners(earlier))
-    days = frame.select("tenant_id", "email", "event_date").where(F.col("email").isNotNull()).distinct()
-    shared = days.join(known, ["tenant_id", "email"]).where(F.col("_owner_day") <= F.col("event_date")) \
-        .groupBy("tenant_id", "email", "event_date").agg((F.countDistinct("_owner") > 1).alias("_email_shared"))
-    return frame.join(shared, ["tenant_id", "email", "event_date"], "left").fillna(False, ["_email_shared"])
+    `frame` or in the `earlier` rows of the table (so one run over many days and day-by-day runs
+    agree). One running window per (tenant, email) over the rows and the earlier owners: the email
+    is shared when the smallest and largest owner so far differ."""
+    rows = frame.withColumn("_earlier", F.lit(False))
+    if earlier is not None:
+        owners = earlier.where(F.col("email").isNotNull()).select("tenant_id", "email", "event_date", id_column,
+                                                                   F.lit(True).alias("_earlier"))
+        rows = rows.unionByName(owners, allowMissingColumns=True)
+    so_far = Window.partitionBy("tenant_id", "email").orderBy("event_date").rangeBetween(Window.unboundedPreceding, Window.currentRow)
+    shared = F.col("email").isNotNull() & (F.min(id_column).over(so_far) != F.max(id_column).over(so_far))
+    return rows.withColumn("_email_shared", F.coalesce(shared, F.lit(False))).where(~F.col("_earlier")).drop("_earlier")
 
 
 def flag_known_customer(frame: DataFrame, customers: DataFrame | None) -> DataFrame:
@@ -59,9 +61,10 @@ def flag_known_customer(frame: DataFrame, customers: DataFrame | None) -> DataFr
 
 
 def curate(spec: EntitySpec, raw: DataFrame, fx_rates: DataFrame | None = None,
-           customers: DataFrame | None = None, earlier: DataFrame | None = None) -> tuple[DataFrame, DataFrame]:
-    """(typed rows before deduplication, ruled rows after it) for `raw` rows with lineage columns;
-    `earlier`: the table's rows before these days (for the unique-email flag)."""
+           customers: DataFrame | None = None, earlier: DataFrame | None = None) -> DataFrame:
+    """The ruled rows (typed, deduplicated, enriched, with `_critical`, `_warnings` and `_copies`)
+    for `raw` rows with lineage columns; `earlier`: the table's rows before these days (for the
+    unique-email flag)."""
     if spec.explode:
         raw = raw.withColumn("line", F.explode(spec.explode)).drop(spec.explode)
     typed = conform(raw, spec.fields)
@@ -75,7 +78,7 @@ def curate(spec: EntitySpec, raw: DataFrame, fx_rates: DataFrame | None = None,
         rows = flag_shared_email(rows, spec.email_unique_per, earlier)
     if spec.customer_must_exist:
         rows = flag_known_customer(rows, customers)
-    return typed, apply_rules(rows, spec.rules)
+    return apply_rules(rows, spec.rules)
 
 
 def split(spec: EntitySpec, ruled: DataFrame) -> tuple[DataFrame, DataFrame]:
@@ -93,20 +96,19 @@ def split(spec: EntitySpec, ruled: DataFrame) -> tuple[DataFrame, DataFrame]:
     return curated, dead
 
 
-def partition_stats(typed: DataFrame, ruled: DataFrame) -> dict[str, DayStats]:
-    """Per event day: rows in, rows after dedup, dead letters, failures per critical and warning rule."""
-    stats: dict[str, DayStats] = {}
-    for row in typed.groupBy("event_date").count().collect():
-        stats[str(row.event_date)] = DayStats(rows_in=row["count"])
+def partition_stats(spec: EntitySpec, ruled: DataFrame) -> dict[str, DayStats]:
+    """Per event day, in one aggregation over the ruled rows: rows in (the rows each kept row
+    stands for), rows after dedup, dead letters, rows with warnings, failures per rule."""
     dead = F.size("_critical") > 0
+    failed = [(rule, "_critical" if rule.severity == CRITICAL else "_warnings") for rule in spec.rules]
     summary = ruled.groupBy("event_date").agg(
-        F.count("*").alias("n"), F.sum(dead.cast("int")).alias("dead"),
-        F.sum((~dead & (F.size("_warnings") > 0)).cast("int")).alias("warned"))
+        F.sum("_copies").alias("rows_in"), F.count(F.lit(1)).alias("n"), F.sum(dead.cast("int")).alias("dead"),
+        F.sum((~dead & (F.size("_warnings") > 0)).cast("int")).alias("warned"),
+        *(F.sum(F.array_contains(column, rule.name).cast("int")).alias(f"rule_{i}") for i, (rule, column) in enumerate(failed)))
+    stats: dict[str, DayStats] = {}
     for row in summary.collect():
-        day = stats.setdefault(str(row.event_date), DayStats())
-        day.rows_after_dedup, day.dead_lettered, day.with_warnings = row.n, row.dead, row.warned
-    for column, attribute in (("_critical", "critical"), ("_warnings", "warnings")):
-        failures = ruled.select("event_date", F.explode(column).alias("rule")).groupBy("event_date", "rule").count()
-        for row in failures.collect():
-            getattr(stats[str(row.event_date)], attribute)[row.rule] = row["count"]
+        day = stats[str(row.event_date)] = DayStats(row.rows_in, row.n, row.dead, row.warned)
+        for i, (rule, column) in enumerate(failed):
+            if row[f"rule_{i}"]:
+                (day.critical if column == "_critical" else day.warnings)[rule.name] = row[f"rule_{i}"]
     return stats

@@ -12,7 +12,7 @@ from cdp_transform.conform import Field, conform
 from cdp_transform.dedup import latest_version
 from cdp_transform.enrich import company_by_domain, to_usd
 from cdp_transform.entities import BY_TABLE
-from cdp_transform.pipeline import curate, flag_known_customer, partition_stats, split
+from cdp_transform.pipeline import curate, flag_known_customer, flag_shared_email, partition_stats, split
 from cdp_transform.rules import apply_rules
 
 def with_test_lineage(frame):
@@ -24,14 +24,14 @@ def with_test_lineage(frame):
 
 def test_email_country_phone_timestamp(spark):
     frame = spark.createDataFrame([
-        (" Ann.Lee@Example.COM\t", "USA", "(415) 234-5678", "2026-01-05T10:15:00-05:00"),
-        ("bob@x.org", "United Kingdom", "07911 123456", "1767626100000"),
-        ("", "deu", "+49 151 12345678", "1767626100"),
-        (None, "Narnia", "123", "not a time"),
-    ], "email string, country string, phone string, ts string")
-    out = frame.select(normalise.email("email").alias("email"), normalise.country("country").alias("country"),
-                       normalise.timestamp("ts").cast("string").alias("ts"), F.col("phone").alias("raw_phone")) \
-        .withColumn("phone", normalise.phone("raw_phone", "country")).collect()
+        (1, " Ann.Lee@Example.COM\t", "USA", "(415) 234-5678", "2026-01-05T10:15:00-05:00"),
+        (2, "bob@x.org", " United Kingdom", "07911 123456", "1767626100000"),
+        (3, "", "deu", "+49 151 12345678", "1767626100"),
+        (4, None, "Narnia", "123", "not a time"),
+    ], "n int, email string, country string, phone string, ts string")
+    out = frame.select("n", normalise.email("email").alias("email"), normalise.country_key("country").alias("key"),
+                       normalise.timestamp("ts").cast("string").alias("ts"), F.col("phone").alias("raw_phone"))
+    out = normalise.with_country(out, "key", "country").withColumn("phone", normalise.phone("raw_phone", "country")).orderBy("n").collect()
     assert [r.email for r in out] == ["ann.lee@example.com", "bob@x.org", None, None]
     assert [r.country for r in out] == ["US", "GB", "DE", None]
     assert [r.phone for r in out] == ["+14152345678", "+447911123456", "+4915112345678", None]
@@ -51,6 +51,13 @@ def test_latest_version_keeps_newest_and_collapses_redeliveries(spark):
                                                    (2, "2026-01-05T08:00:00Z"), (2, "2026-01-05T08:00:00Z")], "id long, updated string"))
     latest = latest_version(raw.withColumn("updated", F.to_timestamp("updated")), ["id"], ["updated"])
     assert sorted((r.id, str(r.updated)) for r in latest.collect()) == [(1, "2026-01-05 11:00:00"), (2, "2026-01-05 08:00:00")]
+
+
+def test_latest_version_counts_copies_and_keeps_rows_without_a_key_apart(spark):
+    raw = with_test_lineage(spark.createDataFrame([(1, "a"), (1, "b"), (1, "c"), (None, "d"), (None, "e"), (3, "f")],
+                                                  "id long, payload string"))
+    latest = sorted((r.id or 0, r._copies) for r in latest_version(raw, ["id"], []).collect())
+    assert latest == [(0, 1), (0, 1), (1, 3), (3, 1)]
 
 
 def test_company_by_email_domain(spark):
@@ -92,19 +99,19 @@ def raw_records(spark, table: str, records: list[dict]):
 def test_critical_rules_dead_letter_with_reason(spark, table, bad, good, rule):
     spec = BY_TABLE[table]
     fx = spark.createDataFrame([(date(2026, 1, 5), "EUR", 0.9)], "event_date date, currency string, rate double")
-    typed, ruled = curate(spec, raw_records(spark, table, [bad, good]), fx, None)
+    ruled = curate(spec, raw_records(spark, table, [bad, good]), fx, None)
     curated, dead = split(spec, ruled)
     assert curated.count() == 1
     (letter,) = dead.collect()
     assert letter.rule == rule and letter.table == table and rule in letter.reason and json.loads(letter.record)
-    stats = partition_stats(typed, ruled)["2026-01-05"]
+    stats = partition_stats(spec, ruled)["2026-01-05"]
     assert (stats.rows_in, stats.dead_lettered, stats.critical[rule]) == (2, 1, 1)
 
 
 def test_warning_rules_count_but_keep_rows(spark):
     raw = raw_records(spark, "accounts", [{"Id": "001a", "Name": "A", "AnnualRevenue": -5,
                                             "LastModifiedDate": "2026-01-05T00:00:00.000+0000"}])
-    _, ruled = curate(BY_TABLE["accounts"], raw)
+    ruled = curate(BY_TABLE["accounts"], raw)
     curated, dead = split(BY_TABLE["accounts"], ruled)
     (row,) = curated.collect()
     assert dead.count() == 0 and row.quality_warnings == ["revenue_in_range"]
@@ -115,7 +122,7 @@ def test_unique_email_and_customer_exists_flags(spark):
         {"id": 1, "email": "same@x.com", "updated_at": "2026-01-05T01:00:00Z"},
         {"id": 2, "email": "SAME@x.com ", "updated_at": "2026-01-05T02:00:00Z"},
         {"id": 3, "email": "solo@x.com", "updated_at": "2026-01-05T03:00:00Z"}])
-    _, ruled = curate(BY_TABLE["shopify_customers"], raw)
+    ruled = curate(BY_TABLE["shopify_customers"], raw)
     warned = {r.customer_id: r._warnings for r in ruled.collect()}
     assert "email_unique" in warned[1] and "email_unique" in warned[2] and "email_unique" not in warned[3]
 
@@ -125,3 +132,13 @@ def test_unique_email_and_customer_exists_flags(spark):
     assert flags == {1: True, 9: False}
     applied = apply_rules(flag_known_customer(frame, known), [r for r in BY_TABLE["orders"].rules if r.name == "customer_exists"])
     assert {r.customer_id: r._warnings for r in applied.collect()} == {1: [], 9: ["customer_exists"]}
+
+
+def test_an_email_owned_on_an_earlier_day_is_shared_and_a_later_owner_does_not_count(spark):
+    rows = "tenant_id string, event_date date, customer_id long, email string"
+    today = spark.createDataFrame([("t", date(2026, 1, 5), 1, "a@x.com"), ("t", date(2026, 1, 5), 2, "b@x.com"),
+                                   ("t", date(2026, 1, 5), 3, "c@x.com"), ("t", date(2026, 1, 5), 4, None)], rows)
+    earlier = spark.createDataFrame([("t", date(2026, 1, 3), 7, "a@x.com"), ("t", date(2026, 1, 4), 2, "b@x.com"),
+                                     ("u", date(2026, 1, 4), 8, "c@x.com"), ("t", date(2026, 1, 6), 9, "c@x.com")], rows)
+    flags = {r.customer_id: r._email_shared for r in flag_shared_email(today, "customer_id", earlier).collect()}
+    assert flags == {1: True, 2: False, 3: False, 4: False}

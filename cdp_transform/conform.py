@@ -48,13 +48,13 @@ def _is_type_error(field: Field, value: Column, converted: Column) -> Column:
 
 
 def conform(frame: DataFrame, fields: list[Field]) -> DataFrame:
-    """Lineage columns, `_raw` (the source record as JSON, for dead letters), typed fields and
-    `_type_errors`."""
+    """Lineage columns, `_raw` (the source record's fields as one struct, written as JSON only for
+    dead letters), typed fields and `_type_errors`."""
     raw_columns = [c for c in frame.columns if c not in LINEAGE]
     plain = [f for f in fields if f.kind != "phone"]
     typed = frame.select(
         *LINEAGE,
-        F.to_json(F.struct(*raw_columns)).alias("_raw"),
+        F.struct(*raw_columns).alias("_raw"),
         *(_convert(f, F.expr(f.source)).alias(f.name) for f in plain),
         F.array_compact(F.array(*(_is_type_error(f, F.expr(f.source), _convert(f, F.expr(f.source))) for f in plain)))
         .alias("_type_errors"),

@@ -31,8 +31,8 @@ class EntitySpec:
         return self.usd is not None
 
 
-def _phone_valid(raw_path: str, column: str = "phone") -> Rule:
-    return Rule("phone_valid", f"{column} IS NOT NULL OR get_json_object(_raw, '{raw_path}') IS NULL", WARNING,
+def _phone_valid(raw_field: str, column: str = "phone") -> Rule:
+    return Rule("phone_valid", f"{column} IS NOT NULL OR _raw.{raw_field} IS NULL", WARNING,
                 "phone present but not a valid number for the record's country")
 
 
@@ -59,7 +59,7 @@ ENTITIES = [
          Field("accepts_marketing", "accepts_marketing", "boolean"), Field("sms_consent", "sms_marketing_consent.state"),
          Field("created_at", "created_at", "timestamp"), Field("updated_at", "updated_at", "timestamp")],
         key=["customer_id"], newest_first=["updated_at"], company_from="email", email_unique_per="customer_id",
-        rules=[typed_fields(), not_null("customer_id"), email_format(), _phone_valid("$.phone"),
+        rules=[typed_fields(), not_null("customer_id"), email_format(), _phone_valid("phone"),
                Rule("email_unique", "NOT _email_shared", WARNING, "the same email belongs to several customers")],
         description="Shopify customers, latest version per customer and day; email, E.164 phone and ISO country normalised, company by email domain.",
     ),
@@ -70,7 +70,7 @@ ENTITIES = [
          Field("country", "address.country", "country"), Field("phone", "phone", "phone", region="country"),
          Field("created_at", "created", "timestamp")],
         key=["customer_id"], newest_first=["created_at"], company_from="email", email_unique_per="customer_id",
-        rules=[typed_fields(), not_null("customer_id"), email_format(), _phone_valid("$.phone"),
+        rules=[typed_fields(), not_null("customer_id"), email_format(), _phone_valid("phone"),
                Rule("email_unique", "NOT _email_shared", WARNING, "the same email belongs to several customers")],
         description="Stripe customers, normalised and enriched like the Shopify ones.",
     ),
@@ -98,7 +98,7 @@ ENTITIES = [
          Field("phone", "Phone", "phone", region="country"), Field("created_at", "CreatedDate", "timestamp"),
          Field("updated_at", "LastModifiedDate", "timestamp")],
         key=["contact_id"], newest_first=["updated_at"], company_from="email",
-        rules=[typed_fields(), not_null("contact_id"), email_format(), _phone_valid("$.Phone")],
+        rules=[typed_fields(), not_null("contact_id"), email_format(), _phone_valid("Phone")],
         description="Salesforce contacts (people at accounts), normalised and enriched.",
     ),
     EntitySpec(

@@ -91,7 +91,7 @@ def split(spec: EntitySpec, ruled: DataFrame) -> tuple[DataFrame, DataFrame]:
         F.lit(spec.table).alias("table"), "tenant_id", "event_date",
         F.col("_critical")[0].alias("rule"), F.col("_critical").alias("rules"),
         F.array_join(F.transform("_critical", lambda r: F.concat(r, F.lit(": "), F.element_at(why, r))), "; ").alias("reason"),
-        F.col("_raw").alias("record"), "_source_file", "_ingest_ts", "_run_id",
+        F.to_json("_raw").alias("record"), "_source_file", "_ingest_ts", "_run_id",
     )
     return curated, dead
 

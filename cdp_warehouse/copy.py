@@ -1,12 +1,16 @@
-"""Spark rows into PostgreSQL with COPY, from the executors: each Spark task turns its Arrow batches
-into CSV (pyarrow's C++ writer) and streams them through one `COPY … FROM STDIN` connection, so the
-load runs in parallel on a cluster and nothing is collected on the driver."""
+"""Spark rows into PostgreSQL with COPY, from the executors: each Spark task encodes its Arrow batches
+in PostgreSQL's binary COPY format (pgpq, in Rust) and streams them through one `COPY … FROM STDIN`
+connection, so the load runs in parallel on a cluster and nothing is collected on the driver.
+Binary input spares PostgreSQL the parsing of numbers, timestamps and decimals from text: the
+server's side of a COPY costs about half what it costs from CSV."""
 
-import io
+import itertools
 
 import psycopg
 import pyarrow as pa
-import pyarrow.csv as pa_csv
+from pgpq import ArrowToPostgresBinaryEncoder
+from pgpq.encoders import StringEncoderBuilder
+from pgpq.schema import Jsonb
 from psycopg import sql
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
@@ -36,25 +40,38 @@ def postgres_columns(frame: DataFrame) -> list[tuple[str, str]]:
     return [(f.name, postgres_type(f.dataType)) for f in frame.schema.fields]
 
 
+def json_columns(frame: DataFrame) -> frozenset[str]:
+    """The nested columns, sent as JSON text into jsonb."""
+    return frozenset(f.name for f in frame.schema.fields if isinstance(f.dataType, _NESTED))
+
+
 def copyable(frame: DataFrame) -> DataFrame:
-    """The frame with nested columns as JSON text, the form COPY reads into jsonb."""
+    """The frame with nested columns as JSON text, sent as jsonb."""
     return frame.select(*(F.to_json(f.name).alias(f.name) if isinstance(f.dataType, _NESTED) else F.col(f.name)
                           for f in frame.schema.fields))
 
 
-def _copy_partition(dsn: str, statement: str):
+def binary_encoder(schema: pa.Schema, jsonb: frozenset[str]) -> ArrowToPostgresBinaryEncoder:
+    """pgpq's encoder for the batches' schema; the JSON text of nested columns goes out as jsonb."""
+    encoders = {field.name: StringEncoderBuilder.new_with_output(field, Jsonb()) if field.name in jsonb
+                else ArrowToPostgresBinaryEncoder.infer_encoder(field) for field in schema}
+    return ArrowToPostgresBinaryEncoder.new_with_encoders(schema, encoders)
+
+
+def _copy_partition(dsn: str, statement: str, jsonb: frozenset[str]):
     def copy(batches):
-        options = pa_csv.WriteOptions(include_header=False, batch_size=8192)  # built here: it does not pickle
-        rows = 0
-        with psycopg.connect(dsn) as conn:
-            conn.execute("SET synchronous_commit TO off")  # staging rows: the swap's own commit is synchronous
-            with conn.cursor().copy(statement) as stream:
-                for batch in batches:
-                    if batch.num_rows:
-                        sink = io.BytesIO()
-                        pa_csv.write_csv(batch, sink, options)
-                        stream.write(sink.getbuffer())
+        batches = iter(batches)
+        first, rows = next(batches, None), 0
+        if first is not None:  # an empty task opens no connection (an empty binary COPY is not valid input)
+            encoder = binary_encoder(first.schema, jsonb)  # built here, from the batches' own schema: it does not pickle
+            with psycopg.connect(dsn) as conn:
+                conn.execute("SET synchronous_commit TO off")  # staging rows: the swap's own commit is synchronous
+                with conn.cursor().copy(statement) as stream:
+                    stream.write(encoder.write_header())
+                    for batch in itertools.chain([first], batches):
+                        stream.write(encoder.write_batch(batch))
                         rows += batch.num_rows
+                    stream.write(encoder.finish())
         yield pa.RecordBatch.from_pydict({"rows": [rows]}, schema=pa.schema([("rows", pa.int64())]))
     return copy
 
@@ -64,9 +81,9 @@ def copy_frame(frame: DataFrame, dsn: str, schema: str, table: str, connections:
     (one Spark task and one transaction each, so many small Delta files do not each pay for a task
     and a connection); returns the number of rows sent."""
     rows = copyable(frame).coalesce(connections)
-    statement = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT csv)").format(
+    statement = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT binary)").format(
         sql.Identifier(schema, table), sql.SQL(", ").join(map(sql.Identifier, rows.columns)))
     # Composed SQL is rendered here: executors receive plain text, no connection state.
     text = statement.as_string(None)
-    counts = rows.mapInArrow(_copy_partition(dsn, text), "rows long")
+    counts = rows.mapInArrow(_copy_partition(dsn, text, json_columns(frame)), "rows long")
     return counts.agg(F.coalesce(F.sum("rows"), F.lit(0))).first()[0]

@@ -56,14 +56,19 @@ def _bounds(table: WarehouseTable, unit: date | str) -> tuple[sql.Composable, sq
     return sql.SQL("FOR VALUES IN ({})").format(value), sql.SQL("{c} IS NOT NULL AND {c} = {v}").format(c=column, v=value)
 
 
+def _index_name(name: str, number: int) -> str:
+    """The unique key index is number 0, the declared indexes follow."""
+    return f"{name}_key" if number == 0 else f"{name}_ix{number - 1}"
+
+
 def _index_statements(table: WarehouseTable, schema: str, name: str) -> list[sql.Composed]:
     target = sql.Identifier(schema, name)
     columns = lambda cols: sql.SQL(", ").join(map(sql.Identifier, cols))  # noqa: E731
     statements = [sql.SQL("CREATE UNIQUE INDEX IF NOT EXISTS {} ON {} ({})").format(
-        sql.Identifier(f"{name}_key"), target, columns(table.key))]
-    for number, index in enumerate(table.indexes):
+        sql.Identifier(_index_name(name, 0)), target, columns(table.key))]
+    for number, index in enumerate(table.indexes, start=1):
         statements.append(sql.SQL("CREATE INDEX IF NOT EXISTS {} ON {} ({})").format(
-            sql.Identifier(f"{name}_ix{number}"), target, columns(index)))
+            sql.Identifier(_index_name(name, number)), target, columns(index)))
     return statements
 
 
@@ -83,8 +88,14 @@ def ensure_live_table(conn: psycopg.Connection, table: WarehouseTable, columns: 
     for name, pg_type in columns:
         if existing and name not in existing:
             conn.execute(sql.SQL("ALTER TABLE {} ADD COLUMN {} {}").format(live, sql.Identifier(name), sql.SQL(pg_type)))
-    for statement in _index_statements(table, SCHEMA, table.name):
+    declared = _index_statements(table, SCHEMA, table.name)
+    for statement in declared:
         conn.execute(statement)
+    for (stale,) in conn.execute(
+            "SELECT indexname FROM pg_indexes WHERE schemaname = %s AND tablename = %s AND NOT indexname = ANY(%s)",
+            (SCHEMA, table.name, [_index_name(table.name, n) for n in range(len(declared))])).fetchall():
+        # An index no longer declared: attaching a partition would otherwise build it under the swap's lock.
+        conn.execute(sql.SQL("DROP INDEX {}").format(sql.Identifier(SCHEMA, stale)))
 
 
 def _live_children(conn: psycopg.Connection, table: WarehouseTable) -> set[str]:
@@ -108,14 +119,14 @@ class _Shadow:
         conn.execute(sql.SQL("CREATE TABLE {} (LIKE {} INCLUDING DEFAULTS) PARTITION BY {} ({})").format(
             shadow, sql.Identifier(SCHEMA, self.table.name), sql.SQL("RANGE" if self.table.dated else "LIST"),
             sql.Identifier(self.table.partition_by)))
-        for unit in self.units:
-            bound, _ = _bounds(self.table, unit)
-            conn.execute(sql.SQL("CREATE TABLE {} PARTITION OF {} {}").format(
-                sql.Identifier(STAGING_SCHEMA, self.new_child(unit)), shadow, bound))
+        for unit in self.units:  # the bounds also as a CHECK, tested row by row by the COPY: attaching then needs no scan
+            bound, check = _bounds(self.table, unit)
+            conn.execute(sql.SQL("CREATE TABLE {} PARTITION OF {} (CONSTRAINT {} CHECK ({})) {}").format(
+                sql.Identifier(STAGING_SCHEMA, self.new_child(unit)), shadow,
+                sql.Identifier(f"{child_name(self.table, unit)}_bounds"), check, bound))
 
     def check(self, conn: psycopg.Connection, expected_rows: int) -> int:
-        """Row count equal to the rows read from the Delta source, key unique (the index build checks it), bounds as CHECKs
-        (so attaching needs no scan under the swap's lock)."""
+        """Row count equal to the rows read from the Delta source, key unique (the index build checks it)."""
         loaded = conn.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(STAGING_SCHEMA, self.name))).fetchone()[0]
         if loaded != expected_rows:
             raise WarehouseLoadError(f"{self.table.name}: {loaded:,} rows loaded but the Delta source has {expected_rows:,}; "
@@ -126,10 +137,6 @@ class _Shadow:
         except psycopg.errors.UniqueViolation as error:
             raise WarehouseLoadError(f"{self.table.name}: key ({', '.join(self.table.key)}) is not unique in the loaded rows "
                                      f"({error.diag.message_detail}); the live table is unchanged") from error
-        for unit in self.units:
-            _, check = _bounds(self.table, unit)
-            conn.execute(sql.SQL("ALTER TABLE {} ADD CONSTRAINT {} CHECK ({})").format(
-                sql.Identifier(STAGING_SCHEMA, self.new_child(unit)), sql.Identifier(f"{child_name(self.table, unit)}_bounds"), check))
         return loaded
 
     def drop(self, conn: psycopg.Connection) -> None:

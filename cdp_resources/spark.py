@@ -30,6 +30,10 @@ def delta_spark_config(master: str, overrides: dict[str, Any] | None = None) -> 
         # Let adaptive execution coalesce the shuffle partitions of cached plans too (the curated
         # assets cache their ruled rows): small tables then write a few files per day, not eight.
         "spark.sql.optimizer.canChangeCachedPlanOutputPartitioning": "true",
+        # Arrow batches to Python (the warehouse COPY, pandas UDFs) are bounded by rows (10,000), not
+        # bytes: at any other value Spark re-sums every vector's buffer sizes after each row, which
+        # cost the warehouse load about a third of its JVM time. Int.MaxValue is Spark's "no limit".
+        "spark.sql.execution.arrow.maxBytesPerBatch": "2147483647",
         "spark.driver.memory": "4g",
         "spark.ui.showConsoleProgress": "false",
         "spark.sql.warehouse.dir": str(state / "spark-warehouse"),

@@ -34,7 +34,7 @@ from cdp_resources.postgres_server import EmbeddedPostgres
 from cdp_resources.settings import state_dir
 from cdp_resources.spark import get_spark_session
 from cdp_resources.warehouse import WarehouseResource
-from cdp_warehouse.copy import binary_encoder, copyable, json_columns, postgres_columns
+from cdp_warehouse.copy import binary_copy_data, copyable, json_columns, postgres_columns
 from cdp_warehouse.load import load_table
 from cdp_warehouse.tables import BY_NAME
 
@@ -102,12 +102,8 @@ def encode_baseline_files(frame: DataFrame, csv_path, binary_path) -> None:
     """The frame's rows as a CSV file and as a file in PostgreSQL's binary COPY format (untimed)."""
     arrow = copyable(frame).toArrow()
     pa_csv.write_csv(arrow, str(csv_path), pa_csv.WriteOptions(include_header=False))
-    encoder = binary_encoder(arrow.schema, json_columns(frame))
     with open(binary_path, "wb") as out:
-        out.write(encoder.write_header())
-        for batch in arrow.to_batches():
-            out.write(encoder.write_batch(batch))
-        out.write(encoder.finish())
+        out.writelines(binary_copy_data(iter(arrow.to_batches()), json_columns(frame)))
 
 
 def raw_copy(dsn: str, frame: DataFrame, path, form: str) -> float:

@@ -5,6 +5,7 @@ Binary input spares PostgreSQL the parsing of numbers, timestamps and decimals f
 server's side of a COPY costs about half what it costs from CSV."""
 
 import itertools
+from collections.abc import Iterator
 
 import psycopg
 import pyarrow as pa
@@ -47,31 +48,50 @@ def json_columns(frame: DataFrame) -> frozenset[str]:
 
 def copyable(frame: DataFrame) -> DataFrame:
     """The frame with nested columns as JSON text, sent as jsonb."""
-    return frame.select(*(F.to_json(f.name).alias(f.name) if isinstance(f.dataType, _NESTED) else F.col(f.name)
-                          for f in frame.schema.fields))
+    nested = json_columns(frame)
+    return frame.select(*(F.to_json(c).alias(c) if c in nested else F.col(c) for c in frame.columns))
 
 
-def binary_encoder(schema: pa.Schema, jsonb: frozenset[str]) -> ArrowToPostgresBinaryEncoder:
+def _binary_encoder(schema: pa.Schema, jsonb: frozenset[str]) -> ArrowToPostgresBinaryEncoder:
     """pgpq's encoder for the batches' schema; the JSON text of nested columns goes out as jsonb."""
     encoders = {field.name: StringEncoderBuilder.new_with_output(field, Jsonb()) if field.name in jsonb
                 else ArrowToPostgresBinaryEncoder.infer_encoder(field) for field in schema}
     return ArrowToPostgresBinaryEncoder.new_with_encoders(schema, encoders)
 
 
+def binary_copy_data(batches: Iterator[pa.RecordBatch], jsonb: frozenset[str]) -> Iterator[bytes]:
+    """`COPY … (FORMAT binary)` input for the batches (`jsonb`: the JSON text columns): header, rows,
+    trailer; nothing at all for no batches (an empty binary COPY is not valid input). The encoder is
+    built from the batches' own schema."""
+    first = next(batches, None)
+    if first is None:
+        return
+    encoder = _binary_encoder(first.schema, jsonb)
+    yield encoder.write_header()
+    for batch in itertools.chain([first], batches):
+        yield encoder.write_batch(batch)
+    yield encoder.finish()
+
+
 def _copy_partition(dsn: str, statement: str, jsonb: frozenset[str]):
     def copy(batches):
-        batches = iter(batches)
-        first, rows = next(batches, None), 0
-        if first is not None:  # an empty task opens no connection (an empty binary COPY is not valid input)
-            encoder = binary_encoder(first.schema, jsonb)  # built here, from the batches' own schema: it does not pickle
+        rows = 0
+
+        def counted():
+            nonlocal rows
+            for batch in batches:
+                rows += batch.num_rows
+                yield batch
+
+        data = binary_copy_data(counted(), jsonb)  # built here, on the executor: pgpq's encoder does not pickle
+        header = next(data, None)
+        if header is not None:  # an empty task opens no connection
             with psycopg.connect(dsn) as conn:
                 conn.execute("SET synchronous_commit TO off")  # staging rows: the swap's own commit is synchronous
                 with conn.cursor().copy(statement) as stream:
-                    stream.write(encoder.write_header())
-                    for batch in itertools.chain([first], batches):
-                        stream.write(encoder.write_batch(batch))
-                        rows += batch.num_rows
-                    stream.write(encoder.finish())
+                    stream.write(header)
+                    for chunk in data:
+                        stream.write(chunk)
         yield pa.RecordBatch.from_pydict({"rows": [rows]}, schema=pa.schema([("rows", pa.int64())]))
     return copy
 

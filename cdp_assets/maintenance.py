@@ -7,14 +7,13 @@ Runs every Sunday 03:00 UTC over every curated table and the dead-letter table. 
 from dagster import Config, MetadataValue, OpExecutionContext, Output, ScheduleDefinition, job, op
 from delta.tables import DeltaTable
 
-from cdp_assets.curated import DEAD_LETTER_TABLE
+from cdp_assets.curated import DEAD_LETTER_FILTER_COLUMNS, DEAD_LETTER_TABLE
 from cdp_resources.lake import LakeResource
 from cdp_resources.spark import SparkDeltaResource
 from cdp_transform.entities import ENTITIES
 
 # Table path in the lake -> columns queries filter on (the partition column, event_date, is not Z-ordered).
-ZORDER = {**{f"curated/{spec.table}": ["tenant_id", spec.key[0]] for spec in ENTITIES},
-          DEAD_LETTER_TABLE: ["tenant_id", "rule"]}
+ZORDER = {**{f"curated/{spec.table}": spec.filter_columns[:2] for spec in ENTITIES}, DEAD_LETTER_TABLE: DEAD_LETTER_FILTER_COLUMNS}
 
 
 class MaintenanceConfig(Config):

@@ -15,6 +15,7 @@ from cdp_transform import normalise
 LINEAGE = ["tenant_id", "event_date", "_source", "_source_file", "_ingest_ts", "_run_id"]
 # Kinds whose failure to convert is a type error (the others normalise to null by design).
 _CASTS = {"bigint": "bigint", "double": "double", "decimal": "decimal(18,2)", "boolean": "boolean", "date": "date"}
+_CONVERTING = {*_CASTS, "timestamp", "cents"}
 
 
 @dataclass(frozen=True)
@@ -23,6 +24,11 @@ class Field:
     source: str  # a SQL expression over the raw record's columns
     kind: str = "string"  # string | upper | bigint | double | decimal | boolean | date | timestamp | cents | email | country | phone
     region: str | None = None  # for phone: the (output) column holding the record's country
+
+
+def typed_value(field: Field) -> Column:
+    """The field's typed value (a country: its lookup key; a phone: not typed here)."""
+    return _convert(field, F.expr(field.source))
 
 
 def _convert(field: Field, value: Column) -> Column:
@@ -41,29 +47,39 @@ def _convert(field: Field, value: Column) -> Column:
     return value
 
 
-def _is_type_error(field: Field, value: Column, converted: Column) -> Column:
-    converts = field.kind in _CASTS or field.kind in ("timestamp", "cents")
-    present = value.isNotNull() & (normalise.strip(value.cast("string")) != "")
-    return F.when(F.lit(converts) & present & converted.isNull(), F.lit(field.name))
+def _present(value: Column) -> Column:
+    return value.isNotNull() & (normalise.strip(value.cast("string")) != "")
 
 
-def conform(frame: DataFrame, fields: list[Field]) -> DataFrame:
-    """Lineage columns, `_raw` (the source record's fields as one struct, written as JSON only for
-    dead letters), typed fields and `_type_errors`."""
-    raw_columns = [c for c in frame.columns if c not in LINEAGE]
+RAW_PREFIX = "_raw_"
+
+
+def raw_record(frame: DataFrame) -> Column:
+    """The source record (the `_raw_` columns `conform` keeps) as one struct with its own field names."""
+    return F.struct(*(F.col(c).alias(c.removeprefix(RAW_PREFIX)) for c in frame.columns if c.startswith(RAW_PREFIX)))
+
+
+def conform(frame: DataFrame, fields: list[Field], carry: tuple[str, ...] = ()) -> DataFrame:
+    """Lineage columns, the `carry` columns, the source record's fields (renamed `_raw_{name}`; made
+    one struct by `raw_record` only where needed), typed fields and `_type_errors`."""
+    kept = [*LINEAGE, *carry]
+    raw_columns = [RAW_PREFIX + c for c in frame.columns if c not in kept]
     plain = [f for f in fields if f.kind != "phone"]
+    converting = [f for f in plain if f.kind in _CONVERTING]
     typed = frame.select(
-        *LINEAGE,
-        F.struct(*raw_columns).alias("_raw"),
+        *kept,
+        *(F.col(c.removeprefix(RAW_PREFIX)).alias(c) for c in raw_columns),
         *(_convert(f, F.expr(f.source)).alias(f.name) for f in plain),
-        F.array_compact(F.array(*(_is_type_error(f, F.expr(f.source), _convert(f, F.expr(f.source))) for f in plain)))
-        .alias("_type_errors"),
+        *(_present(F.expr(f.source)).alias(f"_present_{f.name}") for f in converting),
         *(F.expr(f.source).alias(f"_phone_{f.name}") for f in fields if f.kind == "phone"),
     )
+    # A second projection reads the typed columns, so each conversion runs once per row.
+    failed = (F.when(F.col(f"_present_{f.name}") & F.col(f.name).isNull(), F.lit(f.name)) for f in converting)
+    typed = typed.withColumn("_type_errors", F.array_compact(F.array(*failed)).cast("array<string>")).drop(*(f"_present_{f.name}" for f in converting))
     for f in fields:
         if f.kind == "country":
             typed = normalise.with_country(typed.withColumnRenamed(f.name, f"_country_{f.name}"), f"_country_{f.name}", f.name)
     for f in fields:
         if f.kind == "phone":
             typed = typed.withColumn(f.name, normalise.phone(f"_phone_{f.name}", f.region)).drop(f"_phone_{f.name}")
-    return typed.select(*LINEAGE, "_raw", *(f.name for f in fields), "_type_errors")
+    return typed.select(*kept, *raw_columns, *(f.name for f in fields), "_type_errors")

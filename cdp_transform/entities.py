@@ -30,9 +30,15 @@ class EntitySpec:
     def needs_fx(self) -> bool:
         return self.usd is not None
 
+    @property
+    def filter_columns(self) -> list[str]:
+        """What queries filter on besides the day: the columns the table keeps Delta statistics on
+        (data skipping) and Z-orders by."""
+        return ["tenant_id", *self.key]
+
 
 def _phone_valid(raw_field: str, column: str = "phone") -> Rule:
-    return Rule("phone_valid", f"{column} IS NOT NULL OR _raw.{raw_field} IS NULL", WARNING,
+    return Rule("phone_valid", f"{column} IS NOT NULL OR _raw_{raw_field} IS NULL", WARNING,
                 "phone present but not a valid number for the record's country")
 
 

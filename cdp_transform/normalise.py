@@ -82,8 +82,8 @@ def timestamp(column: str | Column) -> Column:
     """Epoch millis or seconds, ISO 8601 with Z or any offset, or naive `yyyy-MM-dd HH:mm:ss` (UTC)
     → a UTC timestamp; null when unreadable."""
     value = strip(F.col(column) if isinstance(column, str) else column)
-    return (
-        F.when(value.rlike(r"^[0-9]{11,}$"), F.timestamp_millis(value.cast("long")))
-        .when(value.rlike(r"^[0-9]{9,10}$"), F.timestamp_seconds(value.cast("long")))
-        .otherwise(F.try_to_timestamp(value))
-    )
+    # Text first: Spark's timestamp parser reads at most six year digits, so it never takes an
+    # epoch of nine or more digits, and the patterns are matched only where it gave up.
+    epoch = (F.when(value.rlike(r"^[0-9]{11,}$"), F.timestamp_millis(value.cast("long")))
+             .when(value.rlike(r"^[0-9]{9,10}$"), F.timestamp_seconds(value.cast("long"))))
+    return F.coalesce(F.try_to_timestamp(value), epoch)

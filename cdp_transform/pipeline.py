@@ -1,4 +1,4 @@
-"""One entity's curation in Spark: conform → deduplicate → enrich → flag → quality rules.
+"""One entity's curation in Spark: deduplicate → conform → enrich → flag → quality rules.
 
 `curate` returns the ruled rows (each with its failed critical and warning rules and the number of
 raw rows it stands for); `split` makes the curated rows and the dead letters from them;
@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 
-from cdp_transform.conform import conform
+from cdp_transform.conform import RAW_PREFIX, conform, raw_record, typed_value
 from cdp_transform.dedup import latest_version
 from cdp_transform.enrich import company_by_domain, to_usd
 from cdp_transform.entities import EntitySpec
@@ -62,13 +62,16 @@ def flag_known_customer(frame: DataFrame, customers: DataFrame | None) -> DataFr
 
 def curate(spec: EntitySpec, raw: DataFrame, fx_rates: DataFrame | None = None,
            customers: DataFrame | None = None, earlier: DataFrame | None = None) -> DataFrame:
-    """The ruled rows (typed, deduplicated, enriched, with `_critical`, `_warnings` and `_copies`)
+    """The ruled rows (deduplicated, typed, enriched, with `_critical`, `_warnings` and `_copies`)
     for `raw` rows with lineage columns; `earlier`: the table's rows before these days (for the
-    unique-email flag)."""
+    unique-email flag). The raw rows are deduplicated on their typed key and version fields before
+    the rest is typed, so the shuffle carries each record once, and `_raw` is kept only on the rows
+    that fail a critical rule (the dead letters' record)."""
     if spec.explode:
         raw = raw.withColumn("line", F.explode(spec.explode)).drop(spec.explode)
-    typed = conform(raw, spec.fields)
-    rows = latest_version(typed, spec.key, spec.newest_first)
+    fields = {f.name: f for f in spec.fields}
+    latest = latest_version(raw, [typed_value(fields[c]) for c in spec.key], [typed_value(fields[c]) for c in spec.newest_first])
+    rows = conform(latest, spec.fields, carry=("_copies",))
     if spec.company_from:
         rows = company_by_domain(rows, spec.company_from)
     if spec.usd:
@@ -78,7 +81,9 @@ def curate(spec: EntitySpec, raw: DataFrame, fx_rates: DataFrame | None = None,
         rows = flag_shared_email(rows, spec.email_unique_per, earlier)
     if spec.customer_must_exist:
         rows = flag_known_customer(rows, customers)
-    return apply_rules(rows, spec.rules)
+    ruled = apply_rules(rows, spec.rules)
+    record = F.when(F.size("_critical") > 0, raw_record(ruled))
+    return ruled.select(*(c for c in ruled.columns if not c.startswith(RAW_PREFIX)), record.alias("_raw"))
 
 
 def split(spec: EntitySpec, ruled: DataFrame) -> tuple[DataFrame, DataFrame]:

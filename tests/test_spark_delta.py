@@ -1,5 +1,6 @@
 """Spark with Delta Lake: jars from the project cache, partition writes replaced in one transaction."""
 
+import json
 from datetime import date
 
 from delta.tables import DeltaTable
@@ -36,8 +37,17 @@ def test_replace_one_partition(spark, tmp_path):
     assert DeltaTable.forPath(spark, path).detail().select("partitionColumns").first()[0] == ["day"]
 
 
+def test_statistics_are_kept_on_the_named_columns_only(spark, tmp_path):
+    path = str(tmp_path / "events")
+    frame = spark.createDataFrame([("t1", "m1", "x", "2026-01-01")], "tenant_id string, message_id string, other string, day string")
+    replace_partitions(frame.withColumn("day", F.to_date("day")), path, "day", date(2026, 1, 1), date(2026, 1, 1),
+                       stats_columns=["tenant_id", "message_id"])
+    stats = [json.loads(row.stats) for row in spark.read.json(f"{path}/_delta_log/*.json").where("add IS NOT NULL").select("add.stats").collect()]
+    assert stats and all(set(s["minValues"]) == {"tenant_id", "message_id"} and s["numRecords"] == 1 for s in stats)
+
+
 def test_event_time_formats_parse_to_the_same_instant(spark):
-    values = ["2026-01-05T15:15:00.000Z", "1767626100000", "2026-01-05T10:15:00-05:00",
+    values = ["2026-01-05T15:15:00.000Z", "1767626100000", "1767626100", "2026-01-05T10:15:00-05:00",
               "2026-01-05T20:45:00+05:30", "2026-01-05 15:15:00", "2026-01-05T15:15:00.000+0000", "not a time"]
     frame = spark.createDataFrame([(v,) for v in values], "timestamp string")
     parsed = [row.ts for row in frame.select(parse_event_time("timestamp").alias("ts")).collect()]

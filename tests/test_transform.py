@@ -49,14 +49,14 @@ def test_conform_routes_type_errors_not_nulls(spark):
 def test_latest_version_keeps_newest_and_collapses_redeliveries(spark):
     raw = with_test_lineage(spark.createDataFrame([(1, "2026-01-05T09:00:00Z"), (1, "2026-01-05T11:00:00Z"),
                                                    (2, "2026-01-05T08:00:00Z"), (2, "2026-01-05T08:00:00Z")], "id long, updated string"))
-    latest = latest_version(raw.withColumn("updated", F.to_timestamp("updated")), ["id"], ["updated"])
+    latest = latest_version(raw.withColumn("updated", F.to_timestamp("updated")), [F.col("id")], [F.col("updated")])
     assert sorted((r.id, str(r.updated)) for r in latest.collect()) == [(1, "2026-01-05 11:00:00"), (2, "2026-01-05 08:00:00")]
 
 
 def test_latest_version_counts_copies_and_keeps_rows_without_a_key_apart(spark):
     raw = with_test_lineage(spark.createDataFrame([(1, "a"), (1, "b"), (1, "c"), (None, "d"), (None, "e"), (3, "f")],
                                                   "id long, payload string"))
-    latest = sorted((r.id or 0, r._copies) for r in latest_version(raw, ["id"], []).collect())
+    latest = sorted((r.id or 0, r._copies) for r in latest_version(raw, [F.col("id")], []).collect())
     assert latest == [(0, 1), (0, 1), (1, 3), (3, 1)]
 
 
@@ -106,6 +106,7 @@ def test_critical_rules_dead_letter_with_reason(spark, table, bad, good, rule):
     assert letter.rule == rule and letter.table == table and rule in letter.reason
     record = json.loads(letter.record)  # the source record, whole
     assert all(str(record[field]) == str(value) for field, value in bad.items())
+    assert ruled.where(F.size("_critical") == 0).where(F.col("_raw").isNotNull()).count() == 0  # kept for dead letters only
     stats = partition_stats(spec, ruled)["2026-01-05"]
     assert (stats.rows_in, stats.dead_lettered, stats.critical[rule]) == (2, 1, 1)
 

@@ -16,6 +16,7 @@ LINEAGE = ["tenant_id", "event_date", "_source", "_source_file", "_ingest_ts", "
 # Kinds whose failure to convert is a type error (the others normalise to null by design).
 _CASTS = {"bigint": "bigint", "double": "double", "decimal": "decimal(18,2)", "boolean": "boolean", "date": "date"}
 _CONVERTING = {*_CASTS, "timestamp", "cents"}
+RAW_PREFIX = "_raw_"
 
 
 @dataclass(frozen=True)
@@ -28,10 +29,7 @@ class Field:
 
 def typed_value(field: Field) -> Column:
     """The field's typed value (a country: its lookup key; a phone: not typed here)."""
-    return _convert(field, F.expr(field.source))
-
-
-def _convert(field: Field, value: Column) -> Column:
+    value = F.expr(field.source)
     if field.kind in _CASTS:
         return F.expr(f"try_cast({field.source} as {_CASTS[field.kind]})")
     if field.kind == "timestamp":
@@ -51,17 +49,17 @@ def _present(value: Column) -> Column:
     return value.isNotNull() & (normalise.strip(value.cast("string")) != "")
 
 
-RAW_PREFIX = "_raw_"
-
-
-def raw_record(frame: DataFrame) -> Column:
-    """The source record (the `_raw_` columns `conform` keeps) as one struct with its own field names."""
-    return F.struct(*(F.col(c).alias(c.removeprefix(RAW_PREFIX)) for c in frame.columns if c.startswith(RAW_PREFIX)))
+def keep_record_where(frame: DataFrame, condition: Column) -> DataFrame:
+    """Replaces the `_raw_` columns `conform` keeps by `_raw`, the source record as one struct with
+    its own field names, on the rows meeting `condition` (null elsewhere, so it is never built there)."""
+    raw = [c for c in frame.columns if c.startswith(RAW_PREFIX)]
+    record = F.when(condition, F.struct(*(F.col(c).alias(c.removeprefix(RAW_PREFIX)) for c in raw)))
+    return frame.select(*(c for c in frame.columns if c not in raw), record.alias("_raw"))
 
 
 def conform(frame: DataFrame, fields: list[Field], carry: tuple[str, ...] = ()) -> DataFrame:
     """Lineage columns, the `carry` columns, the source record's fields (renamed `_raw_{name}`; made
-    one struct by `raw_record` only where needed), typed fields and `_type_errors`."""
+    one struct by `keep_record_where` only where needed), typed fields and `_type_errors`."""
     kept = [*LINEAGE, *carry]
     raw_columns = [RAW_PREFIX + c for c in frame.columns if c not in kept]
     plain = [f for f in fields if f.kind != "phone"]
@@ -69,7 +67,7 @@ def conform(frame: DataFrame, fields: list[Field], carry: tuple[str, ...] = ()) 
     typed = frame.select(
         *kept,
         *(F.col(c.removeprefix(RAW_PREFIX)).alias(c) for c in raw_columns),
-        *(_convert(f, F.expr(f.source)).alias(f.name) for f in plain),
+        *(typed_value(f).alias(f.name) for f in plain),
         *(_present(F.expr(f.source)).alias(f"_present_{f.name}") for f in converting),
         *(F.expr(f.source).alias(f"_phone_{f.name}") for f in fields if f.kind == "phone"),
     )

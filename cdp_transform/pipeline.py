@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 
-from cdp_transform.conform import RAW_PREFIX, conform, raw_record, typed_value
+from cdp_transform.conform import conform, keep_record_where, typed_value
 from cdp_transform.dedup import latest_version
 from cdp_transform.enrich import company_by_domain, to_usd
 from cdp_transform.entities import EntitySpec
@@ -82,8 +82,7 @@ def curate(spec: EntitySpec, raw: DataFrame, fx_rates: DataFrame | None = None,
     if spec.customer_must_exist:
         rows = flag_known_customer(rows, customers)
     ruled = apply_rules(rows, spec.rules)
-    record = F.when(F.size("_critical") > 0, raw_record(ruled))
-    return ruled.select(*(c for c in ruled.columns if not c.startswith(RAW_PREFIX)), record.alias("_raw"))
+    return keep_record_where(ruled, F.size("_critical") > 0)
 
 
 def split(spec: EntitySpec, ruled: DataFrame) -> tuple[DataFrame, DataFrame]:

@@ -160,6 +160,33 @@ def test_critical_threshold_fails_the_day_naming_the_rule(spark, tmp_path, dagst
     assert not lake.list("curated/orders/_delta_log/")  # nothing written for the failed day
 
 
+def test_dead_letters_follow_reruns_and_clean_days_write_none(spark, tmp_path, dagster_instance):
+    """A clean day adds no transaction to the dead-letter table (here: it is never created, and the
+    reconciliation check still passes); a rerun of a day replaces its dead letters, clearing them
+    when the corrected delivery has none."""
+    lake = LakeResource(base_uri=str(tmp_path / "lake"))
+    day = date(2026, 2, 1)
+
+    def deliver(totals: list[str]):
+        orders = [{"id": i, "created_at": f"{day}T10:00:00Z", "currency": "USD", "total_price": total,
+                   "customer": {"id": 1}, "line_items": []} for i, total in enumerate(totals)]
+        lake.write_bytes(raw_key("acme_corp", "shopify", "orders", day, datetime(2026, 2, 1, 23, tzinfo=timezone.utc), 0),
+                         encode_ndjson_gz(orders))
+
+    def letters() -> int:
+        return dead_letters(spark, lake).where("table = 'orders'").count()
+
+    deliver(["9.99"] * 20)
+    assert run_assets(lake, dagster_instance, day, day, ["raw/shopify/orders", "curated/orders"], checks=True).success
+    assert not lake.list(f"{DEAD_LETTER_TABLE}/_delta_log/")
+    deliver(["9.99"] * 18 + ["0.00", "-1"])
+    assert run_assets(lake, dagster_instance, day, day, ["raw/shopify/orders", "curated/orders"]).success
+    assert letters() == 2
+    deliver(["9.99"] * 20)  # the corrected delivery replaces the file
+    assert run_assets(lake, dagster_instance, day, day, ["raw/shopify/orders", "curated/orders"]).success
+    assert letters() == 0 and table(spark, lake, "orders").count() == 20
+
+
 def test_weekly_maintenance_optimizes_and_vacuums(spark, historic):
     lake, _ = historic
     maintenance = Definitions(jobs=[delta_maintenance], resources={

@@ -102,7 +102,7 @@ def replace_partitions(frame: DataFrame, path: str, column: str, first: date, la
 def holds_rows(spark: SparkSession, lake: LakeResource, table: str, condition: str) -> bool:
     """Whether the Delta table `table` exists and has a row meeting `condition` (a condition on
     partition columns that no file meets reads the log only)."""
-    if not lake.list(f"{table}/_delta_log/"):
+    if not lake.is_delta_table(table):
         return False
     return bool(spark.read.format("delta").load(lake.spark_path(table)).where(condition).limit(1).collect())
 
@@ -124,7 +124,7 @@ def raw_files_for(lake: LakeResource, provider: str, stream: str, first: date, l
 def read_table(spark: SparkSession, lake: LakeResource, table: str, first: date | None, last: date) -> DataFrame | None:
     """Rows of curated `table` with event_date in first..last (from the beginning when first is None)."""
     path = lake.spark_path(f"curated/{table}")
-    if not lake.list(f"curated/{table}/_delta_log/"):
+    if not lake.is_delta_table(f"curated/{table}"):
         return None
     rows = spark.read.format("delta").load(path).where(F.col("event_date") <= F.lit(last))
     return rows if first is None else rows.where(F.col("event_date") >= F.lit(first))
@@ -270,7 +270,7 @@ def reconciliation_check(spec: EntitySpec):
         session = spark.spark_session
         curated = {str(r.event_date): r["count"] for r in read_table(session, lake, spec.table, first, last).groupBy("event_date").count().collect()}
         dead = {}
-        if lake.list(f"{DEAD_LETTER_TABLE}/_delta_log/"):  # created by the first run with a dead letter
+        if lake.is_delta_table(DEAD_LETTER_TABLE):  # created by the first run with a dead letter
             dead_rows = session.read.format("delta").load(lake.spark_path(DEAD_LETTER_TABLE)).where(
                 (F.col("table") == spec.table) & F.col("event_date").between(F.lit(first), F.lit(last)))
             dead = {str(r.event_date): r["count"] for r in dead_rows.groupBy("event_date").count().collect()}

@@ -49,14 +49,14 @@ def _days(context: AssetExecutionContext) -> tuple[date, date]:
 
 
 def read_delta(spark: SparkSession, lake: LakeResource, table: str, version: int | None = None) -> DataFrame | None:
-    if not lake.list(f"{table}/_delta_log/"):
+    if not lake.is_delta_table(table):
         return None
     reader = spark.read.format("delta")
     return (reader.option("versionAsOf", version) if version is not None else reader).load(lake.spark_path(table))
 
 
 def _latest_version(spark: SparkSession, lake: LakeResource, table: str) -> int | None:
-    if not lake.list(f"{table}/_delta_log/"):
+    if not lake.is_delta_table(table):
         return None
     return DeltaTable.forPath(spark, lake.spark_path(table)).history(1).first().version
 

@@ -29,7 +29,7 @@ def optimize_and_vacuum(context: OpExecutionContext, config: MaintenanceConfig, 
         session.conf.set("spark.databricks.delta.retentionDurationCheck.enabled", "false")
     report = {}
     for path, columns in ZORDER.items():
-        if (config.tables and path not in config.tables) or not lake.list(f"{path}/_delta_log/"):
+        if (config.tables and path not in config.tables) or not lake.is_delta_table(path):
             continue
         table = DeltaTable.forPath(session, lake.spark_path(path))
         metrics = table.optimize().executeZOrderBy(*columns).select("metrics.numFilesAdded", "metrics.numFilesRemoved").first()

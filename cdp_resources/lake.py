@@ -173,6 +173,10 @@ class LakeResource(ConfigurableResource):
     def read_bytes(self, key: str) -> bytes:
         return self._lake().read_bytes(key)
 
+    def is_delta_table(self, key: str) -> bool:
+        """Whether a Delta table lives at `key` (it has a transaction log)."""
+        return bool(self.list(f"{key}/_delta_log/"))
+
     def write_bytes(self, key: str, data: bytes, if_absent: bool = False) -> None:
         """Publish `data` at `key`; with `if_absent`, raise FileExistsError rather than replace a file."""
         self._lake().write_bytes(key, data, if_absent)

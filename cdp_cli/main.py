@@ -115,9 +115,10 @@ def _dbt_docs(args) -> int:
 
 
 def _jars(args) -> int:
-    from cdp_resources.spark_jars import ensure_jars
+    from cdp_resources.spark_jars import ensure_functions_jar, ensure_jars
 
-    print(f"{len(ensure_jars())} jars cached")
+    jars = ensure_jars()
+    print("\n".join([*jars, ensure_functions_jar(jars)]))
     return 0
 
 
@@ -177,7 +178,7 @@ def parser() -> argparse.ArgumentParser:
     identity.add_argument("--lake", help="lake URI (default: CDP_LAKE_URI or .cdp/lake)")
     identity.set_defaults(handler=_identity)
 
-    jars = commands.add_parser("jars", help="Spark's Delta jars")
+    jars = commands.add_parser("jars", help="Spark's jars (Delta, libphonenumber, the project's JVM functions): fetch or build them, print their paths")
     jars.add_argument("action", choices=["fetch"])
     jars.set_defaults(handler=_jars)
     return root

@@ -1,4 +1,5 @@
-"""Spark's extra jars (Delta Lake) fetched from Maven Central with `mvn` into a project-local cache.
+"""Spark's extra jars (Delta Lake, libphonenumber) fetched from Maven Central with `mvn` into a
+project-local cache, and the project's own JVM functions (`jvm/`) compiled with `javac` beside them.
 
 Spark's own Ivy resolver is not used: `mvn` honours the machine's Maven settings and mirrors, and
 the resolved jar list is cached under `.cdp/jars`, so once fetched no network is needed. Jars that
@@ -10,6 +11,7 @@ import re
 import shutil
 import subprocess
 import tempfile
+import zipfile
 from pathlib import Path
 
 import pyspark
@@ -17,7 +19,11 @@ import pyspark
 from cdp_resources.settings import state_dir
 
 DELTA_VERSION = "4.4.0"
-DELTA_ARTIFACTS = (f"io.delta:delta-spark_4.2_2.13:{DELTA_VERSION}",)
+# The Java library Python's phonenumbers ports, at the version requirements.lock pins phonenumbers
+# to (same metadata, so the JVM and Python read a number alike).
+LIBPHONENUMBER_VERSION = "9.0.43"
+SPARK_ARTIFACTS = (f"io.delta:delta-spark_4.2_2.13:{DELTA_VERSION}", f"com.googlecode.libphonenumber:libphonenumber:{LIBPHONENUMBER_VERSION}")
+JVM_SOURCES = Path(__file__).parent / "jvm"
 DEPENDENCY_PLUGIN = "org.apache.maven.plugins:maven-dependency-plugin:3.8.1"
 _JAR_NAME = re.compile(r"^(?P<artifact>.+?)-\d[\w.\-]*\.jar$")
 
@@ -61,7 +67,7 @@ def _pom_for(artifacts: tuple[str, ...]) -> str:
     return _POM.format(dependencies="\n".join(deps))
 
 
-def ensure_jars(artifacts: tuple[str, ...] = DELTA_ARTIFACTS, cache_dir: Path | None = None) -> list[str]:
+def ensure_jars(artifacts: tuple[str, ...] = SPARK_ARTIFACTS, cache_dir: Path | None = None) -> list[str]:
     """Absolute paths of `artifacts` and their runtime dependencies, fetching them on first use."""
     cache_dir = cache_dir or jar_cache_dir()
     key = hashlib.sha256("\n".join(sorted(artifacts)).encode()).hexdigest()[:12]
@@ -72,7 +78,7 @@ def ensure_jars(artifacts: tuple[str, ...] = DELTA_ARTIFACTS, cache_dir: Path | 
 
     mvn = shutil.which("mvn")
     if mvn is None:
-        raise JarFetchError("Spark's Delta jars are not cached and `mvn` is not on PATH: install Maven")
+        raise JarFetchError("Spark's jars are not cached and `mvn` is not on PATH: install Maven")
     cache_dir.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f"{key}-", dir=cache_dir))
     (staging / "pom.xml").write_text(_pom_for(artifacts))
@@ -101,3 +107,29 @@ def ensure_jars(artifacts: tuple[str, ...] = DELTA_ARTIFACTS, cache_dir: Path | 
     except OSError:  # another process published the same set first
         shutil.rmtree(staging, ignore_errors=True)
     return [str(target / name) for name in kept]
+
+
+def ensure_functions_jar(classpath: list[str], cache_dir: Path | None = None) -> str:
+    """The jar of the project's JVM functions (the Java sources under `jvm/`), compiled against
+    pyspark's jars and `classpath` on first use and cached by the sources' hash."""
+    sources = sorted(JVM_SOURCES.rglob("*.java"))
+    key = hashlib.sha256(b"".join(p.read_bytes() for p in sources)).hexdigest()[:12]
+    jar = (cache_dir or jar_cache_dir()) / f"functions-{key}" / "cdp-functions.jar"
+    if jar.exists():
+        return str(jar)
+    javac = shutil.which("javac")
+    if javac is None:
+        raise JarFetchError("the project's JVM functions are not compiled and `javac` is not on PATH: install a JDK 17")
+    jar.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=jar.parent) as classes:
+        spark_jars = str(Path(pyspark.__file__).parent / "jars" / "*")
+        result = subprocess.run([javac, "--release", "17", "-nowarn", "-d", classes, "-cp", ":".join([spark_jars, *classpath]),
+                                 *map(str, sources)], capture_output=True, text=True)
+        if result.returncode != 0:
+            raise JarFetchError(f"javac could not compile {JVM_SOURCES}:\n{result.stderr[-3000:]}")
+        staging = jar.with_suffix(".partial")
+        with zipfile.ZipFile(staging, "w") as archive:
+            for compiled in sorted(Path(classes).rglob("*.class")):
+                archive.write(compiled, compiled.relative_to(classes).as_posix())
+        staging.rename(jar)
+    return str(jar)

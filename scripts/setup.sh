@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Prepares a fresh machine for the CDP: a virtualenv with the locked packages, the project itself
-# (editable), PostgreSQL's server binaries (from the OS packages when missing) and Spark's Delta jars.
+# (editable), PostgreSQL's server binaries (from the OS packages when missing) and Spark's jars
+# (Delta, libphonenumber, the project's JVM functions compiled with javac).
 # Safe to run again: every step is skipped when already done.
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -1,12 +1,18 @@
 """Each transformation and quality rule on small DataFrames, in the session's Spark."""
 
+import importlib.metadata
 import json
+import random
 from datetime import date
 from decimal import Decimal
 
+import phonenumbers
 import pytest
 from pyspark.sql import functions as F
 
+from cdp_resources.spark_jars import LIBPHONENUMBER_VERSION
+from cdp_sampledata.dirt import phone_variant
+from cdp_sampledata.population import build_population
 from cdp_transform import normalise
 from cdp_transform.conform import Field, conform
 from cdp_transform.dedup import latest_version
@@ -145,3 +151,28 @@ def test_an_email_owned_on_an_earlier_day_is_shared_and_a_later_owner_does_not_c
                                      ("u", date(2026, 1, 4), 8, "c@x.com"), ("t", date(2026, 1, 6), 9, "c@x.com")], rows)
     flags = {r.customer_id: r._email_shared for r in flag_shared_email(today, "customer_id", earlier).collect()}
     assert flags == {1: True, 2: False, 3: False, 4: False}
+
+
+def test_jvm_phones_read_like_python_phonenumbers(spark):
+    """The JVM's libphonenumber (cdp_e164) gives what Python's phonenumbers gives, on the generator's
+    phone formats in every country it uses, with and without the record's country, and on junk."""
+    rng = random.Random(7)
+    people = build_population(seed=7, tenant="t", customers=400, days=3).people
+    cases = [(phone_variant(rng, p), p.country) for p in people] + [(phone_variant(rng, p), None) for p in people[:100]]
+    cases += [("12", "US"), ("+999 123", None), ("call me", "GB"), ("", "DE"), ("0044 20 7946 0958", "GB"), ("+1 415 555 0123 ext. 9", "US")]
+
+    def python_e164(raw, region):
+        try:
+            number = phonenumbers.parse(raw, region)
+        except phonenumbers.NumberParseException:
+            return None
+        return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164) if phonenumbers.is_valid_number(number) else None
+
+    frame = spark.createDataFrame([(i, raw, region) for i, (raw, region) in enumerate(cases)], "i int, raw string, region string")
+    jvm = {r.i: r.e164 for r in frame.select("i", normalise.phone("raw", "region").alias("e164")).collect()}
+    assert [jvm[i] for i in range(len(cases))] == [python_e164(raw, region) for raw, region in cases]
+    assert sum(value is not None for value in jvm.values()) > len(people) * 0.8
+
+
+def test_jvm_phone_library_is_the_version_python_uses():
+    assert LIBPHONENUMBER_VERSION == importlib.metadata.version("phonenumbers")

@@ -1,4 +1,4 @@
-"""`cdp` console command: generate | demo | dev | drops | dlq | webhooks … | identity | dbt docs | postgres … | jars fetch."""
+"""`cdp` console command: generate | demo | dev | drops | dlq | webhooks … | identity | dbt docs | postgres … | jars fetch|list."""
 
 import argparse
 import os
@@ -118,7 +118,8 @@ def _jars(args) -> int:
     from cdp_resources.spark_jars import ensure_functions_jar, ensure_jars
 
     jars = ensure_jars()
-    print("\n".join([*jars, ensure_functions_jar(jars)]))
+    jars.append(ensure_functions_jar(jars))
+    print("\n".join(jars) if args.action == "list" else f"{len(jars)} jars cached")
     return 0
 
 
@@ -178,8 +179,8 @@ def parser() -> argparse.ArgumentParser:
     identity.add_argument("--lake", help="lake URI (default: CDP_LAKE_URI or .cdp/lake)")
     identity.set_defaults(handler=_identity)
 
-    jars = commands.add_parser("jars", help="Spark's jars (Delta, libphonenumber, the project's JVM functions): fetch or build them, print their paths")
-    jars.add_argument("action", choices=["fetch"])
+    jars = commands.add_parser("jars", help="Spark's jars (Delta, libphonenumber, the project's JVM functions): fetch or build them (list: their paths)")
+    jars.add_argument("action", choices=["fetch", "list"])
     jars.set_defaults(handler=_jars)
     return root
 

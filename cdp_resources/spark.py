@@ -4,7 +4,7 @@
 Connect `sc://…`). Settings are sized for a small machine; `spark_config` overrides any of them.
 The session is created on first use, so assets that never touch Spark never pay for it. Every
 session registers the project's JVM functions (`JVM_FUNCTIONS`); a Spark Connect server needs
-their jars on its classpath (`cdp jars` lists them).
+their jars on its classpath (`cdp jars list` prints them).
 """
 
 import os

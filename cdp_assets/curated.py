@@ -35,6 +35,7 @@ from cdp_resources.lake import LakeResource
 from cdp_resources.raw_zone import RAW_KEY
 from cdp_resources.spark import SparkDeltaResource
 from cdp_transform.entities import ENTITIES, EntitySpec
+from cdp_transform.local_frame import local_frame
 from cdp_transform.pipeline import DEAD_LETTER_COLUMNS, DayStats, curate, partition_stats, split
 from cdp_transform.quality_schema import pandera_schema
 from partitions import daily_partitions
@@ -62,7 +63,7 @@ def raw_file_lineage(session: SparkSession, files: list[str]) -> DataFrame:
         key = RAW_KEY.match(f"raw/{tail}")
         rows.append((tail, key["tenant"], date(int(key["year"]), int(key["month"]), int(key["day"])),
                      datetime.strptime(key["ts"], "%Y%m%dT%H%M%SZ").replace(tzinfo=timezone.utc)))
-    return session.createDataFrame(rows, "_file_tail string, tenant_id string, event_date date, _ingest_ts timestamp")
+    return local_frame(session, rows, "_file_tail string, tenant_id string, event_date date, _ingest_ts timestamp")
 
 
 def with_lineage(frame: DataFrame, files: DataFrame, source: str, run_id: str) -> DataFrame:

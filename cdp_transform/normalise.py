@@ -8,6 +8,8 @@ import pycountry
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
+from cdp_transform.local_frame import local_frame
+
 # Names sources use that pycountry does not list.
 COUNTRY_ALIASES = {"uk": "GB", "u.k.": "GB", "great britain": "GB", "england": "GB", "u.s.": "US", "u.s.a.": "US",
                    "america": "US", "deutschland": "DE", "holland": "NL"}
@@ -50,7 +52,7 @@ def with_country(frame: DataFrame, key: str, output: str) -> DataFrame:
     """Replaces column `key` (a `country_key`) by `output`: ISO 3166 alpha-2, or null when the value
     names no country. A broadcast join with every spelling (a literal map of them in the row
     expression made Spark's generated code too large and the lookup ~10× slower)."""
-    names = frame.sparkSession.createDataFrame(sorted(country_names().items()), f"{key} string, {output} string")
+    names = local_frame(frame.sparkSession, sorted(country_names().items()), f"{key} string, {output} string")
     return frame.join(F.broadcast(names), key, "left").drop(key)
 
 

@@ -83,18 +83,13 @@ def read_raw(session: SparkSession, spec: EntitySpec, files: list[str], run_id: 
     return session.createDataFrame([], f"{spec.read_schema}, {lineage}")
 
 
-def partition_condition(column: str, first: date, last: date, extra: str = "") -> str:
-    """The SQL condition selecting the date partitions first..last (and `extra`)."""
-    return f"{column} >= '{first}' AND {column} <= '{last}'" + (f" AND {extra}" if extra else "")
-
-
 def replace_partitions(frame: DataFrame, path: str, column: str, first: date, last: date, extra: str = "",
                        partition_by: tuple[str, ...] | None = None, stats_columns: list[str] | None = None) -> None:
     """Overwrite the date partitions first..last (and `extra` condition) of the Delta table at `path`
     in one transaction. `stats_columns`: the only columns a new table keeps Delta statistics on
     (data skipping, Z-order); the default, the first 32 columns, costs the write about half again."""
-    writer = frame.write.format("delta").mode("overwrite").partitionBy(*(partition_by or (column,))) \
-        .option("replaceWhere", partition_condition(column, first, last, extra))
+    condition = f"{column} >= '{first}' AND {column} <= '{last}'" + (f" AND {extra}" if extra else "")
+    writer = frame.write.format("delta").mode("overwrite").partitionBy(*(partition_by or (column,))).option("replaceWhere", condition)
     if stats_columns:
         writer = writer.option("delta.dataSkippingStatsColumns", ",".join(stats_columns))
     writer.save(path)

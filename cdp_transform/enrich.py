@@ -5,7 +5,7 @@ import csv
 import functools
 from pathlib import Path
 
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from cdp_transform.local_frame import local_frame
@@ -25,9 +25,8 @@ def free_mail_domains() -> set[str]:
 
 def company_by_domain(frame: DataFrame, email_column: str) -> DataFrame:
     """Adds email_domain, is_free_mail, company_name, industry and company_employees (null when unknown)."""
-    spark = SparkSession.getActiveSession()
     companies = local_frame(
-        spark,
+        frame.sparkSession,
         [(r["domain"], r["company"], r["industry"], int(r["employees"])) for r in _reference("company_domains.csv")],
         "email_domain string, company_name string, industry string, company_employees int",
     )

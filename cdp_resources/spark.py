@@ -20,6 +20,7 @@ from cdp_resources.spark_jars import JVM_SOURCES, ensure_functions_jar, ensure_j
 
 # The project's JVM functions (`cdp_resources/jvm`): SQL name, class, return type.
 JVM_FUNCTIONS = [("cdp_e164", "cdp.E164", "string")]
+FUNCTIONS_REGISTERED = "cdp.jvmFunctions.registered"
 C2_LATER = "-XX:Tier4InvocationThreshold=15000 -XX:Tier4MinInvocationThreshold=1800 -XX:Tier4CompileThreshold=45000 -XX:Tier4BackEdgeThreshold=120000"
 # Code C2 never compiles (C1 alone does): Janino, the SQL parser, the analyzer and optimizer, the
 # generated query classes, serialisation. `-DisplayVMOutput` keeps the JVM's "directives added" off stdout.
@@ -81,8 +82,11 @@ def get_spark_session(master: str | None = None, overrides: dict[str, Any] | Non
         builder = builder.config(key, value)
     session = builder.getOrCreate()
     session.sparkContext.setLogLevel("WARN")
-    for name, java_class, returns in JVM_FUNCTIONS:
-        session.udf.registerJavaFunction(name, java_class, returns)
+    # Once per session (a runtime setting marks it): registering again replaces the functions and logs a warning each time.
+    if session.conf.get(FUNCTIONS_REGISTERED, None) != "true":
+        for name, java_class, returns in JVM_FUNCTIONS:
+            session.udf.registerJavaFunction(name, java_class, returns)
+        session.conf.set(FUNCTIONS_REGISTERED, "true")
     return session
 
 

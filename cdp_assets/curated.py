@@ -3,13 +3,14 @@ event date (UTC).
 
 Partition D reads the raw files of day D (the edge files every record under its event day, late
 ones included), curates them (typing, dedup, normalisation, enrichment, quality rules) and
-replaces partition D of the table, and of the shared dead-letter table, in one Delta transaction
+replaces partition D of the table, and of the table's dead-letter table, in one Delta transaction
 each (`replaceWhere`; the dead-letter table only when the day has dead letters now or had them
 before): reruns give the same tables, and a failed run leaves the previous version visible. A day
 whose share of critical failures passes `CDP_CRITICAL_THRESHOLD` (default 0.25) fails the run,
 naming the rule. Historic mode hands a whole range to one run.
 """
 
+import functools
 import json
 import os
 from datetime import date, datetime, timedelta, timezone
@@ -42,7 +43,7 @@ from cdp_transform.quality_schema import pandera_schema
 from partitions import daily_partitions
 
 CURATED_OWNERS = ["team:data-platform"]
-DEAD_LETTER_TABLE = "curated/_dead_letters"
+DEAD_LETTERS = "curated/_dead_letters"
 DEAD_LETTER_FILTER_COLUMNS = ["tenant_id", "rule"]
 
 
@@ -52,6 +53,21 @@ def critical_threshold() -> float:
 
 def curated_key(table: str) -> AssetKey:
     return AssetKey(["curated", table])
+
+
+def dead_letter_table(table: str) -> str:
+    """The lake path of curated `table`'s dead letters: a Delta table of its own, so no asset
+    writes a table another one writes (a shared one cost every asset a rebuild of its snapshot,
+    1.5-2 s, after each other asset's commit, and concurrent writers would conflict)."""
+    return f"{DEAD_LETTERS}/{table}"
+
+
+def read_dead_letters(spark: SparkSession, lake: LakeResource, tables: list[str] | None = None) -> DataFrame | None:
+    """The dead letters of `tables` (default: every curated table) in one frame; None when none
+    of them has a dead-letter table yet (the first run with a dead letter creates it)."""
+    paths = [dead_letter_table(t) for t in tables or [spec.table for spec in ENTITIES]]
+    frames = [spark.read.format("delta").load(lake.spark_path(p)) for p in paths if lake.is_delta_table(p)]
+    return functools.reduce(DataFrame.unionByName, frames) if frames else None
 
 
 def raw_file_lineage(session: SparkSession, files: list[str]) -> DataFrame:
@@ -84,24 +100,24 @@ def read_raw(session: SparkSession, spec: EntitySpec, files: list[str], run_id: 
     return session.createDataFrame([], f"{spec.read_schema}, {lineage}")
 
 
-def replace_partitions(frame: DataFrame, path: str, column: str, first: date, last: date, extra: str = "",
-                       partition_by: tuple[str, ...] | None = None, stats_columns: list[str] | None = None) -> None:
-    """Overwrite the date partitions first..last (and `extra` condition) of the Delta table at `path`
-    in one transaction. `stats_columns`: the only columns a new table keeps Delta statistics on
-    (data skipping, Z-order); the default, the first 32 columns, costs the write about half again."""
-    condition = f"{column} >= '{first}' AND {column} <= '{last}'" + (f" AND {extra}" if extra else "")
-    writer = frame.write.format("delta").mode("overwrite").partitionBy(*(partition_by or (column,))).option("replaceWhere", condition)
+def replace_partitions(frame: DataFrame, path: str, column: str, first: date, last: date,
+                       stats_columns: list[str] | None = None) -> None:
+    """Overwrite the date partitions first..last of the Delta table at `path` in one transaction.
+    `stats_columns`: the only columns a new table keeps Delta statistics on (data skipping,
+    Z-order); the default, the first 32 columns, costs the write about half again."""
+    condition = f"{column} >= '{first}' AND {column} <= '{last}'"
+    writer = frame.write.format("delta").mode("overwrite").partitionBy(column).option("replaceWhere", condition)
     if stats_columns:
         writer = writer.option("delta.dataSkippingStatsColumns", ",".join(stats_columns))
     writer.save(path)
 
 
 def may_hold_dead_letters(lake: LakeResource, table: str, first: date, last: date) -> bool:
-    """Whether the dead-letter table may hold rows of `table` on days first..last: a file lies under
-    one of those partitions' directories (Delta writes a partition's files there). A lake listing,
-    no Delta snapshot (1.5-2 s a table); a removed file not yet vacuumed only costs an empty replace."""
+    """Whether `table`'s dead-letter table may hold rows of days first..last: a file lies under one
+    of those partitions' directories (Delta writes a partition's files there). A lake listing, no
+    Delta snapshot (1.5-2 s a table); a removed file not yet vacuumed only costs an empty replace."""
     days = {f"event_date={first + timedelta(days=offset)}" for offset in range((last - first).days + 1)}
-    return any(o.key.split("/")[-2] in days for o in lake.list(f"{DEAD_LETTER_TABLE}/table={table}/"))
+    return any(o.key.split("/")[-2] in days for o in lake.list(f"{dead_letter_table(table)}/event_date="))
 
 
 def raw_files_for(lake: LakeResource, provider: str, stream: str, first: date, last: date) -> tuple[list[str], list[str]]:
@@ -223,11 +239,11 @@ def curated_asset(spec: EntitySpec) -> AssetsDefinition:
         curated, dead = split(spec, ruled)
         table_path = lake.spark_path(f"curated/{spec.table}")
         replace_partitions(curated, table_path, "event_date", first, last, stats_columns=spec.filter_columns)
-        # A day without dead letters, that had none before either, leaves the shared table as it is:
-        # no empty transaction (0.7-1.8 s each) for every clean table of every run.
+        # A day without dead letters, that had none before either, leaves the dead-letter table as
+        # it is: no empty transaction (0.7-1.8 s each) for every clean table of every run.
         if any(s.dead_lettered for s in stats.values()) or may_hold_dead_letters(lake, spec.table, first, last):
-            replace_partitions(dead.select(*DEAD_LETTER_COLUMNS), lake.spark_path(DEAD_LETTER_TABLE), "event_date", first, last,
-                               extra=f"table = '{spec.table}'", partition_by=("table", "event_date"), stats_columns=DEAD_LETTER_FILTER_COLUMNS)
+            replace_partitions(dead.select(*DEAD_LETTER_COLUMNS), lake.spark_path(dead_letter_table(spec.table)), "event_date",
+                               first, last, stats_columns=DEAD_LETTER_FILTER_COLUMNS)
         return MaterializeResult(metadata=_metadata(spec, stats, curated, files, damaged, table_path, first, last))
 
     return _curated
@@ -269,10 +285,9 @@ def reconciliation_check(spec: EntitySpec):
         session = spark.spark_session
         curated = {str(r.event_date): r["count"] for r in read_table(session, lake, spec.table, first, last).groupBy("event_date").count().collect()}
         dead = {}
-        if lake.is_delta_table(DEAD_LETTER_TABLE):  # created by the first run with a dead letter
-            dead_rows = session.read.format("delta").load(lake.spark_path(DEAD_LETTER_TABLE)).where(
-                (F.col("table") == spec.table) & F.col("event_date").between(F.lit(first), F.lit(last)))
-            dead = {str(r.event_date): r["count"] for r in dead_rows.groupBy("event_date").count().collect()}
+        if (dead_rows := read_dead_letters(session, lake, [spec.table])) is not None:
+            days = dead_rows.where(F.col("event_date").between(F.lit(first), F.lit(last))).groupBy("event_date").count()
+            dead = {str(r.event_date): r["count"] for r in days.collect()}
         mismatches = {}
         for offset in range((last - first).days + 1):
             day = (first + timedelta(days=offset)).isoformat()

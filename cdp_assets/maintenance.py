@@ -1,19 +1,20 @@
 """Weekly Delta maintenance: OPTIMIZE with Z-order on the usual filter columns, then VACUUM.
 
-Runs every Sunday 03:00 UTC over every curated table and the dead-letter table. VACUUM keeps
+Runs every Sunday 03:00 UTC over every curated table and its dead-letter table. VACUUM keeps
 `retention_hours` (default 168, Delta's own safe minimum) of history for time travel and readers.
 """
 
 from dagster import Config, MetadataValue, OpExecutionContext, Output, ScheduleDefinition, job, op
 from delta.tables import DeltaTable
 
-from cdp_assets.curated import DEAD_LETTER_FILTER_COLUMNS, DEAD_LETTER_TABLE
+from cdp_assets.curated import DEAD_LETTER_FILTER_COLUMNS, dead_letter_table
 from cdp_resources.lake import LakeResource
 from cdp_resources.spark import SparkDeltaResource
 from cdp_transform.entities import ENTITIES
 
 # Table path in the lake -> columns queries filter on (the partition column, event_date, is not Z-ordered).
-ZORDER = {**{f"curated/{spec.table}": spec.filter_columns[:2] for spec in ENTITIES}, DEAD_LETTER_TABLE: DEAD_LETTER_FILTER_COLUMNS}
+ZORDER = {**{f"curated/{spec.table}": spec.filter_columns[:2] for spec in ENTITIES},
+          **{dead_letter_table(spec.table): DEAD_LETTER_FILTER_COLUMNS for spec in ENTITIES}}
 
 
 class MaintenanceConfig(Config):

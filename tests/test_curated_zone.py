@@ -12,7 +12,7 @@ from dagster import Definitions
 from delta.tables import DeltaTable
 from pyspark.sql import functions as F
 
-from cdp_assets.curated import DEAD_LETTER_TABLE
+from cdp_assets.curated import dead_letter_table, read_dead_letters
 from cdp_assets.maintenance import delta_maintenance
 from cdp_resources.lake import LakeResource
 from cdp_resources.raw_zone import decode_ndjson_gz, encode_ndjson_gz, raw_key
@@ -41,10 +41,6 @@ def table(spark, lake, name):
     return spark.read.format("delta").load(lake.spark_path(f"curated/{name}"))
 
 
-def dead_letters(spark, lake):
-    return spark.read.format("delta").load(lake.spark_path(DEAD_LETTER_TABLE))
-
-
 def truth(lake) -> tuple[list[dict], list[dict]]:
     persons = list(decode_ndjson_gz(lake.read_bytes("truth/acme_corp/persons.ndjson.gz")))
     dirt = [row for obj in lake.list("truth/acme_corp/dirt/") for row in decode_ndjson_gz(lake.read_bytes(obj.key))]
@@ -60,7 +56,7 @@ def test_dirt_is_found_against_the_truth(spark, historic):
     lake, result = historic
     persons, dirt = truth(lake)
     kinds = lambda kind, streams: sum(1 for d in dirt if d["dirt"] == kind and d["stream"] in streams)
-    letters = dead_letters(spark, lake)
+    letters = read_dead_letters(spark, lake)
 
     events = result.asset_materializations_for_node("curated__events")[0]  # one per day, same run metadata
     assert events.metadata["duplicates_removed"].value == kinds("duplicate", {"app/events"})
@@ -124,7 +120,7 @@ def test_historic_equals_incremental(spark, historic, lakes, dagster_instance):
         one, other = comparable(table(spark, lake, spec.table)), comparable(table(spark, incremental, spec.table))
         assert one.count() == other.count() > 0, spec.table
         assert one.exceptAll(other).count() == 0 and other.exceptAll(one).count() == 0, spec.table
-    one, other = comparable(dead_letters(spark, lake)), comparable(dead_letters(spark, incremental))
+    one, other = comparable(read_dead_letters(spark, lake)), comparable(read_dead_letters(spark, incremental))
     assert one.exceptAll(other).count() == 0 and other.exceptAll(one).count() == 0
 
 
@@ -174,11 +170,11 @@ def test_dead_letters_follow_reruns_and_clean_days_write_none(spark, tmp_path, d
                          encode_ndjson_gz(orders))
 
     def letters() -> int:
-        return dead_letters(spark, lake).where("table = 'orders'").count()
+        return read_dead_letters(spark, lake).where("table = 'orders'").count()
 
     deliver(["9.99"] * 20)
     assert run_assets(lake, dagster_instance, day, day, ["raw/shopify/orders", "curated/orders"], checks=True).success
-    assert not lake.list(f"{DEAD_LETTER_TABLE}/_delta_log/")
+    assert not lake.list(f"{dead_letter_table('orders')}/_delta_log/")
     deliver(["9.99"] * 18 + ["0.00", "-1"])
     assert run_assets(lake, dagster_instance, day, day, ["raw/shopify/orders", "curated/orders"]).success
     assert letters() == 2

@@ -8,11 +8,15 @@ each (`replaceWhere`; the dead-letter table only when the day has dead letters n
 before): reruns give the same tables, and a failed run leaves the previous version visible. A day
 whose share of critical failures passes `CDP_CRITICAL_THRESHOLD` (default 0.25) fails the run,
 naming the rule. Historic mode hands a whole range to one run.
+
+All tables are one subsettable multi-asset (`curated_tables`), so a run curates them a few at a time
+in its one Spark session (`cdp_assets/table_pool.py`), each after the curated tables it reads.
 """
 
 import functools
 import json
 import os
+from collections.abc import Iterator
 from datetime import date, datetime, timedelta, timezone
 
 from dagster import (
@@ -20,19 +24,20 @@ from dagster import (
     AssetCheckSeverity,
     AssetExecutionContext,
     AssetKey,
-    AssetsDefinition,
+    AssetSpec,
     BackfillPolicy,
     Failure,
     MaterializeResult,
     MetadataValue,
-    asset,
     asset_check,
+    multi_asset,
 )
 from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from cdp_assets.raw import read_manifest
+from cdp_assets.table_pool import run_in_dependency_order
 from cdp_resources.lake import LakeResource
 from cdp_resources.raw_zone import RAW_KEY
 from cdp_resources.spark import SparkDeltaResource
@@ -120,10 +125,10 @@ def may_hold_dead_letters(lake: LakeResource, table: str, first: date, last: dat
     return any(o.key.split("/")[-2] in days for o in lake.list(f"{dead_letter_table(table)}/event_date="))
 
 
-def raw_files_for(lake: LakeResource, provider: str, stream: str, first: date, last: date) -> tuple[list[str], list[str]]:
-    """Spark paths of the readable raw files of days first..last as their manifests list them, and
-    the keys of damaged ones (left out; the raw asset reports them)."""
-    paths, damaged = [], []
+def raw_files_for(lake: LakeResource, provider: str, stream: str, first: date, last: date) -> tuple[list[str], list[str], int]:
+    """Spark paths of the readable raw files of days first..last as their manifests list them, the
+    keys of damaged ones (left out; the raw asset reports them) and the readable files' bytes."""
+    paths, damaged, size = [], [], 0
     for offset in range((last - first).days + 1):
         manifest = read_manifest(lake, provider, stream, (first + timedelta(days=offset)).isoformat())
         for entry in manifest["files"] if manifest else []:
@@ -131,7 +136,8 @@ def raw_files_for(lake: LakeResource, provider: str, stream: str, first: date, l
                 damaged.append(entry["key"])
             else:
                 paths.append(lake.spark_path(entry["key"]))
-    return paths, damaged
+                size += entry["bytes"]
+    return paths, damaged, size
 
 
 def read_table(spark: SparkSession, lake: LakeResource, table: str, first: date | None, last: date) -> DataFrame | None:
@@ -204,49 +210,79 @@ def _upstream(spec: EntitySpec) -> list[AssetKey]:
     return deps
 
 
-def curated_asset(spec: EntitySpec) -> AssetsDefinition:
-    @asset(
-        key=curated_key(spec.table),
-        group_name="curated",
-        owners=CURATED_OWNERS,
-        kinds={"spark", "delta"},
-        description=spec.description,
-        partitions_def=daily_partitions,
-        backfill_policy=BackfillPolicy.single_run(),
-        deps=_upstream(spec),
-        tags={"layer": "curated"},
+def curated_workers() -> int:
+    """Tables curated at once in one run (`CDP_CURATED_WORKERS`, default 2)."""
+    return int(os.environ.get("CDP_CURATED_WORKERS", "2"))
+
+
+def curate_table(spec: EntitySpec, lake: LakeResource, session: SparkSession, run_id: str, first: date, last: date,
+                 files: list[str], damaged: list[str]) -> MaterializeResult:
+    """Curates the raw `files` of days first..last into `spec`'s table and dead-letter table."""
+    fx = (read_table(session, lake, "fx_rates", first, last)
+          or session.createDataFrame([], "event_date date, currency string, rate double")) if spec.needs_fx else None
+    customers = read_table(session, lake, "shopify_customers", None, last) if spec.customer_must_exist else None
+    earlier = read_table(session, lake, spec.table, None, first - timedelta(days=1)) if spec.email_unique_per else None
+    # Kept once, as the rows were computed (no columnar encoding, never recomputed), for the
+    # counts, both writes and the preview: the events' counts job took 13 s with .cache(), 7 s so.
+    # Serialised (PySpark's MEMORY_AND_DISK; the JVM default keeps a million row objects, which
+    # the collector copied: GC 5.2 -> 3.1 s in the counts job, the events' write 7.1 -> 5.4 s).
+    ruled = curate(spec, read_raw(session, spec, files, run_id), fx, customers, earlier).localCheckpoint(
+        eager=False, storageLevel=StorageLevel.MEMORY_AND_DISK)
+    stats = partition_stats(spec, ruled)
+    _enforce_threshold(spec, stats)
+    curated, dead = split(spec, ruled)
+    table_path = lake.spark_path(f"curated/{spec.table}")
+    replace_partitions(curated, table_path, "event_date", first, last, stats_columns=spec.filter_columns)
+    # A day without dead letters, that had none before either, leaves the dead-letter table as
+    # it is: no empty transaction (0.7-1.8 s each) for every clean table of every run.
+    if any(s.dead_lettered for s in stats.values()) or may_hold_dead_letters(lake, spec.table, first, last):
+        replace_partitions(dead.select(*DEAD_LETTER_COLUMNS), lake.spark_path(dead_letter_table(spec.table)), "event_date",
+                           first, last, stats_columns=DEAD_LETTER_FILTER_COLUMNS)
+    return MaterializeResult(asset_key=curated_key(spec.table),
+                             metadata=_metadata(spec, stats, curated, files, damaged, table_path, first, last))
+
+
+def _asset_spec(spec: EntitySpec) -> AssetSpec:
+    return AssetSpec(
+        curated_key(spec.table), group_name="curated", owners=CURATED_OWNERS, kinds={"spark", "delta"},
+        description=spec.description, deps=_upstream(spec), tags={"layer": "curated"}, skippable=True,
         metadata={"natural_key": ", ".join(spec.key), "rules": MetadataValue.json(
             {r.name: {"severity": r.severity, "condition": r.condition} for r in spec.rules})},
     )
-    def _curated(context: AssetExecutionContext, lake: LakeResource, spark: SparkDeltaResource) -> MaterializeResult:
-        window = context.partition_time_window
-        first, last = window.start.date(), window.end.date() - timedelta(days=1)
-        session: SparkSession = spark.spark_session
-        files, damaged = raw_files_for(lake, spec.provider, spec.stream, first, last)
-        context.log.info(f"{spec.table} {first}..{last}: reading {len(files)} raw files")
-        fx = (read_table(session, lake, "fx_rates", first, last)
-              or session.createDataFrame([], "event_date date, currency string, rate double")) if spec.needs_fx else None
-        customers = read_table(session, lake, "shopify_customers", None, last) if spec.customer_must_exist else None
-        earlier = read_table(session, lake, spec.table, None, first - timedelta(days=1)) if spec.email_unique_per else None
-        # Kept once, as the rows were computed (no columnar encoding, never recomputed), for the
-        # counts, both writes and the preview: the events' counts job took 13 s with .cache(), 7 s so.
-        # Serialised (PySpark's MEMORY_AND_DISK; the JVM default keeps a million row objects, which
-        # the collector copied: GC 5.2 -> 3.1 s in the counts job, the events' write 7.1 -> 5.4 s).
-        ruled = curate(spec, read_raw(session, spec, files, context.run_id), fx, customers, earlier).localCheckpoint(
-            eager=False, storageLevel=StorageLevel.MEMORY_AND_DISK)
-        stats = partition_stats(spec, ruled)
-        _enforce_threshold(spec, stats)
-        curated, dead = split(spec, ruled)
-        table_path = lake.spark_path(f"curated/{spec.table}")
-        replace_partitions(curated, table_path, "event_date", first, last, stats_columns=spec.filter_columns)
-        # A day without dead letters, that had none before either, leaves the dead-letter table as
-        # it is: no empty transaction (0.7-1.8 s each) for every clean table of every run.
-        if any(s.dead_lettered for s in stats.values()) or may_hold_dead_letters(lake, spec.table, first, last):
-            replace_partitions(dead.select(*DEAD_LETTER_COLUMNS), lake.spark_path(dead_letter_table(spec.table)), "event_date",
-                               first, last, stats_columns=DEAD_LETTER_FILTER_COLUMNS)
-        return MaterializeResult(metadata=_metadata(spec, stats, curated, files, damaged, table_path, first, last))
 
-    return _curated
+
+@multi_asset(
+    name="curated_tables",
+    specs=[_asset_spec(spec) for spec in ENTITIES],
+    partitions_def=daily_partitions,
+    backfill_policy=BackfillPolicy.single_run(),
+    can_subset=True,
+    description="Every curated table of the selection, `curated_workers()` at a time in one Spark session "
+                "(each after the curated tables it reads); one failing table fails the step, not the others.",
+)
+def curated_tables(context: AssetExecutionContext, lake: LakeResource, spark: SparkDeltaResource) -> Iterator[MaterializeResult]:
+    window = context.partition_time_window
+    first, last = window.start.date(), window.end.date() - timedelta(days=1)
+    session: SparkSession = spark.spark_session
+    work, size = {}, {}
+    for spec in (s for s in ENTITIES if curated_key(s.table) in context.selected_asset_keys):
+        files, damaged, size[spec.table] = raw_files_for(lake, spec.provider, spec.stream, first, last)
+        context.log.info(f"{spec.table} {first}..{last}: reading {len(files)} raw files")
+        work[spec.table] = functools.partial(curate_table, spec, lake, session, context.run_id, first, last, files, damaged)
+    # Largest first, so that the run does not end on one big table alone.
+    work = dict(sorted(work.items(), key=lambda item: -size[item[0]]))
+    upstream = {spec.table: {key.path[-1] for key in _upstream(spec) if key.path[0] == "curated"} for spec in ENTITIES}
+    failures = []
+    # Only this thread logs and yields: the workers touch no Dagster state.
+    for table, result, error in run_in_dependency_order(work, upstream, curated_workers()):
+        if error is None:
+            context.log.info(f"{table}: {result.metadata['dagster/row_count']} rows curated")
+            yield result
+        else:
+            context.log.error(f"{table}: {error}")
+            failures.append(f"{table}: {error}")
+    if failures:
+        raise Failure(f"{len(failures)} of {len(work)} curated tables failed: " + " | ".join(failures))
 
 
 def _written_range(context, key: AssetKey) -> tuple[date, date] | None:
@@ -303,5 +339,4 @@ def reconciliation_check(spec: EntitySpec):
     return _check
 
 
-curated_assets = [curated_asset(spec) for spec in ENTITIES]
 curated_checks = [schema_check(spec) for spec in ENTITIES] + [reconciliation_check(spec) for spec in ENTITIES if spec.reconciles]

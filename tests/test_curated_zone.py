@@ -12,7 +12,7 @@ from dagster import Definitions
 from delta.tables import DeltaTable
 from pyspark.sql import functions as F
 
-from cdp_assets.curated import dead_letter_table, read_dead_letters
+from cdp_assets.curated import curated_key, dead_letter_table, read_dead_letters
 from cdp_assets.maintenance import delta_maintenance
 from cdp_resources.lake import LakeResource
 from cdp_resources.raw_zone import decode_ndjson_gz, encode_ndjson_gz, raw_key
@@ -41,6 +41,11 @@ def table(spark, lake, name):
     return spark.read.format("delta").load(lake.spark_path(f"curated/{name}"))
 
 
+def materialization(result, name):
+    """The first materialisation of curated `name` in `result` (one per day, with the same run metadata)."""
+    return next(m for m in result.asset_materializations_for_node("curated_tables") if m.asset_key == curated_key(name))
+
+
 def truth(lake) -> tuple[list[dict], list[dict]]:
     persons = list(decode_ndjson_gz(lake.read_bytes("truth/acme_corp/persons.ndjson.gz")))
     dirt = [row for obj in lake.list("truth/acme_corp/dirt/") for row in decode_ndjson_gz(lake.read_bytes(obj.key))]
@@ -58,7 +63,7 @@ def test_dirt_is_found_against_the_truth(spark, historic):
     kinds = lambda kind, streams: sum(1 for d in dirt if d["dirt"] == kind and d["stream"] in streams)
     letters = read_dead_letters(spark, lake)
 
-    events = result.asset_materializations_for_node("curated__events")[0]  # one per day, same run metadata
+    events = materialization(result, "events")
     assert events.metadata["duplicates_removed"].value == kinds("duplicate", {"app/events"})
     email_streams = {"shopify/customers": ("shopify_customers", "customer_id", "$.id"),
                      "stripe/customers": ("stripe_customers", "customer_id", "$.id"),
@@ -104,7 +109,7 @@ def test_checks_pass_and_metadata_is_complete(historic):
     evaluations = [e.event_specific_data for e in result.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION"]
     assert len(evaluations) == 23 and all(e.passed for e in evaluations)
     for spec in ENTITIES:
-        metadata = result.asset_materializations_for_node(f"curated__{spec.table}")[0].metadata
+        metadata = materialization(result, spec.table).metadata
         assert {"dagster/row_count", "rows_in", "duplicates_removed", "dead_lettered_by_rule", "warnings_by_rule",
                 "quality_score", "preview"} <= set(metadata)
         assert 0.5 < metadata["quality_score"].value <= 1.0

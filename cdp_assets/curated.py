@@ -257,8 +257,8 @@ def _asset_spec(spec: EntitySpec) -> AssetSpec:
     partitions_def=daily_partitions,
     backfill_policy=BackfillPolicy.single_run(),
     can_subset=True,
-    description="Every curated table of the selection, `curated_workers()` at a time in one Spark session "
-                "(each after the curated tables it reads); one failing table fails the step, not the others.",
+    description="Every selected curated table, CDP_CURATED_WORKERS (default 2) at a time in one Spark session, "
+                "each after the curated tables it reads; one failing table fails the step, not the others.",
 )
 def curated_tables(context: AssetExecutionContext, lake: LakeResource, spark: SparkDeltaResource) -> Iterator[MaterializeResult]:
     window = context.partition_time_window

@@ -6,7 +6,8 @@ assets first take stock of the files (manifests, drift; timed apart: the ingesti
 done as files land); then the curated job runs every curated asset over the whole range in one run
 (historic mode), with typing, deduplication, normalisation, enrichment, quality rules, dead
 letters and metadata. Prints records/s for both and their ratio (goal ≥ 0.5 at 1M records or
-more), the ratio with the raw stock-taking counted too, then both sides once more from empty
+more), the ratio with the raw stock-taking counted too, the CPU seconds the Spark JVM spent on
+each side (on Linux; with the JIT compiler threads' share), then both sides once more from empty
 output in the now warm JVM (the first pass pays the JIT's warm-up, the baseline before the rest:
 much of both sides' first-pass time, so the first ratio flatters the curated job), then the time
 one incremental partition (raw and curated assets) takes after 1 and after 30 days of history (a
@@ -17,9 +18,11 @@ smaller population).
 """
 
 import argparse
+import os
 import shutil
 import time
 from datetime import timedelta
+from pathlib import Path
 
 from dagster import AssetSelection, DagsterInstance, Definitions, define_asset_job
 
@@ -29,6 +32,36 @@ from cdp_resources.settings import state_dir
 from cdp_resources.spark import SparkDeltaResource, get_spark_session
 from cdp_sampledata.generator import GeneratorConfig, generate
 from cdp_transform.entities import ENTITIES
+
+
+def jvm_cpu_seconds() -> tuple[float, float] | None:
+    """(all threads, JIT compiler threads) CPU seconds the Spark driver JVM has used so far, from
+    Linux's /proc (None elsewhere). In local mode the driver runs the tasks too."""
+    pid = get_spark_session().sparkContext._gateway.proc.pid
+    if not Path(f"/proc/{pid}/task").is_dir():
+        return None
+    tick = os.sysconf("SC_CLK_TCK")
+
+    def busy(stat: Path) -> float:
+        fields = stat.read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / tick
+
+    jit = 0.0
+    for thread in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            if (thread / "comm").read_text().startswith(("C1 Compiler", "C2 Compiler")):
+                jit += busy(thread / "stat")
+        except OSError:  # the thread ended
+            continue
+    return busy(Path(f"/proc/{pid}/stat")), jit
+
+
+def cpu_note(before: tuple[float, float] | None) -> str:
+    """The JVM's CPU seconds since `before` (a `jvm_cpu_seconds` reading), as printed beside a time."""
+    after = jvm_cpu_seconds()
+    if before is None or after is None:
+        return ""
+    return f"  JVM CPU {after[0] - before[0]:5.1f} s, JIT compilers {after[1] - before[1]:4.1f} s"
 
 
 def baseline(lake: LakeResource, out: str) -> float:
@@ -45,8 +78,13 @@ def again_warm(lake: LakeResource, spark: SparkDeltaResource, root, first, last)
     no curated zone) in the warm JVM."""
     shutil.rmtree(root / "baseline", ignore_errors=True)
     shutil.rmtree(root / "lake" / "curated", ignore_errors=True)
+    cpu = jvm_cpu_seconds()
     base_seconds = baseline(lake, str(root / "baseline"))
-    return base_seconds, run_assets(lake, spark, first, last, "curated")
+    print(f"again, warm JVM: baseline {base_seconds:7.1f} s{cpu_note(cpu)}", flush=True)
+    cpu = jvm_cpu_seconds()
+    curated_seconds = run_assets(lake, spark, first, last, "curated")
+    print(f"again, warm JVM: curated  {curated_seconds:7.1f} s{cpu_note(cpu)}", flush=True)
+    return base_seconds, curated_seconds
 
 
 def run_assets(lake: LakeResource, spark: SparkDeltaResource, first, last, *groups: str) -> float:
@@ -87,19 +125,23 @@ def main() -> None:
     spark = SparkDeltaResource()
     spark.spark_session  # start Spark before timing either side
 
+    cpu = jvm_cpu_seconds()
     base_seconds = baseline(lake, str(root / "baseline"))
+    base_cpu = cpu_note(cpu)
     first, last = config.start, config.start + timedelta(days=config.days - 1)
     raw_seconds = run_assets(lake, spark, first, last, "raw")
+    cpu = jvm_cpu_seconds()
     curated_seconds = run_assets(lake, spark, first, last, "curated")
+    curated_cpu = cpu_note(cpu)
 
     print(f"raw records: {records:,} over {config.days} days, {len(config.tenants)} tenants")
-    print(f"baseline: {base_seconds:7.1f} s  {records / base_seconds:10,.0f} records/s  (read NDJSON.gz, write Delta, no logic)")
+    print(f"baseline: {base_seconds:7.1f} s  {records / base_seconds:10,.0f} records/s  (read NDJSON.gz, write Delta, no logic){base_cpu}")
     print(f"raw:      {raw_seconds:7.1f} s  (the raw assets' stock-taking: manifests, drift)")
-    print(f"curated:  {curated_seconds:7.1f} s  {records / curated_seconds:10,.0f} records/s  (every curated asset, one run)")
+    print(f"curated:  {curated_seconds:7.1f} s  {records / curated_seconds:10,.0f} records/s  (every curated asset, one run){curated_cpu}")
     print(f"ratio curated/baseline throughput: {base_seconds / curated_seconds:.2f} "
           f"(with the raw stock-taking: {base_seconds / (raw_seconds + curated_seconds):.2f})", flush=True)
     warm_base, warm_curated = again_warm(lake, spark, root, first, last)
-    print(f"again, warm JVM: baseline {warm_base:.1f} s, curated {warm_curated:.1f} s, ratio {warm_base / warm_curated:.2f}", flush=True)
+    print(f"again, warm JVM: ratio {warm_base / warm_curated:.2f}", flush=True)
     for days in (1, 30):
         per_day, seconds = incremental_cost(root, spark, days, args.incremental_customers)
         print(f"one incremental partition after {days:2d} days of history: {seconds:6.1f} s  "

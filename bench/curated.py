@@ -18,7 +18,6 @@ smaller population).
 """
 
 import argparse
-import os
 import shutil
 import time
 from datetime import timedelta
@@ -33,35 +32,34 @@ from cdp_resources.spark import SparkDeltaResource, get_spark_session
 from cdp_sampledata.generator import GeneratorConfig, generate
 from cdp_transform.entities import ENTITIES
 
+from proc_cpu import cpu_seconds  # bench/'s own module
+
 
 def jvm_cpu_seconds() -> tuple[float, float] | None:
     """(all threads, JIT compiler threads) CPU seconds the Spark driver JVM has used so far, from
     Linux's /proc (None elsewhere). In local mode the driver runs the tasks too."""
     pid = get_spark_session().sparkContext._gateway.proc.pid
-    if not Path(f"/proc/{pid}/task").is_dir():
+    threads = Path(f"/proc/{pid}/task")
+    if not threads.is_dir():
         return None
-    tick = os.sysconf("SC_CLK_TCK")
-
-    def busy(stat: Path) -> float:
-        fields = stat.read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / tick
-
     jit = 0.0
-    for thread in Path(f"/proc/{pid}/task").iterdir():
+    for thread in threads.iterdir():
         try:
             if (thread / "comm").read_text().startswith(("C1 Compiler", "C2 Compiler")):
-                jit += busy(thread / "stat")
+                jit += cpu_seconds(pid, int(thread.name))
         except OSError:  # the thread ended
             continue
-    return busy(Path(f"/proc/{pid}/stat")), jit
+    return cpu_seconds(pid), jit
 
 
-def cpu_note(before: tuple[float, float] | None) -> str:
-    """The JVM's CPU seconds since `before` (a `jvm_cpu_seconds` reading), as printed beside a time."""
+def with_cpu(run, *args) -> tuple[float, str]:
+    """(what `run(*args)` returns: its seconds, the JVM's CPU seconds meanwhile as printed beside them)."""
+    before = jvm_cpu_seconds()
+    seconds = run(*args)
     after = jvm_cpu_seconds()
     if before is None or after is None:
-        return ""
-    return f"  JVM CPU {after[0] - before[0]:5.1f} s, JIT compilers {after[1] - before[1]:4.1f} s"
+        return seconds, ""
+    return seconds, f"  JVM CPU {after[0] - before[0]:5.1f} s, JIT compilers {after[1] - before[1]:4.1f} s"
 
 
 def baseline(lake: LakeResource, out: str) -> float:
@@ -78,12 +76,10 @@ def again_warm(lake: LakeResource, spark: SparkDeltaResource, root, first, last)
     no curated zone) in the warm JVM."""
     shutil.rmtree(root / "baseline", ignore_errors=True)
     shutil.rmtree(root / "lake" / "curated", ignore_errors=True)
-    cpu = jvm_cpu_seconds()
-    base_seconds = baseline(lake, str(root / "baseline"))
-    print(f"again, warm JVM: baseline {base_seconds:7.1f} s{cpu_note(cpu)}", flush=True)
-    cpu = jvm_cpu_seconds()
-    curated_seconds = run_assets(lake, spark, first, last, "curated")
-    print(f"again, warm JVM: curated  {curated_seconds:7.1f} s{cpu_note(cpu)}", flush=True)
+    base_seconds, cpu = with_cpu(baseline, lake, str(root / "baseline"))
+    print(f"again, warm JVM: baseline {base_seconds:7.1f} s{cpu}", flush=True)
+    curated_seconds, cpu = with_cpu(run_assets, lake, spark, first, last, "curated")
+    print(f"again, warm JVM: curated  {curated_seconds:7.1f} s{cpu}", flush=True)
     return base_seconds, curated_seconds
 
 
@@ -125,14 +121,10 @@ def main() -> None:
     spark = SparkDeltaResource()
     spark.spark_session  # start Spark before timing either side
 
-    cpu = jvm_cpu_seconds()
-    base_seconds = baseline(lake, str(root / "baseline"))
-    base_cpu = cpu_note(cpu)
+    base_seconds, base_cpu = with_cpu(baseline, lake, str(root / "baseline"))
     first, last = config.start, config.start + timedelta(days=config.days - 1)
     raw_seconds = run_assets(lake, spark, first, last, "raw")
-    cpu = jvm_cpu_seconds()
-    curated_seconds = run_assets(lake, spark, first, last, "curated")
-    curated_cpu = cpu_note(cpu)
+    curated_seconds, curated_cpu = with_cpu(run_assets, lake, spark, first, last, "curated")
 
     print(f"raw records: {records:,} over {config.days} days, {len(config.tenants)} tenants")
     print(f"baseline: {base_seconds:7.1f} s  {records / base_seconds:10,.0f} records/s  (read NDJSON.gz, write Delta, no logic){base_cpu}")

@@ -31,6 +31,8 @@ from cdp_ingest.webhooks.signatures import shopify_signature, sign_timestamped
 from cdp_resources.postgres_server import EmbeddedPostgres, free_port
 from cdp_resources.settings import state_dir
 
+from proc_cpu import cpu_seconds  # bench/'s own module
+
 HOST = "127.0.0.1"
 SECRETS = {"bench": {"shopify": "shpss_bench", "stripe": "whsec_bench", "app": "app_bench"}}
 
@@ -116,12 +118,6 @@ def median_round(results: list[dict]) -> dict:
     middle = sorted(results, key=lambda result: result["rps"])[len(results) // 2]
     return middle | {"requests": sum(r["requests"] for r in results),
                      "statuses": dict(sum((Counter(r["statuses"]) for r in results), Counter()))}
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process so far (Linux /proc)."""
-    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _wait_until_up(port: int, proc: subprocess.Popen) -> None:

@@ -23,8 +23,12 @@ def free_mail_domains() -> set[str]:
     return {row["domain"] for row in _reference("free_mail_domains.csv")}
 
 
+COMPANY_COLUMNS = ("email_domain", "is_free_mail", "company_name", "industry", "company_employees")
+
+
 def company_by_domain(frame: DataFrame, email_column: str) -> DataFrame:
-    """Adds email_domain, is_free_mail, company_name, industry and company_employees (null when unknown)."""
+    """Adds `COMPANY_COLUMNS`: email_domain, is_free_mail, company_name, industry and
+    company_employees (null when unknown)."""
     companies = local_frame(
         frame.sparkSession,
         [(r["domain"], r["company"], r["industry"], int(r["employees"])) for r in _reference("company_domains.csv")],

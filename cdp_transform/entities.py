@@ -5,7 +5,11 @@ rules hold. `cdp_assets/curated.py` turns each spec into a Dagster asset."""
 from dataclasses import dataclass, field
 
 from cdp_transform.conform import Field
+from cdp_transform.enrich import COMPANY_COLUMNS
 from cdp_transform.rules import CRITICAL, WARNING, Rule, email_format, not_null, typed_fields
+
+
+LINEAGE_COLUMNS = ("tenant_id", "event_date", "_source", "_source_file", "_ingest_ts", "_run_id")
 
 
 @dataclass(frozen=True)
@@ -25,6 +29,7 @@ class EntitySpec:
     email_unique_per: str | None = None  # flag emails shared by several of these ids (a warning)
     customer_must_exist: bool = False  # orders: customer_id must be in curated shopify_customers (a warning)
     reconciles: bool = True  # raw records = curated + dead-lettered + duplicates (not for exploded tables)
+    categorical: tuple[str, ...] = ()  # fields with few distinct values (currency, status): Parquet dictionary-encodes them
 
     @property
     def needs_fx(self) -> bool:
@@ -35,6 +40,14 @@ class EntitySpec:
         """What queries filter on besides the day: the columns the table keeps Delta statistics on
         (data skipping) and Z-orders by."""
         return ["tenant_id", *self.key]
+
+    @property
+    def dictionary_columns(self) -> list[str]:
+        """The curated columns with few distinct values: lineage, the categorical fields, the
+        company enrichment. Parquet builds a dictionary for these only; for ids, timestamps,
+        amounts and free text the dictionary overflows and is dropped, wasted work."""
+        enriched = list(COMPANY_COLUMNS) if self.company_from else []
+        return [*LINEAGE_COLUMNS, *self.categorical, *enriched]
 
 
 def _phone_valid(raw_field: str, column: str = "phone") -> Rule:
@@ -51,6 +64,7 @@ ENTITIES = [
         [Field("rate_date", "date", "date"), Field("base", "base", "upper"), Field("currency", "currency", "upper"),
          Field("rate", "rate", "double")],
         key=["base", "currency"],
+        categorical=("rate_date", "base", "currency"),
         rules=[typed_fields(), not_null("currency", "rate"), Rule("rate_positive", "rate > 0", CRITICAL, "rate must be > 0")],
         description="Daily FX rates (units of currency per USD), one row per currency and day.",
     ),
@@ -65,6 +79,7 @@ ENTITIES = [
          Field("accepts_marketing", "accepts_marketing", "boolean"), Field("sms_consent", "sms_marketing_consent.state"),
          Field("created_at", "created_at", "timestamp"), Field("updated_at", "updated_at", "timestamp")],
         key=["customer_id"], newest_first=["updated_at"], company_from="email", email_unique_per="customer_id",
+        categorical=("country", "city", "accepts_marketing", "sms_consent"),
         rules=[typed_fields(), not_null("customer_id"), email_format(), _phone_valid("phone"),
                Rule("email_unique", "NOT _email_shared", WARNING, "the same email belongs to several customers")],
         description="Shopify customers, latest version per customer and day; email, E.164 phone and ISO country normalised, company by email domain.",
@@ -76,6 +91,7 @@ ENTITIES = [
          Field("country", "address.country", "country"), Field("phone", "phone", "phone", region="country"),
          Field("created_at", "created", "timestamp")],
         key=["customer_id"], newest_first=["created_at"], company_from="email", email_unique_per="customer_id",
+        categorical=("country",),
         rules=[typed_fields(), not_null("customer_id"), email_format(), _phone_valid("phone"),
                Rule("email_unique", "NOT _email_shared", WARNING, "the same email belongs to several customers")],
         description="Stripe customers, normalised and enriched like the Shopify ones.",
@@ -90,6 +106,7 @@ ENTITIES = [
          Field("country", "BillingCountry", "country"), Field("created_at", "CreatedDate", "timestamp"),
          Field("updated_at", "LastModifiedDate", "timestamp")],
         key=["account_id"], newest_first=["updated_at"],
+        categorical=("industry", "country"),
         rules=[typed_fields(), not_null("account_id"),
                Rule("revenue_in_range", "annual_revenue IS NULL OR annual_revenue BETWEEN 0 AND 1000000000000", WARNING,
                     "annual revenue outside 0 … 1e12")],
@@ -104,6 +121,7 @@ ENTITIES = [
          Field("phone", "Phone", "phone", region="country"), Field("created_at", "CreatedDate", "timestamp"),
          Field("updated_at", "LastModifiedDate", "timestamp")],
         key=["contact_id"], newest_first=["updated_at"], company_from="email",
+        categorical=("country",),
         rules=[typed_fields(), not_null("contact_id"), email_format(), _phone_valid("Phone")],
         description="Salesforce contacts (people at accounts), normalised and enriched.",
     ),
@@ -116,6 +134,7 @@ ENTITIES = [
          Field("close_date", "CloseDate", "date"), Field("created_at", "CreatedDate", "timestamp"),
          Field("updated_at", "LastModifiedDate", "timestamp")],
         key=["opportunity_id"], newest_first=["updated_at"], usd=("amount", "currency", "amount_usd"),
+        categorical=("stage", "currency"),
         rules=[typed_fields(), not_null("opportunity_id"),
                Rule("amount_not_negative", "amount IS NULL OR amount >= 0", WARNING, "negative opportunity amount")],
         description="Salesforce opportunities with amounts in USD.",
@@ -129,6 +148,7 @@ ENTITIES = [
          Field("ordered_at", "created_at", "timestamp"), Field("currency", "currency", "upper"),
          Field("total", "total_price", "decimal"), Field("financial_status", "financial_status")],
         key=["order_id"], newest_first=["ordered_at"], usd=("total", "currency", "total_usd"), customer_must_exist=True,
+        categorical=("currency", "financial_status"),
         rules=[typed_fields(), not_null("order_id", "ordered_at"),
                Rule("order_total_positive", "total > 0", CRITICAL, "order total must be > 0"),
                Rule("order_date_min", "ordered_at >= TIMESTAMP '2020-01-01 00:00:00'", CRITICAL, "order date before 2020-01-01"),
@@ -145,6 +165,7 @@ ENTITIES = [
          Field("price", "line.price", "decimal"), Field("currency", "currency", "upper"),
          Field("ordered_at", "created_at", "timestamp")],
         key=["line_id"], explode="line_items", usd=("price", "currency", "price_usd"), reconciles=False,
+        categorical=("product_id", "variant_id", "sku", "currency"),
         rules=[typed_fields(), not_null("line_id", "order_id"), Rule("quantity_positive", "quantity > 0", CRITICAL, "quantity must be > 0")],
         description="Shopify order lines (one row per line item) with prices in USD.",
     ),
@@ -156,6 +177,7 @@ ENTITIES = [
          Field("vendor", "vendor"), Field("sku", "variants[0].sku"), Field("price", "variants[0].price", "decimal"),
          Field("created_at", "created_at", "timestamp"), Field("updated_at", "updated_at", "timestamp")],
         key=["product_id"], newest_first=["updated_at"],
+        categorical=("product_type", "vendor"),
         rules=[typed_fields(), not_null("product_id"), Rule("price_not_negative", "price IS NULL OR price >= 0", WARNING, "negative price")],
         description="Shopify products (first variant's SKU and price), latest version per day.",
     ),
@@ -167,6 +189,7 @@ ENTITIES = [
          Field("currency", "currency", "upper"), Field("status", "status"), Field("paid_at", "created", "timestamp"),
          Field("billing_email", "billing_details.email", "email"), Field("order_id", "metadata.order_id", "bigint")],
         key=["payment_id"], newest_first=["paid_at"], usd=("amount", "currency", "amount_usd"),
+        categorical=("currency", "status"),
         rules=[typed_fields(), not_null("payment_id", "paid_at"),
                Rule("amount_positive", "amount > 0", CRITICAL, "payment amount must be > 0"),
                email_format("billing_email", WARNING)],
@@ -183,6 +206,7 @@ ENTITIES = [
          Field("order_id", "properties['order_id']", "bigint"), Field("trait_email", "traits.email", "email"),
          Field("trait_phone", "traits.phone")],
         key=["message_id"],
+        categorical=("type", "event", "product_id", "currency"),
         rules=[typed_fields(), not_null("message_id", "event_ts"),
                Rule("identified", "user_id IS NOT NULL OR anonymous_id IS NOT NULL", CRITICAL, "neither user_id nor anonymous_id"),
                Rule("user_id_present", "user_id IS NOT NULL OR type = 'track' AND event = 'page_view'", WARNING,
@@ -197,6 +221,7 @@ ENTITIES = [
          Field("segment", "segment"), Field("cdp_customer_id", "cdp_customer_id"), Field("email_sha256", "lower(trim(email_sha256))"),
          Field("event_type", "lower(trim(event_type))"), Field("occurred_at", "occurred_at", "timestamp")],
         key=["event_id"], newest_first=["occurred_at"],
+        categorical=("campaign_id", "destination", "segment", "event_type"),
         rules=[typed_fields(), not_null("event_id", "campaign_id", "segment", "occurred_at"),
                Rule("event_type_known", f"event_type IN {CAMPAIGN_RESULT_TYPES}", CRITICAL,
                     f"event_type must be one of {', '.join(CAMPAIGN_RESULT_TYPES)}")],

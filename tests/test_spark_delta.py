@@ -2,6 +2,10 @@
 
 import json
 from datetime import date
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
 
 from delta.tables import DeltaTable
 from pyspark.sql import functions as F
@@ -33,7 +37,7 @@ def test_replace_one_partition(spark, tmp_path):
         (1, "2026-01-01"), (2, "2026-01-01"), (10, "2026-01-02"), (11, "2026-01-02")
     ]
     history = DeltaTable.forPath(spark, path).history().select("version", "operation").collect()
-    assert len(history) == 3 and {h.operation for h in history} == {"WRITE"}
+    assert [h.operation for h in sorted(history)] == ["CREATE TABLE AS SELECT", "WRITE", "WRITE"]
     assert DeltaTable.forPath(spark, path).detail().select("partitionColumns").first()[0] == ["day"]
 
 
@@ -44,6 +48,31 @@ def test_statistics_are_kept_on_the_named_columns_only(spark, tmp_path):
                        stats_columns=["tenant_id", "message_id"])
     stats = [json.loads(row.stats) for row in spark.read.json(f"{path}/_delta_log/*.json").where("add IS NOT NULL").select("add.stats").collect()]
     assert stats and all(set(s["minValues"]) == {"tenant_id", "message_id"} and s["numRecords"] == 1 for s in stats)
+
+
+def test_rows_outside_the_days_fail_the_first_write_too(spark, tmp_path):
+    path = str(tmp_path / "orders")
+    frame = spark.createDataFrame([(1, "2026-01-01"), (2, "2026-01-03")], "id int, day string").withColumn("day", F.to_date("day"))
+    with pytest.raises(Exception, match="day 2026-01-03 is outside 2026-01-01..2026-01-02"):
+        replace_partitions(frame, path, "day", date(2026, 1, 1), date(2026, 1, 2))
+    assert not DeltaTable.isDeltaTable(spark, path)
+
+
+def _dictionary_encoded(path: str) -> dict[str, bool]:
+    """Per column of the table's newest data file: whether Parquet dictionary-encoded it."""
+    newest = max(Path(path).rglob("*.parquet"), key=lambda f: f.stat().st_mtime_ns)
+    chunks = pq.ParquetFile(newest).metadata.row_group(0)
+    return {chunks.column(i).path_in_schema: any("DICTIONARY" in e for e in chunks.column(i).encodings) for i in range(chunks.num_columns)}
+
+
+def test_only_the_named_columns_are_dictionary_encoded_in_every_write(spark, tmp_path):
+    path = str(tmp_path / "events")
+    frame = spark.range(2000).selectExpr("'t1' AS tenant_id", "uuid() AS message_id", "id % 3 AS kind", "DATE'2026-01-01' AS day")
+    replace_partitions(frame, path, "day", date(2026, 1, 1), date(2026, 1, 1), dictionary_columns=["tenant_id", "kind", "day"])
+    assert _dictionary_encoded(path) == {"tenant_id": True, "message_id": False, "kind": True, "day": True}
+    replace_partitions(frame, path, "day", date(2026, 1, 1), date(2026, 1, 1))  # the table keeps the setting
+    assert _dictionary_encoded(path) == {"tenant_id": True, "message_id": False, "kind": True, "day": True}
+    assert DeltaTable.forPath(spark, path).detail().first().properties == {"parquet.enable.dictionary#message_id": "false"}
 
 
 def test_event_time_formats_parse_to_the_same_instant(spark):

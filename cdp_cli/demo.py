@@ -99,7 +99,7 @@ def describe(outcome: dict) -> str:
     return "\n".join([
         f"run {outcome['run_id']}: {'succeeded' if outcome['success'] else 'FAILED'}",
         f"raw zone:          {lake.spark_path('raw/')}",
-        f"curated tables:    {lake.spark_path('curated/')} (Delta; dead letters in curated/_dead_letters/{table})",
+        f"curated tables:    {lake.spark_path('curated/')} (Delta; dead letters in curated/_dead_letters/{{table}})",
         f"identity, profiles: {lake.spark_path('identity/')}, {lake.spark_path('profiles/')} (Delta)",
         *(accuracy_lines(lake) if outcome["success"] else []),
         "warehouse:         PostgreSQL schemas raw_cdp (loaded tables), staging, intermediate, marts, segments (dbt)",

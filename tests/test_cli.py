@@ -5,6 +5,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from cdp_cli.demo import describe
 from cdp_resources.lake import LakeResource
 from cdp_resources.raw_zone import RAW_KEY
 
@@ -35,3 +36,10 @@ def test_postgres_bindir_and_bad_input():
     assert found.returncode == 0 and (Path(found.stdout.strip()) / "initdb").exists()
     wrong = subprocess.run([CDP, "generate", "--days", "many"], capture_output=True, text=True)
     assert wrong.returncode == 2 and "invalid int value" in wrong.stderr
+
+
+def test_demo_summary_of_a_failed_run_names_the_zones(tmp_path):
+    lake = LakeResource(base_uri=str(tmp_path / "lake"))
+    summary = describe({"lake": lake, "run_id": "r1", "success": False})
+    assert summary.splitlines()[0] == "run r1: FAILED"
+    assert f"dead letters in curated/_dead_letters/{{table}}" in summary and lake.spark_path("raw/") in summary

@@ -58,6 +58,20 @@ def test_rows_outside_the_days_fail_the_first_write_too(spark, tmp_path):
     assert not DeltaTable.isDeltaTable(spark, path)
 
 
+def test_a_table_whose_files_were_deleted_is_written_again(spark, tmp_path):
+    """Deleting a table's files object by object (as `cdp demo` clears the derived zones) leaves
+    its directories, an empty transaction log among them, which Spark's catalog takes for a table."""
+    path = tmp_path / "orders"
+    frame = spark.createDataFrame([(1, "2026-01-01")], "id int, day string").withColumn("day", F.to_date("day"))
+    replace_partitions(frame, str(path), "day", date(2026, 1, 1), date(2026, 1, 1))
+    for file in [f for f in path.rglob("*") if f.is_file()]:
+        file.unlink()
+    spark._jvm.org.apache.spark.sql.delta.DeltaLog.clearCache()  # as a new process finds it
+    assert (path / "_delta_log").is_dir() and not DeltaTable.isDeltaTable(spark, str(path))
+    replace_partitions(frame.withColumn("id", F.lit(2)), str(path), "day", date(2026, 1, 1), date(2026, 1, 1))
+    assert [r.id for r in spark.read.format("delta").load(str(path)).collect()] == [2]
+
+
 def _dictionary_encoded(path: str) -> dict[str, bool]:
     """Per column of the table's newest data file: whether Parquet dictionary-encoded it."""
     newest = max(Path(path).rglob("*.parquet"), key=lambda f: f.stat().st_mtime_ns)

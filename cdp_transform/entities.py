@@ -4,12 +4,9 @@ rules hold. `cdp_assets/curated.py` turns each spec into a Dagster asset."""
 
 from dataclasses import dataclass, field
 
-from cdp_transform.conform import Field
+from cdp_transform.conform import LINEAGE, Field
 from cdp_transform.enrich import COMPANY_COLUMNS
 from cdp_transform.rules import CRITICAL, WARNING, Rule, email_format, not_null, typed_fields
-
-
-LINEAGE_COLUMNS = ("tenant_id", "event_date", "_source", "_source_file", "_ingest_ts", "_run_id")
 
 
 @dataclass(frozen=True)
@@ -47,7 +44,7 @@ class EntitySpec:
         company enrichment. Parquet builds a dictionary for these only; for ids, timestamps,
         amounts and free text the dictionary overflows and is dropped, wasted work."""
         enriched = list(COMPANY_COLUMNS) if self.company_from else []
-        return [*LINEAGE_COLUMNS, *self.categorical, *enriched]
+        return [*LINEAGE, *self.categorical, *enriched]
 
 
 def _phone_valid(raw_field: str, column: str = "phone") -> Rule:

@@ -5,8 +5,10 @@ and late files change exactly what they should; the critical-failure threshold s
 
 import csv
 from datetime import date, datetime, timedelta, timezone
+from urllib.parse import urlparse
 
 import phonenumbers
+import pyarrow.parquet as pq
 import pytest
 from dagster import Definitions
 from delta.tables import DeltaTable
@@ -18,7 +20,7 @@ from cdp_resources.lake import LakeResource
 from cdp_resources.raw_zone import decode_ndjson_gz, encode_ndjson_gz, raw_key
 from cdp_resources.spark import SparkDeltaResource
 from cdp_transform.enrich import REFERENCE_DIR
-from cdp_transform.entities import ENTITIES
+from cdp_transform.entities import BY_TABLE, ENTITIES
 from tests.conftest import CURATED_CONFIG, run_assets
 from tests.test_generator import EMAIL
 
@@ -113,6 +115,20 @@ def test_checks_pass_and_metadata_is_complete(historic):
         assert {"dagster/row_count", "rows_in", "duplicates_removed", "dead_lettered_by_rule", "warnings_by_rule",
                 "quality_score", "preview"} <= set(metadata)
         assert 0.5 < metadata["quality_score"].value <= 1.0
+
+
+def test_only_few_valued_columns_are_dictionary_encoded(spark, historic):
+    lake, _ = historic
+    for spec in ENTITIES:
+        assert set(spec.categorical) <= {f.name for f in spec.fields}, spec.table
+    events = table(spark, lake, "events")
+    properties = DeltaTable.forPath(spark, lake.spark_path("curated/events")).detail().first().properties
+    plain = {key.split("#")[1] for key, value in properties.items() if key.startswith("parquet.enable.dictionary#") and value == "false"}
+    flat = {f.name for f in events.schema.fields if f.dataType.typeName() not in ("array", "map", "struct")}
+    assert plain == flat - set(BY_TABLE["events"].dictionary_columns) and {"message_id", "event_ts"} <= plain
+    chunks = pq.ParquetFile(urlparse(events.inputFiles()[0]).path).metadata.row_group(0)
+    encoded = {chunks.column(i).path_in_schema: any("DICTIONARY" in e for e in chunks.column(i).encodings) for i in range(chunks.num_columns)}
+    assert not encoded["message_id"] and not encoded["event_ts"] and encoded["tenant_id"] and encoded["type"]
 
 
 def test_historic_equals_incremental(spark, historic, lakes, dagster_instance):

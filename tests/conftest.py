@@ -9,6 +9,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import boto3
+import pyarrow.parquet as pq
 import pytest
 from dagster import DagsterInstance
 
@@ -117,6 +118,12 @@ def run_assets(lake: LakeResource, instance: DagsterInstance, first, last, selec
 
 # A small sample shared by the graph tests: 2 tenants, 5 days.
 SAMPLE_CONFIG = GeneratorConfig(tenants=("acme_corp", "globex"), days=5, customers=1_500, seed=7)
+
+
+def dictionary_encoded(parquet_file: str | Path) -> dict[str, bool]:
+    """Per column of a Parquet file's first row group: whether it is dictionary-encoded."""
+    chunks = pq.ParquetFile(parquet_file).metadata.row_group(0)
+    return {chunks.column(i).path_in_schema: any("DICTIONARY" in e for e in chunks.column(i).encodings) for i in range(chunks.num_columns)}
 
 
 @pytest.fixture(scope="session")

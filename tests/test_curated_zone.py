@@ -8,7 +8,6 @@ from datetime import date, datetime, timedelta, timezone
 from urllib.parse import urlparse
 
 import phonenumbers
-import pyarrow.parquet as pq
 import pytest
 from dagster import Definitions
 from delta.tables import DeltaTable
@@ -21,7 +20,7 @@ from cdp_resources.raw_zone import decode_ndjson_gz, encode_ndjson_gz, raw_key
 from cdp_resources.spark import SparkDeltaResource
 from cdp_transform.enrich import REFERENCE_DIR
 from cdp_transform.entities import BY_TABLE, ENTITIES
-from tests.conftest import CURATED_CONFIG, run_assets
+from tests.conftest import CURATED_CONFIG, dictionary_encoded, run_assets
 from tests.test_generator import EMAIL
 
 pytestmark = pytest.mark.slow
@@ -126,8 +125,7 @@ def test_only_few_valued_columns_are_dictionary_encoded(spark, historic):
     plain = {key.split("#")[1] for key, value in properties.items() if key.startswith("parquet.enable.dictionary#") and value == "false"}
     flat = {f.name for f in events.schema.fields if f.dataType.typeName() not in ("array", "map", "struct")}
     assert plain == flat - set(BY_TABLE["events"].dictionary_columns) and {"message_id", "event_ts"} <= plain
-    chunks = pq.ParquetFile(urlparse(events.inputFiles()[0]).path).metadata.row_group(0)
-    encoded = {chunks.column(i).path_in_schema: any("DICTIONARY" in e for e in chunks.column(i).encodings) for i in range(chunks.num_columns)}
+    encoded = dictionary_encoded(urlparse(events.inputFiles()[0]).path)
     assert not encoded["message_id"] and not encoded["event_ts"] and encoded["tenant_id"] and encoded["type"]
 
 

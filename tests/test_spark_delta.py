@@ -4,15 +4,14 @@ import json
 from datetime import date
 from pathlib import Path
 
-import pyarrow.parquet as pq
 import pytest
-
 from delta.tables import DeltaTable
 from pyspark.sql import functions as F
 
 from cdp_assets.curated import replace_partitions
 from cdp_transform.normalise import timestamp as parse_event_time
 from cdp_resources.spark_jars import jar_cache_dir
+from tests.conftest import dictionary_encoded
 
 
 def test_session_uses_cached_delta_jars(spark):
@@ -72,20 +71,18 @@ def test_a_table_whose_files_were_deleted_is_written_again(spark, tmp_path):
     assert [r.id for r in spark.read.format("delta").load(str(path)).collect()] == [2]
 
 
-def _dictionary_encoded(path: str) -> dict[str, bool]:
-    """Per column of the table's newest data file: whether Parquet dictionary-encoded it."""
-    newest = max(Path(path).rglob("*.parquet"), key=lambda f: f.stat().st_mtime_ns)
-    chunks = pq.ParquetFile(newest).metadata.row_group(0)
-    return {chunks.column(i).path_in_schema: any("DICTIONARY" in e for e in chunks.column(i).encodings) for i in range(chunks.num_columns)}
+def _newest_file_encoded(path: str) -> dict[str, bool]:
+    """`dictionary_encoded` of the table's newest data file."""
+    return dictionary_encoded(max(Path(path).rglob("*.parquet"), key=lambda f: f.stat().st_mtime_ns))
 
 
 def test_only_the_named_columns_are_dictionary_encoded_in_every_write(spark, tmp_path):
     path = str(tmp_path / "events")
     frame = spark.range(2000).selectExpr("'t1' AS tenant_id", "uuid() AS message_id", "id % 3 AS kind", "DATE'2026-01-01' AS day")
     replace_partitions(frame, path, "day", date(2026, 1, 1), date(2026, 1, 1), dictionary_columns=["tenant_id", "kind", "day"])
-    assert _dictionary_encoded(path) == {"tenant_id": True, "message_id": False, "kind": True, "day": True}
+    assert _newest_file_encoded(path) == {"tenant_id": True, "message_id": False, "kind": True, "day": True}
     replace_partitions(frame, path, "day", date(2026, 1, 1), date(2026, 1, 1))  # the table keeps the setting
-    assert _dictionary_encoded(path) == {"tenant_id": True, "message_id": False, "kind": True, "day": True}
+    assert _newest_file_encoded(path) == {"tenant_id": True, "message_id": False, "kind": True, "day": True}
     assert DeltaTable.forPath(spark, path).detail().first().properties == {"parquet.enable.dictionary#message_id": "false"}
 
 

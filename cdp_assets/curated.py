@@ -45,6 +45,7 @@ from cdp_resources.lake import LakeResource
 from cdp_resources.raw_zone import RAW_KEY
 from cdp_resources.spark import SparkDeltaResource
 from cdp_transform.entities import ENTITIES, EntitySpec
+from cdp_transform.lineage import CARRIED, CARRIED_SCHEMA, RunLineage
 from cdp_transform.local_frame import local_frame
 from cdp_transform.pipeline import DEAD_LETTER_COLUMNS, DayStats, curate, partition_stats, split
 from cdp_transform.quality_schema import pandera_schema
@@ -79,34 +80,28 @@ def read_dead_letters(spark: SparkSession, lake: LakeResource, tables: list[str]
     return functools.reduce(DataFrame.unionByName, frames) if frames else None
 
 
-def raw_file_lineage(session: SparkSession, files: list[str]) -> DataFrame:
+def raw_file_lineage(session: SparkSession, files: tuple[str, ...]) -> DataFrame:
     """Per raw file, keyed by the last seven segments of its path (`tenant/provider/stream/year=…/
-    month=…/day=…/name`): tenant_id and event_date from the layout, _ingest_ts from the flush time
-    in its name. Parsed once per file here, not once per record in Spark."""
+    month=…/day=…/name`): `_file`, its index in `files`, tenant_id and event_date from the layout,
+    _ingest_ts from the flush time in its name. Parsed once per file here, not once per record in Spark."""
     rows = []
-    for path in files:
+    for index, path in enumerate(files):
         tail = "/".join(path.split("/")[-7:])
         key = RAW_KEY.match(f"raw/{tail}")
-        rows.append((tail, key["tenant"], date(int(key["year"]), int(key["month"]), int(key["day"])),
+        rows.append((tail, key["tenant"], date(int(key["year"]), int(key["month"]), int(key["day"])), index,
                      datetime.strptime(key["ts"], "%Y%m%dT%H%M%SZ").replace(tzinfo=timezone.utc)))
-    return local_frame(session, rows, "_file_tail string, tenant_id string, event_date date, _ingest_ts timestamp")
+    return local_frame(session, rows, f"_file_tail string, {CARRIED_SCHEMA}")
 
 
-def with_lineage(frame: DataFrame, files: DataFrame, source: str, run_id: str) -> DataFrame:
-    """Adds tenant_id, event_date and _ingest_ts (from `raw_file_lineage`), _source, _source_file and _run_id."""
-    path = F.col("_metadata.file_path")
-    rows = frame.select("*", path.alias("_source_file"), F.substring_index(path, "/", -7).alias("_file_tail"))
-    return rows.join(F.broadcast(files), "_file_tail").select(
-        *frame.columns, "tenant_id", "event_date", F.lit(source).alias("_source"), "_source_file", "_ingest_ts",
-        F.lit(run_id).alias("_run_id"))
-
-
-def read_raw(session: SparkSession, spec: EntitySpec, files: list[str], run_id: str) -> DataFrame:
-    """The raw files as rows of the spec's read schema, with lineage columns (none when no files)."""
-    if files:
-        return with_lineage(session.read.schema(spec.read_schema).json(files), raw_file_lineage(session, files), spec.provider, run_id)
-    lineage = "tenant_id string, event_date date, _source string, _source_file string, _ingest_ts timestamp, _run_id string"
-    return session.createDataFrame([], f"{spec.read_schema}, {lineage}")
+def read_raw(session: SparkSession, spec: EntitySpec, lineage: RunLineage) -> DataFrame:
+    """The raw files of `lineage` as rows of the spec's read schema, with the carried lineage
+    columns (`cdp_transform.lineage.CARRIED`, from `raw_file_lineage`); none when no files."""
+    if not lineage.files:
+        return session.createDataFrame([], f"{spec.read_schema}, {CARRIED_SCHEMA}")
+    frame = session.read.schema(spec.read_schema).json(list(lineage.files))
+    tail = F.substring_index(F.col("_metadata.file_path"), "/", -7).alias("_file_tail")
+    return frame.select("*", tail).join(F.broadcast(raw_file_lineage(session, lineage.files)), "_file_tail") \
+        .select(*frame.columns, *CARRIED)
 
 
 def replace_partitions(frame: DataFrame, path: str, column: str, first: date, last: date,
@@ -261,11 +256,12 @@ def curate_table(spec: EntitySpec, lake: LakeResource, session: SparkSession, ru
     # counts, both writes and the preview: the events' counts job took 13 s with .cache(), 7 s so.
     # Serialised (PySpark's MEMORY_AND_DISK; the JVM default keeps a million row objects, which
     # the collector copied: GC 5.2 -> 3.1 s in the counts job, the events' write 7.1 -> 5.4 s).
-    ruled = curate(spec, read_raw(session, spec, files, run_id), fx, customers, earlier).localCheckpoint(
+    lineage = RunLineage(spec.provider, run_id, tuple(sorted(files)))
+    ruled = curate(spec, read_raw(session, spec, lineage), fx, customers, earlier).localCheckpoint(
         eager=False, storageLevel=StorageLevel.MEMORY_AND_DISK)
     stats = partition_stats(spec, ruled)
     _enforce_threshold(spec, stats)
-    curated, dead = split(spec, ruled)
+    curated, dead = split(spec, ruled, lineage)
     table_path = lake.spark_path(f"curated/{spec.table}")
     replace_partitions(curated, table_path, "event_date", first, last, stats_columns=spec.filter_columns,
                        dictionary_columns=spec.dictionary_columns)

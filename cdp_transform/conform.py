@@ -11,8 +11,8 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from cdp_transform import normalise
+from cdp_transform.lineage import CARRIED
 
-LINEAGE = ["tenant_id", "event_date", "_source", "_source_file", "_ingest_ts", "_run_id"]
 # Kinds whose failure to convert is a type error (the others normalise to null by design).
 _CASTS = {"bigint": "bigint", "double": "double", "decimal": "decimal(18,2)", "boolean": "boolean", "date": "date"}
 _CONVERTING = {*_CASTS, "timestamp", "cents"}
@@ -58,9 +58,9 @@ def keep_record_where(frame: DataFrame, condition: Column) -> DataFrame:
 
 
 def conform(frame: DataFrame, fields: list[Field], carry: tuple[str, ...] = ()) -> DataFrame:
-    """Lineage columns, the `carry` columns, the source record's fields (renamed `_raw_{name}`; made
+    """The carried lineage columns, the `carry` columns, the source record's fields (renamed `_raw_{name}`; made
     one struct by `keep_record_where` only where needed), typed fields and `_type_errors`."""
-    kept = [*LINEAGE, *carry]
+    kept = [*CARRIED, *carry]
     raw_columns = [RAW_PREFIX + c for c in frame.columns if c not in kept]
     plain = [f for f in fields if f.kind != "phone"]
     converting = [f for f in plain if f.kind in _CONVERTING]

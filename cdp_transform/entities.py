@@ -4,8 +4,9 @@ rules hold. `cdp_assets/curated.py` turns each spec into a Dagster asset."""
 
 from dataclasses import dataclass, field
 
-from cdp_transform.conform import LINEAGE, Field
+from cdp_transform.conform import Field
 from cdp_transform.enrich import COMPANY_COLUMNS
+from cdp_transform.lineage import LINEAGE
 from cdp_transform.rules import CRITICAL, WARNING, Rule, email_format, not_null, typed_fields
 
 

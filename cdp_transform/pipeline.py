@@ -15,6 +15,7 @@ from cdp_transform.conform import conform, keep_record_where, typed_value
 from cdp_transform.dedup import latest_version
 from cdp_transform.enrich import company_by_domain, to_usd
 from cdp_transform.entities import EntitySpec
+from cdp_transform.lineage import CARRIED, RunLineage
 from cdp_transform.rules import CRITICAL, apply_rules, reasons
 
 DEAD_LETTER_COLUMNS = ["table", "tenant_id", "event_date", "rule", "rules", "reason", "record", "_source_file", "_ingest_ts", "_run_id"]
@@ -85,19 +86,20 @@ def curate(spec: EntitySpec, raw: DataFrame, fx_rates: DataFrame | None = None,
     return keep_record_where(ruled, F.size("_critical") > 0)
 
 
-def split(spec: EntitySpec, ruled: DataFrame) -> tuple[DataFrame, DataFrame]:
-    """(curated rows: no critical failure, helper columns dropped; dead letters: one row per record)."""
-    helpers = [c for c in ruled.columns if c.startswith("_") and c not in ("_source", "_source_file", "_ingest_ts", "_run_id")]
+def split(spec: EntitySpec, ruled: DataFrame, lineage: RunLineage) -> tuple[DataFrame, DataFrame]:
+    """(curated rows: no critical failure, helper columns dropped; dead letters: one row per record),
+    each with its lineage columns restored from `lineage` (`RunLineage.restore`)."""
+    helpers = [c for c in ruled.columns if c.startswith("_") and c not in CARRIED]
     curated = ruled.where(F.size("_critical") == 0).withColumnRenamed("_warnings", "quality_warnings") \
         .drop(*[c for c in helpers if c != "_warnings"])
     why = F.create_map(*(F.lit(x) for pair in reasons(spec.rules).items() for x in pair))
-    dead = ruled.where(F.size("_critical") > 0).select(
+    dead = lineage.restore(ruled.where(F.size("_critical") > 0)).select(
         F.lit(spec.table).alias("table"), "tenant_id", "event_date",
         F.col("_critical")[0].alias("rule"), F.col("_critical").alias("rules"),
         F.array_join(F.transform("_critical", lambda r: F.concat(r, F.lit(": "), F.element_at(why, r))), "; ").alias("reason"),
         F.to_json("_raw").alias("record"), "_source_file", "_ingest_ts", "_run_id",
     )
-    return curated, dead
+    return lineage.restore(curated), dead
 
 
 def partition_stats(spec: EntitySpec, ruled: DataFrame) -> dict[str, DayStats]:

@@ -10,6 +10,7 @@ from pyspark.sql import functions as F
 
 from cdp_assets.curated import replace_partitions
 from cdp_transform.normalise import timestamp as parse_event_time
+from cdp_resources.spark import delta_spark_config
 from cdp_resources.spark_jars import jar_cache_dir
 from tests.conftest import dictionary_encoded
 
@@ -19,6 +20,14 @@ def test_session_uses_cached_delta_jars(spark):
     assert any("delta-spark_4.2_2.13" in jar for jar in jars)
     assert all(jar.startswith(str(jar_cache_dir())) for jar in jars)
     assert spark.conf.get("spark.sql.session.timeZone") == "UTC"
+
+
+def test_shuffle_row_checksums_are_off_only_where_no_executor_can_be_lost():
+    key = "spark.sql.shuffle.orderIndependentChecksum.enabled"
+    assert delta_spark_config("local[*]")[key] == "false"
+    assert delta_spark_config("local")[key] == "false"
+    for master in ("local-cluster[2,1,1024]", "spark://127.0.0.1:7077", "sc://127.0.0.1:15002"):
+        assert key not in delta_spark_config(master)
 
 
 def test_replace_one_partition(spark, tmp_path):

@@ -18,14 +18,17 @@ from cdp_transform.conform import Field, conform
 from cdp_transform.dedup import latest_version
 from cdp_transform.enrich import company_by_domain, to_usd
 from cdp_transform.entities import BY_TABLE
+from cdp_transform.lineage import LINEAGE, RunLineage
 from cdp_transform.pipeline import curate, flag_known_customer, flag_shared_email, partition_stats, split
 from cdp_transform.rules import apply_rules
 
+TEST_LINEAGE = RunLineage("test", "run", ("f.ndjson.gz",))
+
+
 def with_test_lineage(frame):
-    """Lineage columns as the raw reader adds them (tenant t, event day 2026-01-05)."""
-    return frame.select(
-        "*", F.lit("t").alias("tenant_id"), F.lit(date(2026, 1, 5)).alias("event_date"), F.lit("test").alias("_source"),
-        F.lit("f.ndjson.gz").alias("_source_file"), F.current_timestamp().alias("_ingest_ts"), F.lit("run").alias("_run_id"))
+    """Carried lineage columns as the raw reader adds them (tenant t, event day 2026-01-05, the one file of `TEST_LINEAGE`)."""
+    return frame.select("*", F.lit("t").alias("tenant_id"), F.lit(date(2026, 1, 5)).alias("event_date"),
+                        F.lit(0).alias("_file"), F.current_timestamp().alias("_ingest_ts"))
 
 
 def test_email_country_phone_timestamp(spark):
@@ -64,6 +67,20 @@ def test_latest_version_counts_copies_and_keeps_rows_without_a_key_apart(spark):
                                                   "id long, payload string"))
     latest = sorted((r.id or 0, r._copies) for r in latest_version(raw, [F.col("id")], []).collect())
     assert latest == [(0, 1), (0, 1), (1, 3), (3, 1)]
+
+
+def test_latest_version_takes_the_last_file_of_a_redelivery_and_lineage_names_it(spark):
+    lineage = RunLineage("shopify", "run-7", ("raw/a/x-1.ndjson.gz", "raw/a/x-2.ndjson.gz", "raw/a/x-3.ndjson.gz"))
+    raw = spark.createDataFrame([(1, "first", 0), (1, "again", 2), (1, "between", 1), (2, "only", 1)],
+                                "id long, payload string, _file int")
+    raw = raw.select("id", "payload", F.lit("t").alias("tenant_id"), F.lit(date(2026, 1, 5)).alias("event_date"), "_file",
+                     F.lit(date(2026, 1, 5)).cast("timestamp").alias("_ingest_ts"))
+    restored = lineage.restore(latest_version(raw, [F.col("id")], []))
+    assert [c for c in restored.columns if c in LINEAGE] == LINEAGE
+    rows = sorted((r.id, r.payload, r._source, r._source_file, r._run_id) for r in restored.collect())
+    assert rows == [(1, "again", "shopify", "raw/a/x-3.ndjson.gz", "run-7"), (2, "only", "shopify", "raw/a/x-2.ndjson.gz", "run-7")]
+    with pytest.raises(ValueError, match="path order"):
+        RunLineage("shopify", "run-7", ("raw/b", "raw/a"))
 
 
 def test_company_by_email_domain(spark):
@@ -106,10 +123,11 @@ def test_critical_rules_dead_letter_with_reason(spark, table, bad, good, rule):
     spec = BY_TABLE[table]
     fx = spark.createDataFrame([(date(2026, 1, 5), "EUR", 0.9)], "event_date date, currency string, rate double")
     ruled = curate(spec, raw_records(spark, table, [bad, good]), fx, None)
-    curated, dead = split(spec, ruled)
+    curated, dead = split(spec, ruled, TEST_LINEAGE)
     assert curated.count() == 1
     (letter,) = dead.collect()
     assert letter.rule == rule and letter.table == table and rule in letter.reason
+    assert (letter._source_file, letter._run_id) == ("f.ndjson.gz", "run")
     record = json.loads(letter.record)  # the source record, whole
     assert all(str(record[field]) == str(value) for field, value in bad.items())
     assert ruled.where(F.size("_critical") == 0).where(F.col("_raw").isNotNull()).count() == 0  # kept for dead letters only
@@ -121,7 +139,7 @@ def test_warning_rules_count_but_keep_rows(spark):
     raw = raw_records(spark, "accounts", [{"Id": "001a", "Name": "A", "AnnualRevenue": -5,
                                             "LastModifiedDate": "2026-01-05T00:00:00.000+0000"}])
     ruled = curate(BY_TABLE["accounts"], raw)
-    curated, dead = split(BY_TABLE["accounts"], ruled)
+    curated, dead = split(BY_TABLE["accounts"], ruled, TEST_LINEAGE)
     (row,) = curated.collect()
     assert dead.count() == 0 and row.quality_warnings == ["revenue_in_range"]
 

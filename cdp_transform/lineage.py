@@ -1,0 +1,43 @@
+"""Row lineage: the columns every curated row and dead letter carries, and how they ride through
+curation.
+
+Rows carry `CARRIED` through curation: `_file`, the index of the row's raw file in the run's
+`RunLineage.files` (in path order, so ordering by `_file` orders by path), stands for `_source`,
+`_source_file` and `_run_id`, which `RunLineage.restore` puts back as the rows are written. The
+strings (a path of about 110 characters, a 36-character run id) rode every shuffle, sort and
+checkpoint of the curated job and cost it about 6% of its time.
+"""
+
+from dataclasses import dataclass
+
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
+
+# The lineage columns of the curated tables, in their order.
+LINEAGE = ["tenant_id", "event_date", "_source", "_source_file", "_ingest_ts", "_run_id"]
+# The lineage columns rows carry through curation.
+CARRIED = ["tenant_id", "event_date", "_file", "_ingest_ts"]
+CARRIED_SCHEMA = "tenant_id string, event_date date, _file int, _ingest_ts timestamp"
+_SEPARATOR = "\x00"  # in no path
+
+
+@dataclass(frozen=True)
+class RunLineage:
+    """One run's lineage of one table: the provider, the run and the raw files read, in path order."""
+
+    source: str
+    run_id: str
+    files: tuple[str, ...]
+
+    def __post_init__(self):
+        if list(self.files) != sorted(self.files):
+            raise ValueError("RunLineage.files must be in path order")
+
+    def restore(self, frame: DataFrame) -> DataFrame:
+        """`frame` with `_file` replaced by `_source` and `_source_file`, and `_run_id` after
+        `_ingest_ts`: the `LINEAGE` columns in the order they have in the tables."""
+        # One string literal split in two: the optimiser folds it into one array constant.
+        paths = F.split(F.lit(_SEPARATOR.join(self.files)), _SEPARATOR)
+        restored = {"_file": [F.lit(self.source).alias("_source"), F.get(paths, F.col("_file")).alias("_source_file")],
+                    "_ingest_ts": [F.col("_ingest_ts"), F.lit(self.run_id).alias("_run_id")]}
+        return frame.select(*(column for name in frame.columns for column in restored.get(name, [F.col(name)])))

@@ -58,8 +58,9 @@ def keep_record_where(frame: DataFrame, condition: Column) -> DataFrame:
 
 
 def conform(frame: DataFrame, fields: list[Field], carry: tuple[str, ...] = ()) -> DataFrame:
-    """The carried lineage columns, the `carry` columns, the source record's fields (renamed `_raw_{name}`; made
-    one struct by `keep_record_where` only where needed), typed fields and `_type_errors`."""
+    """The carried lineage columns (`lineage.CARRIED`), the `carry` columns, the source record's
+    fields (renamed `_raw_{name}`; made one struct by `keep_record_where` only where needed), typed
+    fields and `_type_errors`."""
     kept = [*CARRIED, *carry]
     raw_columns = [RAW_PREFIX + c for c in frame.columns if c not in kept]
     plain = [f for f in fields if f.kind != "phone"]

@@ -11,10 +11,10 @@ def latest_version(frame: DataFrame, key: list[Column], newest_first: list[Colum
     """One row per (key, tenant, day): the latest by `newest_first`, then the latest delivery
     (`_ingest_ts`, then the last raw file in path order, `_file`), so identical redeliveries collapse
     to one. `key` and `newest_first` are expressions over `frame` (the typed key and version fields),
-    so the raw rows are deduplicated before the rest is typed. `_copies` counts the rows each kept row stands for.
-    A row missing a key value matches no other and is kept on its own (a quality rule routes it),
-    so records without ids are never counted as duplicates. The key leads the sort, so most
-    comparisons end at its first bytes."""
+    so the raw rows are deduplicated before the rest is typed. `_copies` counts the rows each kept
+    row stands for. A row missing a key value matches no other and is kept on its own (a quality
+    rule routes it), so records without ids are never counted as duplicates. The key leads the
+    sort, so most comparisons end at its first bytes."""
     keys = [f"_key_{i}" for i in range(len(key))]
     versions = [f"_version_{i}" for i in range(len(newest_first))]
     rows = frame.select("*", *(k.alias(name) for k, name in zip(key, keys)), *(v.alias(name) for v, name in zip(newest_first, versions)))

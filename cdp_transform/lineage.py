@@ -5,7 +5,7 @@ Rows carry `CARRIED` through curation: `_file`, the index of the row's raw file 
 `RunLineage.files` (in path order, so ordering by `_file` orders by path), stands for `_source`,
 `_source_file` and `_run_id`, which `RunLineage.restore` puts back as the rows are written. The
 strings (a path of about 110 characters, a 36-character run id) rode every shuffle, sort and
-checkpoint of the curated job and cost it about 6% of its time.
+checkpoint of the curated job: cut to one character, the job ran 6-7% faster (interleaved A/B).
 """
 
 from dataclasses import dataclass

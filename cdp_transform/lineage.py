@@ -15,9 +15,9 @@ from pyspark.sql import functions as F
 
 # The lineage columns of the curated tables, in their order.
 LINEAGE = ["tenant_id", "event_date", "_source", "_source_file", "_ingest_ts", "_run_id"]
-# The lineage columns rows carry through curation.
-CARRIED = ["tenant_id", "event_date", "_file", "_ingest_ts"]
+# The lineage columns rows carry through curation, and their names.
 CARRIED_SCHEMA = "tenant_id string, event_date date, _file int, _ingest_ts timestamp"
+CARRIED = [column.split()[0] for column in CARRIED_SCHEMA.split(", ")]
 _SEPARATOR = "\x00"  # in no path
 
 

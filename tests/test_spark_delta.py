@@ -9,9 +9,9 @@ from delta.tables import DeltaTable
 from pyspark.sql import functions as F
 
 from cdp_assets.curated import replace_partitions
-from cdp_transform.normalise import timestamp as parse_event_time
 from cdp_resources.spark import delta_spark_config
 from cdp_resources.spark_jars import jar_cache_dir
+from cdp_transform.normalise import timestamp as parse_event_time
 from tests.conftest import dictionary_encoded
 
 

@@ -1,6 +1,7 @@
 """Spark with Delta Lake: jars from the project cache, partition writes replaced in one transaction."""
 
 import json
+import os
 from datetime import date
 from pathlib import Path
 
@@ -9,7 +10,7 @@ from delta.tables import DeltaTable
 from pyspark.sql import functions as F
 
 from cdp_assets.curated import replace_partitions
-from cdp_resources.spark import delta_spark_config
+from cdp_resources.spark import delta_spark_config, local_cores
 from cdp_resources.spark_jars import jar_cache_dir
 from cdp_transform.normalise import timestamp as parse_event_time
 from tests.conftest import dictionary_encoded
@@ -27,6 +28,17 @@ def test_shuffle_row_checksums_are_off_only_where_no_executor_can_be_lost():
     assert delta_spark_config("local[*]")[key] == "false"
     assert delta_spark_config("local")[key] == "false"
     for master in ("local-cluster[2,1,1024]", "spark://127.0.0.1:7077", "sc://127.0.0.1:15002"):
+        assert key not in delta_spark_config(master)
+
+
+def test_listing_runs_a_task_per_local_core_and_clusters_keep_sparks_default():
+    key = "spark.sql.sources.parallelPartitionDiscovery.parallelism"
+    assert delta_spark_config("local[3]")[key] == "3"
+    assert delta_spark_config("local[2,4]")[key] == "2"
+    assert delta_spark_config("local")[key] == "1"
+    assert delta_spark_config("local[*]")[key] == str(os.cpu_count())
+    for master in ("local-cluster[2,1,1024]", "spark://127.0.0.1:7077", "sc://127.0.0.1:15002"):
+        assert local_cores(master) is None
         assert key not in delta_spark_config(master)
 
 

@@ -15,6 +15,8 @@ from cdp_resources.spark_jars import jar_cache_dir
 from cdp_transform.normalise import timestamp as parse_event_time
 from tests.conftest import dictionary_encoded
 
+CLUSTER_MASTERS = ("local-cluster[2,1,1024]", "spark://127.0.0.1:7077", "sc://127.0.0.1:15002")
+
 
 def test_session_uses_cached_delta_jars(spark):
     jars = spark.conf.get("spark.jars").split(",")
@@ -27,7 +29,7 @@ def test_shuffle_row_checksums_are_off_only_where_no_executor_can_be_lost():
     key = "spark.sql.shuffle.orderIndependentChecksum.enabled"
     assert delta_spark_config("local[*]")[key] == "false"
     assert delta_spark_config("local")[key] == "false"
-    for master in ("local-cluster[2,1,1024]", "spark://127.0.0.1:7077", "sc://127.0.0.1:15002"):
+    for master in CLUSTER_MASTERS:
         assert key not in delta_spark_config(master)
 
 
@@ -37,7 +39,7 @@ def test_listing_runs_a_task_per_local_core_and_clusters_keep_sparks_default():
     assert delta_spark_config("local[2,4]")[key] == "2"
     assert delta_spark_config("local")[key] == "1"
     assert delta_spark_config("local[*]")[key] == str(os.cpu_count())
-    for master in ("local-cluster[2,1,1024]", "spark://127.0.0.1:7077", "sc://127.0.0.1:15002"):
+    for master in CLUSTER_MASTERS:
         assert local_cores(master) is None
         assert key not in delta_spark_config(master)
 

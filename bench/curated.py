@@ -6,19 +6,23 @@ assets first take stock of the files (manifests, drift; timed apart: the ingesti
 done as files land); then the curated job runs every curated asset over the whole range in one run
 (historic mode), with typing, deduplication, normalisation, enrichment, quality rules, dead
 letters and metadata. Prints records/s for both and their ratio (goal ≥ 0.5 at 1M records or
-more), the ratio with the raw stock-taking counted too, the CPU seconds the Spark JVM spent on
-each side (on Linux; with the JIT compiler threads' share), then both sides once more from empty
-output in the now warm JVM (the first pass pays the JIT's warm-up, the baseline before the rest:
-much of both sides' first-pass time, so the first ratio flatters the curated job), then the time
-one incremental partition (raw and curated assets) takes after 1 and after 30 days of history (a
-smaller population).
+more), the ratio with the raw stock-taking counted too, and the CPU seconds the Spark JVM spent on
+each side (on Linux; with the JIT compiler threads' share).
 
-    .venv/bin/python bench/curated.py                       # ~1.2 million raw records
-    .venv/bin/python bench/curated.py --customers 10000 --days 3   # quick
+The first pass pays the JIT's warm-up, the baseline before the rest, so its ratio swings with the
+baseline's cold start (0.42-0.65 over three runs of one tree). Both sides then run again from
+empty output in the now warm JVM, `--rounds` times, in alternating order (the JVM keeps getting
+faster for a while, and alternation spreads that over both sides); the median of those rounds'
+ratios is the steady figure. Last, the time one incremental partition (raw and curated assets)
+takes after 1 and after 30 days of history (a smaller population).
+
+    .venv/bin/python bench/curated.py                       # ~1.3 million raw records
+    .venv/bin/python bench/curated.py --customers 10000 --days 3 --rounds 1   # quick
 """
 
 import argparse
 import shutil
+import statistics
 import time
 from datetime import timedelta
 from pathlib import Path
@@ -71,16 +75,25 @@ def baseline(lake: LakeResource, out: str) -> float:
     return time.perf_counter() - started
 
 
-def again_warm(lake: LakeResource, spark: SparkDeltaResource, root, first, last) -> tuple[float, float]:
-    """(baseline seconds, curated seconds) of a second pass from empty output (no baseline tables,
-    no curated zone) in the warm JVM."""
-    shutil.rmtree(root / "baseline", ignore_errors=True)
-    shutil.rmtree(root / "lake" / "curated", ignore_errors=True)
-    base_seconds, cpu = with_cpu(baseline, lake, str(root / "baseline"))
-    print(f"again, warm JVM: baseline {base_seconds:7.1f} s{cpu}", flush=True)
-    curated_seconds, cpu = with_cpu(run_assets, lake, spark, first, last, "curated")
-    print(f"again, warm JVM: curated  {curated_seconds:7.1f} s{cpu}", flush=True)
-    return base_seconds, curated_seconds
+def warm_round(lake: LakeResource, spark: SparkDeltaResource, root, first, last, curated_first: bool) -> float:
+    """One pass of each side from empty output (no baseline tables, no curated zone) in the warm
+    JVM, in the order given; prints both and returns their throughput ratio."""
+    def base() -> tuple[float, str]:
+        shutil.rmtree(root / "baseline", ignore_errors=True)
+        return with_cpu(baseline, lake, str(root / "baseline"))
+
+    def curated() -> tuple[float, str]:
+        shutil.rmtree(root / "lake" / "curated", ignore_errors=True)
+        return with_cpu(run_assets, lake, spark, first, last, "curated")
+
+    if curated_first:
+        (curated_seconds, curated_cpu), (base_seconds, base_cpu) = curated(), base()
+    else:
+        (base_seconds, base_cpu), (curated_seconds, curated_cpu) = base(), curated()
+    ratio = base_seconds / curated_seconds
+    print(f"warm round ({'curated' if curated_first else 'baseline'} first): baseline {base_seconds:5.1f} s, "
+          f"curated {curated_seconds:5.1f} s, ratio {ratio:.2f}\n  baseline{base_cpu}\n  curated {curated_cpu}", flush=True)
+    return ratio
 
 
 def run_assets(lake: LakeResource, spark: SparkDeltaResource, first, last, *groups: str) -> float:
@@ -111,6 +124,7 @@ def main() -> None:
     parser.add_argument("--customers", type=int, default=50_000)
     parser.add_argument("--days", type=int, default=10)
     parser.add_argument("--incremental-customers", type=int, default=5_000, help="population for the incremental-partition cost")
+    parser.add_argument("--rounds", type=int, default=3, help="warm rounds of both sides after the first pass")
     args = parser.parse_args()
 
     root = state_dir() / "bench" / "curated"
@@ -132,8 +146,8 @@ def main() -> None:
     print(f"curated:  {curated_seconds:7.1f} s  {records / curated_seconds:10,.0f} records/s  (every curated asset, one run){curated_cpu}")
     print(f"ratio curated/baseline throughput: {base_seconds / curated_seconds:.2f} "
           f"(with the raw stock-taking: {base_seconds / (raw_seconds + curated_seconds):.2f})", flush=True)
-    warm_base, warm_curated = again_warm(lake, spark, root, first, last)
-    print(f"again, warm JVM: ratio {warm_base / warm_curated:.2f}", flush=True)
+    ratios = sorted(warm_round(lake, spark, root, first, last, curated_first=bool(n % 2)) for n in range(args.rounds))
+    print(f"warm JVM, median of {args.rounds} rounds: ratio {statistics.median(ratios):.2f} (rounds {', '.join(f'{r:.2f}' for r in ratios)})", flush=True)
     for days in (1, 30):
         per_day, seconds = incremental_cost(root, spark, days, args.incremental_customers)
         print(f"one incremental partition after {days:2d} days of history: {seconds:6.1f} s  "

@@ -88,23 +88,23 @@ _URI_PATH_SAFE = "/@!*'(),;:$&+="
 _URI_QUOTED_CATEGORIES = {"Cc", "Zs", "Zl", "Zp"}  # control and space characters
 
 
-def spark_file_tail(path: str) -> str:
-    """The last seven segments of `path` (`tenant/provider/stream/year=…/month=…/day=…/name`) as
-    Spark names the file in `input_file_name()`: its Hadoop Path's URI, so a space or `%` in a
-    tenant id is percent-encoded there."""
-    tail = "/".join(path.split("/")[-7:])
+def uri_quoted(tail: str) -> str:
+    """A raw file's path tail as Spark gives it in `input_file_name()`: its Hadoop Path's URI, where
+    a space or `%` in a tenant id is percent-encoded."""
     return "".join(c if ord(c) > 127 and unicodedata.category(c) not in _URI_QUOTED_CATEGORIES
                    else quote(c, safe=_URI_PATH_SAFE) for c in tail)
 
 
 def raw_file_lineage(session: SparkSession, files: tuple[str, ...]) -> DataFrame:
-    """Per raw file, keyed by `spark_file_tail`: `_file`, its index in `files`, tenant_id and
-    event_date from the layout, _ingest_ts from the flush time in its name. Parsed once per file
-    here, not once per record in Spark."""
+    """Per raw file, keyed by the last seven segments of its path (`tenant/provider/stream/year=…/
+    month=…/day=…/name`) as Spark names them (`uri_quoted`): `_file`, its index in `files`,
+    tenant_id and event_date from the layout, _ingest_ts from the flush time in its name. Parsed
+    once per file here, not once per record in Spark."""
     rows = []
     for index, path in enumerate(files):
-        key = RAW_KEY.match("raw/" + "/".join(path.split("/")[-7:]))
-        rows.append((spark_file_tail(path), key["tenant"], date(int(key["year"]), int(key["month"]), int(key["day"])), index,
+        tail = "/".join(path.split("/")[-7:])
+        key = RAW_KEY.match(f"raw/{tail}")
+        rows.append((uri_quoted(tail), key["tenant"], date(int(key["year"]), int(key["month"]), int(key["day"])), index,
                      datetime.strptime(key["ts"], "%Y%m%dT%H%M%SZ").replace(tzinfo=timezone.utc)))
     return local_frame(session, rows, f"_file_tail string, {CARRIED_SCHEMA}")
 

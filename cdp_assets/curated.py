@@ -16,6 +16,7 @@ in its one Spark session (`cdp_assets/table_pool.py`), each after the curated ta
 import functools
 import json
 import os
+import re
 import unicodedata
 from collections.abc import Iterator
 from datetime import date, datetime, timedelta, timezone
@@ -85,6 +86,7 @@ def read_dead_letters(spark: SparkSession, lake: LakeResource, tables: list[str]
 # What java.net.URI leaves unquoted in a path besides letters, digits and "_.-~" (which Python's
 # `quote` never quotes); Unicode letters outside ASCII it leaves too.
 _URI_PATH_SAFE = "/@!*'(),;:$&+="
+_GLOB_CHARACTERS = re.compile(r"([\\{}\[\]*?])")
 _URI_QUOTED_CATEGORIES = {"Cc", "Zs", "Zl", "Zp"}  # control and space characters
 
 
@@ -93,6 +95,12 @@ def uri_quoted(tail: str) -> str:
     a space or `%` in a tenant id is percent-encoded."""
     return "".join(c if ord(c) > 127 and unicodedata.category(c) not in _URI_QUOTED_CATEGORIES
                    else quote(c, safe=_URI_PATH_SAFE) for c in tail)
+
+
+def literal_path(path: str) -> str:
+    """`path` with Hadoop's glob characters escaped, so that Spark reads the file of exactly that
+    name: a tenant id such as `b[ae]ta` would otherwise be a pattern, matching other tenants' files."""
+    return _GLOB_CHARACTERS.sub(r"\\\1", path)
 
 
 def raw_file_lineage(session: SparkSession, files: tuple[str, ...]) -> DataFrame:
@@ -116,7 +124,7 @@ def read_raw(session: SparkSession, spec: EntitySpec, lineage: RunLineage) -> Da
     every row once more to add `_metadata` (events' read took about 15% more task time)."""
     if not lineage.files:
         return session.createDataFrame([], f"{spec.read_schema}, {CARRIED_SCHEMA}")
-    frame = session.read.schema(spec.read_schema).json(list(lineage.files))
+    frame = session.read.schema(spec.read_schema).json([literal_path(path) for path in lineage.files])
     tail = F.substring_index(F.input_file_name(), "/", -7).alias("_file_tail")
     return frame.select("*", tail).join(F.broadcast(raw_file_lineage(session, lineage.files)), "_file_tail") \
         .select(*frame.columns, *CARRIED)
@@ -313,7 +321,7 @@ def _asset_spec(spec: EntitySpec) -> AssetSpec:
 def curated_tables(context: AssetExecutionContext, lake: LakeResource, spark: SparkDeltaResource) -> Iterator[MaterializeResult]:
     window = context.partition_time_window
     first, last = window.start.date(), window.end.date() - timedelta(days=1)
-    session: SparkSession = spark.spark_session
+    session: SparkSession = spark.session_for(lake)
     work, size = {}, {}
     for spec in (s for s in ENTITIES if curated_key(s.table) in context.selected_asset_keys):
         files, damaged, size[spec.table] = raw_files_for(lake, spec.provider, spec.stream, first, last)
@@ -348,7 +356,7 @@ def schema_check(spec: EntitySpec):
                  description=f"pandera: {spec.table}'s columns, types and non-null keys, on the days just written.")
     def _check(context, lake: LakeResource, spark: SparkDeltaResource) -> AssetCheckResult:
         written = _written_range(context, curated_key(spec.table))
-        rows = read_table(spark.spark_session, lake, spec.table, *written) if written else None
+        rows = read_table(spark.session_for(lake), lake, spec.table, *written) if written else None
         if rows is None:
             return AssetCheckResult(passed=True, metadata={"rows_checked": 0})
         errors = dict(pandera_schema(spec).validate(rows).pandera.errors)
@@ -368,7 +376,7 @@ def reconciliation_check(spec: EntitySpec):
             return AssetCheckResult(passed=True, metadata={"days_checked": 0})
         per_day = event.asset_materialization.metadata["per_day"].value
         first, last = _written_range(context, key)
-        session = spark.spark_session
+        session = spark.session_for(lake)
         curated = {str(r.event_date): r["count"] for r in read_table(session, lake, spec.table, first, last).groupBy("event_date").count().collect()}
         dead = {}
         if (dead_rows := read_dead_letters(session, lake, [spec.table])) is not None:

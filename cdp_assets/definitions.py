@@ -28,6 +28,7 @@ defs = Definitions(
         "lake": LakeResource(
             base_uri=env_or_default("CDP_LAKE_URI", default_lake_uri()),
             s3_endpoint_url=env_or_default("CDP_S3_ENDPOINT_URL", None),
+            s3_region=env_or_default("CDP_S3_REGION", "us-east-1"),
         ),
         "spark": SparkDeltaResource(master=env_or_default("CDP_SPARK_MASTER", "local[*]")),
         "warehouse": WarehouseResource(),

@@ -69,7 +69,7 @@ def _latest_version(spark: SparkSession, lake: LakeResource, table: str) -> int 
 )
 def identity_graph(context: AssetExecutionContext, lake: LakeResource, spark: SparkDeltaResource) -> MaterializeResult:
     first, last = _days(context)
-    session = spark.spark_session
+    session = spark.session_for(lake)
     parts = [identified_records(source, rows) for source in SOURCES
              if (rows := read_table(session, lake, source.table, first, last)) is not None]
     if not parts:
@@ -104,7 +104,7 @@ def identity_graph(context: AssetExecutionContext, lake: LakeResource, spark: Sp
 )
 def identity_resolution(context: AssetExecutionContext, lake: LakeResource, spark: SparkDeltaResource):
     _, last = _days(context)
-    session = spark.spark_session
+    session = spark.session_for(lake)
     stored_nodes, stored_edges = read_delta(session, lake, NODES), read_delta(session, lake, EDGES)
     if stored_nodes is None:
         for key in context.selected_asset_keys:
@@ -155,7 +155,7 @@ def identity_resolution(context: AssetExecutionContext, lake: LakeResource, spar
 )
 def customer_profiles(context: AssetExecutionContext, lake: LakeResource, spark: SparkDeltaResource) -> MaterializeResult:
     _, last = _days(context)
-    session = spark.spark_session
+    session = spark.session_for(lake)
     identity_map = read_delta(session, lake, MAP)
     tables = {s.table: rows for s in SOURCES if (rows := read_table(session, lake, s.table, None, last)) is not None}
     profiles = build_profiles(tables, identity_map, last).localCheckpoint()
@@ -178,7 +178,7 @@ def customer_profiles(context: AssetExecutionContext, lake: LakeResource, spark:
 )
 def profile_history(context: AssetExecutionContext, lake: LakeResource, spark: SparkDeltaResource) -> MaterializeResult:
     _, last = _days(context)
-    session = spark.spark_session
+    session = spark.session_for(lake)
     counts = update_history(session, lake.spark_path(HISTORY), read_delta(session, lake, PROFILES), last)
     return MaterializeResult(metadata={**counts, "as_of": last.isoformat(), "table_path": MetadataValue.path(lake.spark_path(HISTORY)),
                                        "dagster/row_count": read_delta(session, lake, HISTORY).count()})

@@ -25,7 +25,7 @@ class MaintenanceConfig(Config):
 @op(description="OPTIMIZE … ZORDER BY and VACUUM every curated Delta table.")
 def optimize_and_vacuum(context: OpExecutionContext, config: MaintenanceConfig, lake: LakeResource,
                         spark: SparkDeltaResource) -> Output[None]:
-    session = spark.spark_session
+    session = spark.session_for(lake)
     if config.retention_hours < 168:
         session.conf.set("spark.databricks.delta.retentionDurationCheck.enabled", "false")
     report = {}

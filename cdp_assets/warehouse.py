@@ -49,7 +49,7 @@ def warehouse_asset(table: WarehouseTable) -> AssetsDefinition:
               warehouse: WarehouseResource) -> MaterializeResult:
         window = context.partition_time_window
         first, last = window.start.date(), window.end.date() - timedelta(days=1)
-        session = spark.spark_session
+        session = spark.session_for(lake)
         if table.dated:
             frame = read_table(session, lake, table.name, first, last)
             units = [first + timedelta(days=n) for n in range((last - first).days + 1)]

@@ -52,11 +52,11 @@ def accuracy_lines(lake: LakeResource) -> list[str]:
     """Identity resolution in the lake against its ground truth, as printable lines."""
     from cdp_assets.identity import MAP
     from cdp_identity.accuracy import pair_accuracy
-    from cdp_resources.spark import get_spark_session
+    from cdp_resources.spark import SparkDeltaResource
 
     if not lake.list(f"{MAP}/_delta_log/"):
         return [f"no identity map in {lake.spark_path(MAP)}: materialise identity/customer_ids first"]
-    spark = get_spark_session()
+    spark = SparkDeltaResource().session_for(lake)
     score = pair_accuracy(spark, lake, spark.read.format("delta").load(lake.spark_path(MAP)))
     return [f"identity:          {score['profiles']:,} profiles for {score['persons']:,} people in the truth; "
             f"pair precision {score['pair_precision']:.4f}, pair recall {score['pair_recall']:.4f} "

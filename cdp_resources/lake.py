@@ -3,7 +3,8 @@
 Keys are relative paths such as `raw/acme/shopify/orders/year=2026/month=01/day=01/x.ndjson.gz`.
 Writes are published atomically: a local file is written beside its target and renamed into place;
 an S3 object appears whole when its upload completes. Readers never see half a file.
-S3 goes through boto3, with the client from dagster-aws's `S3Resource`.
+S3 goes through boto3, with the client from dagster-aws's `S3Resource`; Spark reaches the same
+bucket through Hadoop's S3A with the settings `spark_settings` gives.
 """
 
 from __future__ import annotations
@@ -191,3 +192,17 @@ class LakeResource(ConfigurableResource):
     def spark_path(self, key: str = "") -> str:
         """The path Spark reads `key` from (a local path, or s3a://)."""
         return self._lake().spark_path(key)
+
+    def spark_settings(self) -> dict[str, str]:
+        """The Hadoop settings Spark needs to reach this lake: for S3, S3A's for its bucket only, with
+        the endpoint and region boto3 uses and the AWS SDK's default credential chain (environment,
+        profile, container or instance role), as boto3 finds them. None for a local lake."""
+        if not self.is_s3:
+            return {}
+        bucket = f"fs.s3a.bucket.{urlparse(self.base_uri).netloc}"
+        settings = {f"{bucket}.endpoint.region": self.s3_region,
+                    f"{bucket}.aws.credentials.provider": "software.amazon.awssdk.auth.credentials.DefaultCredentialsProvider"}
+        if self.s3_endpoint_url:
+            # S3-compatible servers (MinIO, moto, Ceph) name buckets in the path, not the host.
+            settings |= {f"{bucket}.endpoint": self.s3_endpoint_url, f"{bucket}.path.style.access": "true"}
+        return settings

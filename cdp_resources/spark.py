@@ -15,6 +15,7 @@ from dagster_pyspark import LazyPySparkResource
 from pydantic import Field
 from pyspark.sql import SparkSession
 
+from cdp_resources.lake import LakeResource
 from cdp_resources.settings import spark_master, state_dir
 from cdp_resources.spark_jars import JVM_SOURCES, ensure_functions_jar, ensure_jars
 
@@ -137,3 +138,11 @@ class SparkDeltaResource(LazyPySparkResource):
     @property
     def spark_context(self) -> Any:
         return self.spark_session.sparkContext
+
+    def session_for(self, lake: LakeResource) -> SparkSession:
+        """The session, set to read and write `lake` (its S3A settings, as runtime settings that
+        every query's Hadoop configuration takes up, on the driver and the executors)."""
+        session = self.spark_session
+        for key, value in lake.spark_settings().items():
+            session.conf.set(key, value)
+        return session

@@ -1,4 +1,4 @@
-"""Spark's extra jars (Delta Lake, libphonenumber) fetched from Maven Central with `mvn` into a
+"""Spark's extra jars (Delta Lake, libphonenumber, S3A) fetched from Maven Central with `mvn` into a
 project-local cache, and the project's own JVM functions (`jvm/`) compiled with `javac` beside them.
 
 Spark's own Ivy resolver is not used: `mvn` honours the machine's Maven settings and mirrors, and
@@ -22,7 +22,17 @@ DELTA_VERSION = "4.4.0"
 # The Java library Python's phonenumbers ports, at the version requirements.lock pins phonenumbers
 # to (same metadata, so the JVM and Python read a number alike).
 LIBPHONENUMBER_VERSION = "9.0.43"
-SPARK_ARTIFACTS = (f"io.delta:delta-spark_4.2_2.13:{DELTA_VERSION}", f"com.googlecode.libphonenumber:libphonenumber:{LIBPHONENUMBER_VERSION}")
+# S3A (Hadoop's s3a:// file system, for a lake on S3) at the Hadoop version pyspark ships, with the
+# AWS SDK modules it needs at the version that Hadoop release was built against. hadoop-aws asks
+# for the SDK's `bundle`, every AWS service in one 686 MB jar; the S3 modules are 18 MB.
+HADOOP_VERSION = "3.5.0"
+AWS_SDK_VERSION = "2.35.4"
+SPARK_ARTIFACTS = (
+    f"io.delta:delta-spark_4.2_2.13:{DELTA_VERSION}", f"com.googlecode.libphonenumber:libphonenumber:{LIBPHONENUMBER_VERSION}",
+    f"org.apache.hadoop:hadoop-aws:{HADOOP_VERSION}", f"software.amazon.awssdk:s3:{AWS_SDK_VERSION}",
+    f"software.amazon.awssdk:s3-transfer-manager:{AWS_SDK_VERSION}",
+)
+EXCLUDED_ARTIFACTS = ("software.amazon.awssdk:bundle",)
 JVM_SOURCES = Path(__file__).parent / "jvm"
 DEPENDENCY_PLUGIN = "org.apache.maven.plugins:maven-dependency-plugin:3.8.1"
 _JAR_NAME = re.compile(r"^(?P<artifact>.+?)-\d[\w.\-]*\.jar$")
@@ -56,21 +66,25 @@ def spark_bundled_artifacts() -> set[str]:
     return {_artifact_name(p.name) for p in (Path(pyspark.__file__).parent / "jars").glob("*.jar")}
 
 
-def _pom_for(artifacts: tuple[str, ...]) -> str:
+def _pom_for(artifacts: tuple[str, ...], excluded: tuple[str, ...]) -> str:
+    exclusions = "".join(f"<exclusion><groupId>{group}</groupId><artifactId>{artifact}</artifactId></exclusion>"
+                         for group, artifact in (coordinate.split(":") for coordinate in excluded))
     deps = []
     for coordinate in artifacts:
         group, artifact, version = coordinate.split(":")
         deps.append(
             f"    <dependency><groupId>{group}</groupId><artifactId>{artifact}</artifactId>"
-            f"<version>{version}</version></dependency>"
+            f"<version>{version}</version><exclusions>{exclusions}</exclusions></dependency>"
         )
     return _POM.format(dependencies="\n".join(deps))
 
 
-def ensure_jars(artifacts: tuple[str, ...] = SPARK_ARTIFACTS, cache_dir: Path | None = None) -> list[str]:
-    """Absolute paths of `artifacts` and their runtime dependencies, fetching them on first use."""
+def ensure_jars(artifacts: tuple[str, ...] = SPARK_ARTIFACTS, cache_dir: Path | None = None,
+                excluded: tuple[str, ...] = EXCLUDED_ARTIFACTS) -> list[str]:
+    """Absolute paths of `artifacts` and their runtime dependencies but the `excluded` ones
+    (`group:artifact`), fetching them on first use."""
     cache_dir = cache_dir or jar_cache_dir()
-    key = hashlib.sha256("\n".join(sorted(artifacts)).encode()).hexdigest()[:12]
+    key = hashlib.sha256("\n".join([*sorted(artifacts), *(f"-{e}" for e in sorted(excluded))]).encode()).hexdigest()[:12]
     target = cache_dir / key
     listing = target / "jars.txt"
     if listing.exists():
@@ -81,7 +95,7 @@ def ensure_jars(artifacts: tuple[str, ...] = SPARK_ARTIFACTS, cache_dir: Path | 
         raise JarFetchError("Spark's jars are not cached and `mvn` is not on PATH: install Maven")
     cache_dir.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f"{key}-", dir=cache_dir))
-    (staging / "pom.xml").write_text(_pom_for(artifacts))
+    (staging / "pom.xml").write_text(_pom_for(artifacts, excluded))
     command = [
         mvn, "-B", "-q", "-f", str(staging / "pom.xml"),
         f"-Dmaven.repo.local={cache_dir / 'm2'}",

@@ -16,11 +16,15 @@ from dagster import DagsterInstance
 from cdp_resources.lake import LakeResource
 from cdp_resources.postgres_server import EmbeddedPostgres, free_port
 from cdp_resources.settings import PROJECT_DIR, state_dir
-from cdp_resources.spark import get_spark_session
+from cdp_resources.spark import SparkDeltaResource, get_spark_session
 from cdp_resources.warehouse import WarehouseResource
 from cdp_sampledata.generator import GeneratorConfig, generate
 
 TEST_STATE = state_dir() / "test"
+# moto's credentials, in the environment before Spark's JVM starts (it inherits the environment
+# then, and S3A takes them from there as boto3 does).
+for key, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}.items():
+    os.environ.setdefault(key, value)
 
 
 @pytest.fixture(scope="session")
@@ -42,10 +46,21 @@ def warehouse(postgres) -> WarehouseResource:
     return WarehouseResource(url=postgres.url("warehouse"))
 
 
+# Spark settings of the test session that the assets' Spark resource keeps (it would otherwise
+# reset them to the platform's defaults on the shared session).
+TEST_SPARK_CONFIG = {"spark.sql.shuffle.partitions": "2"}
+
+
 @pytest.fixture(scope="session")
 def spark():
     """The session's Spark session with Delta Lake, sized for tests."""
-    return get_spark_session(overrides={"spark.ui.enabled": "false", "spark.sql.shuffle.partitions": "2"})
+    return get_spark_session(overrides={"spark.ui.enabled": "false", **TEST_SPARK_CONFIG})
+
+
+@pytest.fixture(scope="session")
+def spark_resource(spark) -> SparkDeltaResource:
+    """The assets' Spark resource on the session's Spark session (`session_for(lake)` reaches a lake)."""
+    return SparkDeltaResource(spark_config=TEST_SPARK_CONFIG)
 
 
 @pytest.fixture(scope="session")
@@ -53,9 +68,6 @@ def s3_endpoint():
     """moto's S3 server on 127.0.0.1, spoken to over HTTP by boto3."""
     from moto.server import ThreadedMotoServer
 
-    for key, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                       "AWS_DEFAULT_REGION": "us-east-1"}.items():
-        os.environ.setdefault(key, value)
     port = free_port()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
@@ -101,7 +113,6 @@ def run_assets(lake: LakeResource, instance: DagsterInstance, first, last, selec
     from dagster import AssetKey, AssetSelection, Definitions, define_asset_job
 
     from cdp_assets.definitions import defs
-    from cdp_resources.spark import SparkDeltaResource
     from partitions import daily_partitions
 
     keys = AssetSelection.keys(*(AssetKey(k.split("/")) for k in selection)) if selection else AssetSelection.groups(*groups)
@@ -110,7 +121,7 @@ def run_assets(lake: LakeResource, instance: DagsterInstance, first, last, selec
     test_defs = Definitions(
         assets=list(defs.assets), asset_checks=list(defs.asset_checks), jobs=[job], executor=defs.executor,
         resources={**defs.resources, "lake": lake, "warehouse": warehouse or WarehouseResource(),
-                   "spark": SparkDeltaResource(spark_config={"spark.sql.shuffle.partitions": "2"})},
+                   "spark": SparkDeltaResource(spark_config=TEST_SPARK_CONFIG)},
     )
     return test_defs.resolve_job_def("test_run").execute_in_process(
         instance=instance, tags=dict(zip(RANGE_TAGS, (first.isoformat(), last.isoformat()))), raise_on_error=raise_on_error)

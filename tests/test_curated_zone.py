@@ -18,7 +18,6 @@ from cdp_assets.curated import curated_key, dead_letter_table, read_dead_letters
 from cdp_assets.maintenance import delta_maintenance
 from cdp_resources.lake import LakeResource
 from cdp_resources.raw_zone import decode_ndjson_gz, encode_ndjson_gz, raw_key
-from cdp_resources.spark import SparkDeltaResource
 from cdp_transform.enrich import REFERENCE_DIR
 from cdp_transform.entities import BY_TABLE, ENTITIES
 from cdp_transform.lineage import RunLineage
@@ -173,12 +172,14 @@ def test_late_file_reopens_only_its_day(spark, historic, dagster_instance):
     assert before["events"].exceptAll(after).count() == 0  # nothing else changed, other days included
 
 
-def test_raw_reader_keeps_the_records_of_a_tenant_whose_id_is_percent_encoded(spark, tmp_path):
+def test_raw_reader_keeps_the_records_of_tenants_whose_ids_need_quoting(any_lake, spark_resource):
     """Spark names an input file by its URI, where a space, `%` or `&` in a tenant id is
-    percent-encoded: every record still arrives, with its own file's lineage."""
-    lake = LakeResource(base_uri=str(tmp_path / "lake"))
+    percent-encoded, and reads a path with `[`, `{`, `*` or `?` as a pattern: every record still
+    arrives once, with its own file's lineage (local and S3 lake)."""
+    lake, spark = any_lake, spark_resource.session_for(any_lake)
     flushed = datetime(2026, 2, 2, 3, tzinfo=timezone.utc)
-    deliveries = {("acme 100% & café", date(2026, 2, 1), 0): 3, ("acme 100% & café", date(2026, 2, 2), 1): 2, ("globex", date(2026, 2, 1), 2): 1}
+    deliveries = {("acme 100% & café", date(2026, 2, 1), 0): 3, ("acme 100% & café", date(2026, 2, 2), 1): 2,
+                  ("globex", date(2026, 2, 1), 2): 1, ("b[ae]ta {x,y}*?", date(2026, 2, 1), 3): 4, ("beta xyz", date(2026, 2, 1), 3): 5}
     for (tenant, day, seq), count in deliveries.items():
         events = [{"message_id": f"{tenant}-{day}-{i}", "type": "track", "event": "page_view", "anonymous_id": "a"} for i in range(count)]
         lake.write_bytes(raw_key(tenant, "app", "events", day, flushed, seq), encode_ndjson_gz(events))
@@ -230,10 +231,9 @@ def test_dead_letters_follow_reruns_and_clean_days_write_none(spark, tmp_path, d
     assert letters() == 0 and table(spark, lake, "orders").count() == 20
 
 
-def test_weekly_maintenance_optimizes_and_vacuums(spark, historic):
+def test_weekly_maintenance_optimizes_and_vacuums(spark, spark_resource, historic):
     lake, _ = historic
-    maintenance = Definitions(jobs=[delta_maintenance], resources={
-        "lake": lake, "spark": SparkDeltaResource(spark_config={"spark.sql.shuffle.partitions": "2"})})
+    maintenance = Definitions(jobs=[delta_maintenance], resources={"lake": lake, "spark": spark_resource})
     result = maintenance.resolve_job_def("delta_maintenance").execute_in_process(
         run_config={"ops": {"optimize_and_vacuum": {"config": {"retention_hours": 0, "tables": ["curated/events"]}}}})
     assert result.success

@@ -86,8 +86,8 @@ def read_dead_letters(spark: SparkSession, lake: LakeResource, tables: list[str]
 # What java.net.URI leaves unquoted in a path besides letters, digits and "_.-~" (which Python's
 # `quote` never quotes); Unicode letters outside ASCII it leaves too.
 _URI_PATH_SAFE = "/@!*'(),;:$&+="
-_GLOB_CHARACTERS = re.compile(r"([\\{}\[\]*?])")
 _URI_QUOTED_CATEGORIES = {"Cc", "Zs", "Zl", "Zp"}  # control and space characters
+_GLOB_CHARACTERS = re.compile(r"([\\{}\[\]*?])")  # what Hadoop reads as a pattern in a path
 
 
 def uri_quoted(tail: str) -> str:

@@ -196,7 +196,7 @@ class LakeResource(ConfigurableResource):
     def spark_settings(self) -> dict[str, str]:
         """The Hadoop settings Spark needs to reach this lake: for S3, S3A's for its bucket only, with
         the endpoint and region boto3 uses and the AWS SDK's default credential chain (environment,
-        profile, container or instance role), as boto3 finds them. None for a local lake."""
+        profile, container or instance role), as boto3 finds them. Nothing for a local lake."""
         if not self.is_s3:
             return {}
         bucket = f"fs.s3a.bucket.{urlparse(self.base_uri).netloc}"

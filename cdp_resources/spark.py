@@ -4,7 +4,8 @@
 Connect `sc://…`). Settings are sized for a small machine; `spark_config` overrides any of them.
 The session is created on first use, so assets that never touch Spark never pay for it. Every
 session registers the project's JVM functions (`JVM_FUNCTIONS`); a Spark Connect server needs
-their jars on its classpath (`cdp jars list` prints them).
+their jars on its classpath (`cdp jars list` prints them). `SparkDeltaResource.session_for(lake)`
+is the session set to reach a lake (its S3A settings when it is in S3).
 """
 
 import os

@@ -12,6 +12,7 @@ import boto3
 import pyarrow.parquet as pq
 import pytest
 from dagster import DagsterInstance
+from pyspark.sql import functions as F
 
 from cdp_resources.lake import LakeResource
 from cdp_resources.postgres_server import EmbeddedPostgres, free_port
@@ -126,6 +127,20 @@ def run_assets(lake: LakeResource, instance: DagsterInstance, first, last, selec
     return test_defs.resolve_job_def("test_run").execute_in_process(
         instance=instance, tags=dict(zip(RANGE_TAGS, (first.isoformat(), last.isoformat()))), raise_on_error=raise_on_error)
 
+
+def comparable(frame):
+    """Rows without the run id (it differs between runs by design), source files relative to the lake."""
+    frame = frame.drop("_run_id")
+    if "_source_file" not in frame.columns:
+        return frame
+    return frame.withColumn("_source_file", F.regexp_extract("_source_file", "(raw/.*)$", 1))
+
+
+def assert_same_rows(one, other, name: str = "") -> None:
+    """Two runs' versions of a table hold the same rows (`comparable`), and some."""
+    one, other = comparable(one), comparable(other)
+    assert one.count() == other.count() > 0, name
+    assert one.exceptAll(other).count() == 0 and other.exceptAll(one).count() == 0, name
 
 # A small sample shared by the graph tests: 2 tenants, 5 days.
 SAMPLE_CONFIG = GeneratorConfig(tenants=("acme_corp", "globex"), days=5, customers=1_500, seed=7)

@@ -21,7 +21,7 @@ from cdp_resources.raw_zone import decode_ndjson_gz, encode_ndjson_gz, raw_key
 from cdp_transform.enrich import REFERENCE_DIR
 from cdp_transform.entities import BY_TABLE, ENTITIES
 from cdp_transform.lineage import RunLineage
-from tests.conftest import CURATED_CONFIG, dictionary_encoded, run_assets
+from tests.conftest import CURATED_CONFIG, assert_same_rows, comparable, dictionary_encoded, run_assets
 from tests.test_generator import EMAIL
 
 pytestmark = pytest.mark.slow
@@ -52,11 +52,6 @@ def truth(lake) -> tuple[list[dict], list[dict]]:
     persons = list(decode_ndjson_gz(lake.read_bytes("truth/acme_corp/persons.ndjson.gz")))
     dirt = [row for obj in lake.list("truth/acme_corp/dirt/") for row in decode_ndjson_gz(lake.read_bytes(obj.key))]
     return persons, dirt
-
-
-def comparable(frame):
-    """Rows without the run id (which differs between runs by design), source files relative to the lake."""
-    return frame.drop("_run_id").withColumn("_source_file", F.regexp_extract("_source_file", "(raw/.*)$", 1))
 
 
 def test_dirt_is_found_against_the_truth(spark, historic):
@@ -147,9 +142,7 @@ def test_historic_equals_incremental(spark, historic, lakes, dagster_instance):
         day = FIRST + timedelta(days=offset)
         assert run_assets(incremental, dagster_instance, day, day).success
     for spec in ENTITIES:
-        one, other = comparable(table(spark, lake, spec.table)), comparable(table(spark, incremental, spec.table))
-        assert one.count() == other.count() > 0, spec.table
-        assert one.exceptAll(other).count() == 0 and other.exceptAll(one).count() == 0, spec.table
+        assert_same_rows(table(spark, lake, spec.table), table(spark, incremental, spec.table), spec.table)
     one, other = comparable(read_dead_letters(spark, lake)), comparable(read_dead_letters(spark, incremental))
     assert one.exceptAll(other).count() == 0 and other.exceptAll(one).count() == 0
 

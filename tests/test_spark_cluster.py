@@ -7,13 +7,12 @@ import subprocess
 import sys
 
 import pytest
-from pyspark.sql import functions as F
 
 from cdp_resources.lake import LakeResource
 from cdp_resources.settings import PROJECT_DIR
 from cdp_sampledata.generator import GeneratorConfig, generate
 from tests.cluster_job import SELECTION
-from tests.conftest import run_assets
+from tests.conftest import assert_same_rows, run_assets
 
 pytestmark = pytest.mark.slow
 
@@ -31,8 +30,5 @@ def test_local_cluster_matches_local_mode(spark, tmp_path, dagster_instance):
     assert run_assets(local, dagster_instance, config.start, config.start, SELECTION).success
 
     for name in ("events", "shopify_customers"):
-        tables = [spark.read.format("delta").load(f"{tmp_path}/{side}/curated/{name}").drop("_run_id")
-                  .withColumn("_source_file", F.regexp_extract("_source_file", "(raw/.*)$", 1)) for side in ("local", "cluster")]
-        assert tables[0].count() == tables[1].count() > 0
-        assert tables[0].exceptAll(tables[1]).count() == 0 and tables[1].exceptAll(tables[0]).count() == 0
+        assert_same_rows(*(spark.read.format("delta").load(f"{tmp_path}/{side}/curated/{name}") for side in ("local", "cluster")), name)
     assert spark.read.format("delta").load(f"{tmp_path}/cluster/curated/shopify_customers").where("phone LIKE '+%'").count() > 0

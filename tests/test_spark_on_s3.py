@@ -4,30 +4,17 @@ S3A over HTTP) give the same tables as on a local directory: a lake moves to S3 
 from datetime import timedelta
 
 import pytest
-from pyspark.sql import functions as F
 
 from cdp_assets.curated import read_dead_letters
 from cdp_assets.identity import MAP, PROFILES
 from cdp_resources.lake import LakeResource
 from cdp_sampledata.generator import GeneratorConfig, generate
 from cdp_transform.entities import ENTITIES
-from tests.conftest import IDENTITY_GROUPS, run_assets
+from tests.conftest import IDENTITY_GROUPS, assert_same_rows, run_assets
 
 pytestmark = pytest.mark.slow
 CONFIG = GeneratorConfig(tenants=("acme_corp",), days=2, customers=400, seed=11)
 LAST = CONFIG.start + timedelta(days=CONFIG.days - 1)
-
-
-def comparable(frame):
-    """Rows without the run id (it differs between runs by design), source files relative to the lake."""
-    frame = frame.drop("_run_id")
-    return frame.withColumn("_source_file", F.regexp_extract("_source_file", "(raw/.*)$", 1)) if "_source_file" in frame.columns else frame
-
-
-def assert_same_rows(one, other, name):
-    one, other = comparable(one), comparable(other)
-    assert one.count() == other.count() > 0, name
-    assert one.exceptAll(other).count() == 0 and other.exceptAll(one).count() == 0, name
 
 
 def test_s3_lake_gives_the_tables_of_a_local_lake(spark_resource, s3_bucket, s3_endpoint, tmp_path, dagster_instance):

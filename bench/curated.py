@@ -19,10 +19,12 @@ Two ratios, both fair to each side:
   `--rounds` times in alternating order (the JVM keeps getting faster for a while, and
   alternation spreads that over both sides); the median of those rounds' ratios.
 Last, the time one incremental partition (raw and curated assets) takes after 1 and after 30
-days of history (a smaller population).
+days of history (a smaller population). `--per-table` shows where the gap is instead: each curated
+table's asset alone against a plain copy of its stream.
 
     .venv/bin/python bench/curated.py                       # ~1.3 million raw records
     .venv/bin/python bench/curated.py --customers 10000 --days 3 --rounds 1   # quick
+    .venv/bin/python bench/curated.py --per-table     # where the gap is: each table alone
 """
 
 import argparse
@@ -37,6 +39,7 @@ from pathlib import Path
 
 from dagster import AssetSelection, DagsterInstance, Definitions, define_asset_job
 
+from cdp_assets.curated import curate_table, raw_files_for
 from cdp_assets.definitions import defs
 from cdp_resources.lake import LakeResource
 from cdp_resources.settings import state_dir
@@ -147,12 +150,39 @@ def incremental_cost(root, spark: SparkDeltaResource, history_days: int, custome
     return per_day, run_assets(lake, spark, last, last, "raw", "curated")
 
 
+def per_table(root: Path, lake: LakeResource, spark: SparkDeltaResource, first: date, last: date, rounds: int) -> None:
+    """Prints, per curated table, its asset's work alone (`curate_table`, in the warm JVM, tables
+    one at a time) against a plain copy of its stream's files to Delta, and the medians of
+    `rounds` passes after an untimed one."""
+    session = spark.session_for(lake)
+    seconds: dict[str, list[tuple[float, float]]] = {spec.table: [] for spec in ENTITIES}
+    for n in range(rounds + 1):
+        shutil.rmtree(root / "lake" / "curated", ignore_errors=True)
+        shutil.rmtree(root / "copies", ignore_errors=True)
+        for spec in ENTITIES:  # listed after the tables they read
+            files, damaged, _ = raw_files_for(lake, spec.provider, spec.stream, first, last)
+            started = time.perf_counter()
+            curate_table(spec, lake, session, "bench", first, last, files, damaged)
+            curated = time.perf_counter() - started
+            session.read.schema(spec.read_schema).json(files).write.format("delta").save(str(root / "copies" / spec.table))
+            if n:
+                seconds[spec.table].append((curated, time.perf_counter() - started - curated))
+    totals = [0.0, 0.0]
+    print(f"per table, alone, warm, median of {rounds}: {'curated':>9s} {'copy':>7s} {'ratio':>6s}")
+    for table, timed in seconds.items():
+        curated, copy = (statistics.median(t[i] for t in timed) for i in (0, 1))
+        totals = [totals[0] + curated, totals[1] + copy]
+        print(f"  {table:38s} {curated:7.2f} s {copy:5.2f} s {copy / curated:6.2f}")
+    print(f"  {'all, one after the other':38s} {totals[0]:7.2f} s {totals[1]:5.2f} s {totals[1] / totals[0]:6.2f}", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--customers", type=int, default=50_000)
     parser.add_argument("--days", type=int, default=10)
     parser.add_argument("--incremental-customers", type=int, default=5_000, help="population for the incremental-partition cost")
     parser.add_argument("--rounds", type=int, default=3, help="warm rounds of both sides after the warm-up pass")
+    parser.add_argument("--per-table", action="store_true", help="only each table alone against a copy of its stream (warm)")
     parser.add_argument("--cold", choices=SIDES, help=argparse.SUPPRESS)  # the child of a cold pass, with:
     parser.add_argument("--root", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--first", type=date.fromisoformat, help=argparse.SUPPRESS)
@@ -170,6 +200,10 @@ def main() -> None:
     first, last = config.start, config.start + timedelta(days=config.days - 1)
     spark = SparkDeltaResource()
     raw_seconds = run_assets(lake, spark, first, last, "raw")
+    if args.per_table:
+        per_table(root, lake, spark, first, last, args.rounds)
+        shutil.rmtree(root, ignore_errors=True)
+        return
     cold = {side: cold_pass(side, root, first, last) for side in SIDES}
     (base_seconds, base_cpu), (curated_seconds, curated_cpu) = cold["baseline"], cold["curated"]
 

@@ -104,15 +104,17 @@ def one_pass(side: str, root: Path, lake: LakeResource, spark: SparkDeltaResourc
 def cold_pass(side: str, root: Path, first: date, last: date) -> tuple[float, str]:
     """`one_pass` of `side` in a fresh process: a new JVM, Spark started before the clock."""
     command = [sys.executable, __file__, "--cold", side, "--root", str(root), "--first", str(first), "--last", str(last)]
-    output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
-    seconds, cpu = json.loads(next(line.removeprefix(COLD_PREFIX) for line in output.splitlines() if line.startswith(COLD_PREFIX)))
+    done = subprocess.run(command, capture_output=True, text=True)
+    if done.returncode:
+        raise RuntimeError(f"the cold {side} pass failed (exit {done.returncode}):\n{done.stderr[-4000:]}")
+    seconds, cpu = json.loads(next(line.removeprefix(COLD_PREFIX) for line in done.stdout.splitlines() if line.startswith(COLD_PREFIX)))
     return seconds, cpu
 
 
 def run_cold_side(side: str, root: Path, first: date, last: date) -> None:
     """The child of `cold_pass`: prints its one pass's figures for the parent."""
     spark = SparkDeltaResource()
-    spark.spark_session
+    spark.spark_session  # started before the clock
     print(COLD_PREFIX + json.dumps(one_pass(side, root, LakeResource(base_uri=str(root / "lake")), spark, first, last)), flush=True)
 
 
@@ -164,9 +166,10 @@ def per_table(root: Path, lake: LakeResource, spark: SparkDeltaResource, first: 
             started = time.perf_counter()
             curate_table(spec, lake, session, "bench", first, last, files, damaged)
             curated = time.perf_counter() - started
+            started = time.perf_counter()
             session.read.schema(spec.read_schema).json(files).write.format("delta").save(str(root / "copies" / spec.table))
             if n:
-                seconds[spec.table].append((curated, time.perf_counter() - started - curated))
+                seconds[spec.table].append((curated, time.perf_counter() - started))
     totals = [0.0, 0.0]
     print(f"per table, alone, warm, median of {rounds}: {'curated':>9s} {'copy':>7s} {'ratio':>6s}")
     for table, timed in seconds.items():

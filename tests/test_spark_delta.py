@@ -10,7 +10,7 @@ from delta.tables import DeltaTable
 from pyspark.sql import functions as F
 
 from cdp_assets.curated import replace_partitions
-from cdp_resources.spark import delta_spark_config, local_cores
+from cdp_resources.spark import SHUFFLE_ROW_CHECKSUMS, delta_spark_config, local_cores
 from cdp_resources.spark_jars import jar_cache_dir
 from cdp_transform.normalise import timestamp as parse_event_time
 from tests.conftest import dictionary_encoded
@@ -25,12 +25,33 @@ def test_session_uses_cached_delta_jars(spark):
     assert spark.conf.get("spark.sql.session.timeZone") == "UTC"
 
 
-def test_shuffle_row_checksums_are_off_only_where_no_executor_can_be_lost():
-    key = "spark.sql.shuffle.orderIndependentChecksum.enabled"
-    assert delta_spark_config("local[*]")[key] == "false"
-    assert delta_spark_config("local")[key] == "false"
+def _shuffle_exchanges(plan):
+    """The ShuffleExchangeExec nodes of an executed (JVM) physical plan, through adaptive stages."""
+    name = plan.getClass().getSimpleName()
+    if name == "AdaptiveSparkPlanExec":
+        yield from _shuffle_exchanges(plan.finalPhysicalPlan())
+        return
+    if name == "ShuffleQueryStageExec":
+        yield from _shuffle_exchanges(plan.plan())
+        return
+    if name == "ShuffleExchangeExec":
+        yield plan
+    children = plan.children()
+    for i in range(children.size()):
+        yield from _shuffle_exchanges(children.apply(i))
+
+
+def test_shuffles_hash_no_rows_in_local_mode(spark):
+    counts = spark.range(1000).groupBy((F.col("id") % 7).alias("k")).count()
+    counts.collect()
+    exchanges = list(_shuffle_exchanges(counts._jdf.queryExecution().executedPlan()))
+    assert exchanges
+    assert [len(exchange.shuffleDependency().rowBasedChecksums()) for exchange in exchanges] == [0] * len(exchanges)
+
+
+def test_clusters_keep_sparks_shuffle_row_checksums():
     for master in CLUSTER_MASTERS:
-        assert key not in delta_spark_config(master)
+        assert not set(SHUFFLE_ROW_CHECKSUMS) & delta_spark_config(master).keys()
 
 
 def test_listing_runs_a_task_per_local_core_and_clusters_keep_sparks_default():

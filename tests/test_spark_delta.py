@@ -49,7 +49,9 @@ def test_shuffles_hash_no_rows_in_local_mode(spark):
     assert [len(exchange.shuffleDependency().rowBasedChecksums()) for exchange in exchanges] == [0] * len(exchanges)
 
 
-def test_clusters_keep_sparks_shuffle_row_checksums():
+def test_shuffle_row_checksums_are_off_only_where_no_executor_can_be_lost():
+    for master in ("local[*]", "local"):
+        assert {key: delta_spark_config(master)[key] for key in SHUFFLE_ROW_CHECKSUMS} == dict.fromkeys(SHUFFLE_ROW_CHECKSUMS, "false")
     for master in CLUSTER_MASTERS:
         assert not set(SHUFFLE_ROW_CHECKSUMS) & delta_spark_config(master).keys()
 

@@ -20,11 +20,14 @@ Two ratios, both fair to each side:
   alternation spreads that over both sides); the median of those rounds' ratios.
 Last, the time one incremental partition (raw and curated assets) takes after 1 and after 30
 days of history (a smaller population). `--per-table` shows where the gap is instead: each curated
-table's asset alone against a plain copy of its stream.
+table's asset alone against a plain copy of its stream. `--scale` splits each side's warm time in
+two: the fixed cost of a run (a lake of one day and a few hundred customers: Spark jobs, planning,
+Delta commits, per table) and the cost of the records (the full lake's time less that).
 
     .venv/bin/python bench/curated.py                       # ~1.3 million raw records
     .venv/bin/python bench/curated.py --customers 10000 --days 3 --rounds 1   # quick
     .venv/bin/python bench/curated.py --per-table     # where the gap is: each table alone
+    .venv/bin/python bench/curated.py --scale         # where the gap is: fixed cost against cost per record
 """
 
 import argparse
@@ -125,15 +128,42 @@ def run_cold_side(side: str, root: Path, first: date, last: date) -> None:
     print(COLD_PREFIX + json.dumps(one_pass(side, root, LakeResource(base_uri=str(root / "lake")), spark, first, last)), flush=True)
 
 
-def warm_round(root: Path, lake: LakeResource, spark: SparkDeltaResource, first: date, last: date, curated_first: bool) -> float:
+def warm_round(root: Path, lake: LakeResource, spark: SparkDeltaResource, first: date, last: date, curated_first: bool) -> tuple[float, float]:
     """One pass of each side in the warm JVM, in the order given; prints both and returns their
-    throughput ratio."""
+    seconds (baseline, curated)."""
     timed = {side: one_pass(side, root, lake, spark, first, last) for side in (SIDES[::-1] if curated_first else SIDES)}
     (base_seconds, base_cpu), (curated_seconds, curated_cpu) = timed["baseline"], timed["curated"]
-    ratio = base_seconds / curated_seconds
-    print(f"warm round ({'curated' if curated_first else 'baseline'} first): baseline {base_seconds:5.1f} s, "
-          f"curated {curated_seconds:5.1f} s, ratio {ratio:.2f}\n  baseline{base_cpu}\n  curated {curated_cpu}", flush=True)
-    return ratio
+    print(f"warm round on {lake.base_uri} ({'curated' if curated_first else 'baseline'} first): baseline {base_seconds:5.1f} s, "
+          f"curated {curated_seconds:5.1f} s, ratio {base_seconds / curated_seconds:.2f}\n  baseline{base_cpu}\n  curated {curated_cpu}", flush=True)
+    return base_seconds, curated_seconds
+
+
+def warm_rounds(root: Path, lake: LakeResource, spark: SparkDeltaResource, first: date, last: date, rounds: int) -> list[tuple[float, float]]:
+    """(baseline, curated) seconds of `rounds` warm rounds in alternating order (the JVM keeps
+    getting faster for a while), after one untimed pass of each side."""
+    for side in SIDES:
+        one_pass(side, root, lake, spark, first, last)
+    return [warm_round(root, lake, spark, first, last, curated_first=bool(n % 2)) for n in range(rounds)]
+
+
+def scale(root: Path, lake: LakeResource, spark: SparkDeltaResource, first: date, last: date, records: int, rounds: int) -> None:
+    """Prints each side's fixed cost per run (warm, on a lake of one day and 500 customers, nearly
+    all per-table work: Spark jobs, planning, Delta commits) and its cost for the records (the full
+    lake's warm time less the fixed cost), with the ratio of each."""
+    tiny_root = root / "tiny"
+    tiny = LakeResource(base_uri=str(tiny_root / "lake"))
+    config = GeneratorConfig(days=1, customers=500)
+    tiny_records = generate(tiny, config, progress=False).total_records
+    run_assets(tiny, spark, config.start, config.start, "raw")
+    fixed, full = ([statistics.median(t[i] for t in timed) for i in (0, 1)]
+                   for timed in (warm_rounds(tiny_root, tiny, spark, config.start, config.start, rounds),
+                                 warm_rounds(root, lake, spark, first, last, rounds)))
+    extra = [full[i] - fixed[i] for i in (0, 1)]
+    print(f"{f'warm, median of {rounds} rounds':50s} {'baseline':>9s} {'curated':>9s} {'ratio':>6s}")
+    for label, (base, curated) in ((f"fixed cost: a run over {tiny_records:,} records", fixed),
+                                   (f"a run over {records:,} records", full), ("the records' cost: the difference", extra)):
+        ratio = f"{base / curated:6.2f}" if base > 0 and curated > 0 else "   n/a"  # a lake too small to tell
+        print(f"  {label:48s} {base:7.1f} s {curated:7.1f} s {ratio}", flush=True)
 
 
 def run_assets(lake: LakeResource, spark: SparkDeltaResource, first, last, *groups: str) -> float:
@@ -193,6 +223,7 @@ def main() -> None:
     parser.add_argument("--incremental-customers", type=int, default=5_000, help="population for the incremental-partition cost")
     parser.add_argument("--rounds", type=int, default=3, help="warm rounds of both sides after the warm-up pass")
     parser.add_argument("--per-table", action="store_true", help="only each table alone against a copy of its stream (warm)")
+    parser.add_argument("--scale", action="store_true", help="only each side's fixed cost per run and cost of the records (warm)")
     parser.add_argument("--cold", choices=SIDES, help=argparse.SUPPRESS)  # the child of a cold pass, with:
     parser.add_argument("--root", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--first", type=date.fromisoformat, help=argparse.SUPPRESS)
@@ -214,6 +245,10 @@ def main() -> None:
         per_table(root, lake, spark, first, last, args.rounds)
         shutil.rmtree(root, ignore_errors=True)
         return
+    if args.scale:
+        scale(root, lake, spark, first, last, records, args.rounds)
+        shutil.rmtree(root, ignore_errors=True)
+        return
     cold = {side: cold_pass(side, root, first, last) for side in SIDES}
     (base_seconds, base_cpu), (curated_seconds, curated_cpu) = cold["baseline"], cold["curated"]
 
@@ -224,9 +259,7 @@ def main() -> None:
     print(f"curated:  {curated_seconds:7.1f} s  {records / curated_seconds:10,.0f} records/s  (every curated asset, one run){curated_cpu}")
     print(f"cold ratio curated/baseline throughput: {base_seconds / curated_seconds:.2f} "
           f"(with the raw stock-taking: {base_seconds / (raw_seconds + curated_seconds):.2f})", flush=True)
-    for side in SIDES:  # the warm-up pass
-        one_pass(side, root, lake, spark, first, last)
-    ratios = sorted(warm_round(root, lake, spark, first, last, curated_first=bool(n % 2)) for n in range(args.rounds))
+    ratios = sorted(base / curated for base, curated in warm_rounds(root, lake, spark, first, last, args.rounds))
     print(f"warm JVM, median of {args.rounds} rounds: ratio {statistics.median(ratios):.2f} (rounds {', '.join(f'{r:.2f}' for r in ratios)})", flush=True)
     for days in (1, 30):
         per_day, seconds = incremental_cost(root, spark, days, args.incremental_customers)

@@ -6,8 +6,9 @@ assets first take stock of the files (manifests, drift; timed apart: the ingesti
 done as files land); then the curated job runs every curated asset over the whole range in one run
 (historic mode), with typing, deduplication, normalisation, enrichment, quality rules, dead
 letters and metadata. Prints records/s for both and their ratio (goal ≥ 0.5 at 1M records or
-more), and the CPU seconds the Spark JVM spent on each side (on Linux; with the JIT compiler
-threads' share).
+more), and the CPU seconds the Spark JVM spent on each side (on Linux), split by thread: the
+tasks, the JIT compilers, the garbage collector, and the driver's own work (planning, Delta
+commits, scheduling).
 
 Two ratios, both fair to each side:
 - cold: each side once in a fresh process and JVM (Spark started before the clock), as every
@@ -56,31 +57,51 @@ from proc_cpu import cpu_seconds  # bench/'s own module
 COLD_PREFIX = "cold pass: "
 
 
-def jvm_cpu_seconds() -> tuple[float, float] | None:
-    """(all threads, JIT compiler threads) CPU seconds the Spark driver JVM has used so far, from
-    Linux's /proc (None elsewhere). In local mode the driver runs the tasks too."""
+# What the JVM's threads do, by the names Linux shows for them (`/proc/…/task/…/comm`, 15 characters).
+THREAD_KINDS = {"tasks": ("Executor task",), "JIT": ("C1 Compiler", "C2 Compiler"), "GC": ("GC Thread",)}
+
+
+def jvm_threads_cpu() -> tuple[float, dict[int, tuple[str | None, float]]] | None:
+    """The Spark driver JVM's CPU seconds so far, and per live thread its kind (`THREAD_KINDS`, or
+    None) and CPU seconds, from Linux's /proc (None elsewhere). In local mode the driver runs the
+    tasks too."""
     pid = get_spark_session().sparkContext._gateway.proc.pid
     threads = Path(f"/proc/{pid}/task")
     if not threads.is_dir():
         return None
-    jit = 0.0
+    per_thread = {}
     for thread in threads.iterdir():
         try:
-            if (thread / "comm").read_text().startswith(("C1 Compiler", "C2 Compiler")):
-                jit += cpu_seconds(pid, int(thread.name))
+            name = (thread / "comm").read_text()
+            kind = next((k for k, prefixes in THREAD_KINDS.items() if name.startswith(prefixes)), None)
+            per_thread[int(thread.name)] = (kind, cpu_seconds(pid, int(thread.name)))
         except OSError:  # the thread ended
             continue
-    return cpu_seconds(pid), jit
+    return cpu_seconds(pid), per_thread
+
+
+def cpu_split(before, after) -> dict[str, float]:
+    """The JVM's CPU seconds between two `jvm_threads_cpu` readings: all, per thread kind, and the
+    rest ("driver and other": planning, Delta commits, scheduling; and threads that ended meanwhile)."""
+    split = {"all": after[0] - before[0], **{kind: 0.0 for kind in THREAD_KINDS}}
+    for thread, (kind, seconds) in after[1].items():
+        if kind is not None:
+            earlier = before[1].get(thread)
+            split[kind] += seconds - (earlier[1] if earlier and earlier[0] == kind else 0.0)
+    split["driver and other"] = split["all"] - sum(split[kind] for kind in THREAD_KINDS)
+    return split
 
 
 def with_cpu(run, *args) -> tuple[float, str]:
-    """(what `run(*args)` returns: its seconds, the JVM's CPU seconds meanwhile as printed beside them)."""
-    before = jvm_cpu_seconds()
+    """(what `run(*args)` returns: its seconds, the JVM's CPU seconds meanwhile, all and by thread
+    kind, as printed beside them)."""
+    before = jvm_threads_cpu()
     seconds = run(*args)
-    after = jvm_cpu_seconds()
+    after = jvm_threads_cpu()
     if before is None or after is None:
         return seconds, ""
-    return seconds, f"  JVM CPU {after[0] - before[0]:5.1f} s, JIT compilers {after[1] - before[1]:4.1f} s"
+    split = cpu_split(before, after)
+    return seconds, f"  JVM CPU {split.pop('all'):5.1f} s: " + ", ".join(f"{kind} {value:4.1f}" for kind, value in split.items())
 
 
 def plain_copy(spark: SparkSession, read_schema: str, files: list[str], out: str) -> None:

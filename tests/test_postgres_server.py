@@ -33,6 +33,8 @@ def test_start_stop_reuse_and_port_change():
         assert not server.running()
 
         with socket.socket() as squatter:  # someone else takes the port while we are down
+            # like PostgreSQL itself: bind despite the TIME_WAIT our own connection left behind
+            squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             squatter.bind(("127.0.0.1", port))
             squatter.listen()
             server.start()

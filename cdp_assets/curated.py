@@ -10,7 +10,10 @@ whose share of critical failures passes `CDP_CRITICAL_THRESHOLD` (default 0.25) 
 naming the rule. Historic mode hands a whole range to one run.
 
 All tables are one subsettable multi-asset (`curated_tables`), so a run curates them a few at a time
-in its one Spark session (`cdp_assets/table_pool.py`), each after the curated tables it reads.
+in its one Spark session (`cdp_assets/table_pool.py`), each after the curated tables it reads. Each
+table's checks (pandera's schema, reconciliation with the raw manifests) are checks of that
+multi-asset, run in the table's worker as soon as it is written; run alone, they check the days
+the table's latest materialisation wrote.
 """
 
 import functools
@@ -19,11 +22,13 @@ import os
 import re
 import unicodedata
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from urllib.parse import quote
 
 from dagster import (
     AssetCheckResult,
+    AssetCheckSpec,
     AssetCheckSeverity,
     AssetExecutionContext,
     AssetKey,
@@ -32,7 +37,6 @@ from dagster import (
     Failure,
     MaterializeResult,
     MetadataValue,
-    asset_check,
     multi_asset,
 )
 from delta.tables import DeltaTable
@@ -51,7 +55,7 @@ from cdp_transform.entities import ENTITIES, EntitySpec
 from cdp_transform.lineage import CARRIED, CARRIED_SCHEMA, RunLineage
 from cdp_transform.local_frame import local_frame
 from cdp_transform.pipeline import DEAD_LETTER_COLUMNS, DayStats, curate, partition_stats, split
-from cdp_transform.quality_schema import pandera_schema
+from cdp_transform.quality_schema import null_counts, pandera_schema, required_columns, schema_errors
 from partitions import daily_partitions
 
 CURATED_OWNERS = ["team:data-platform"]
@@ -224,6 +228,11 @@ def _enforce_threshold(spec: EntitySpec, stats: dict[str, DayStats]) -> None:
             )
 
 
+def _per_day(stats: dict[str, DayStats]) -> dict:
+    return {day: {"rows_in": s.rows_in, "duplicates": s.duplicates, "dead_lettered": s.dead_lettered, "curated": s.curated}
+            for day, s in sorted(stats.items())}
+
+
 def _metadata(spec: EntitySpec, stats: dict[str, DayStats], curated: DataFrame, files: list[str], damaged: list[str],
               table_path: str, first: date, last: date) -> dict:
     total = DayStats()
@@ -246,8 +255,7 @@ def _metadata(spec: EntitySpec, stats: dict[str, DayStats], curated: DataFrame, 
         "dead_lettered_by_rule": MetadataValue.json(dict(sorted(dead_by_rule.items()))),
         "warnings_by_rule": MetadataValue.json(dict(sorted(warnings.items()))),
         "quality_score": MetadataValue.float(round(passing / total.rows_after_dedup, 4) if total.rows_after_dedup else 1.0),
-        "per_day": MetadataValue.json({day: {"rows_in": s.rows_in, "duplicates": s.duplicates, "dead_lettered": s.dead_lettered,
-                                             "curated": s.curated} for day, s in sorted(stats.items())}),
+        "per_day": MetadataValue.json(_per_day(stats)),
         "first_day": first.isoformat(),
         "last_day": last.isoformat(),
         "raw_files_read": len(files),
@@ -255,6 +263,97 @@ def _metadata(spec: EntitySpec, stats: dict[str, DayStats], curated: DataFrame, 
         "table_path": MetadataValue.path(table_path),
         "preview": preview(curated, ["tenant_id", "event_date", *[f.name for f in spec.fields][:5]]),
     }
+
+
+SCHEMA_CHECK, RECONCILIATION_CHECK = "pandera_schema", "reconciles_with_raw"
+
+
+def _check_specs(spec: EntitySpec) -> list[AssetCheckSpec]:
+    """The table's checks, run in its own worker as soon as it is written (`curated_tables`)."""
+    key = curated_key(spec.table)
+    specs = [AssetCheckSpec(SCHEMA_CHECK, asset=key, blocking=True,
+                            description=f"pandera: {spec.table}'s columns, types and non-null keys, on the days just written.")]
+    if spec.reconciles:
+        specs.append(AssetCheckSpec(RECONCILIATION_CHECK, asset=key, description=(
+            "Per day: raw records (manifests) = curated rows + dead-lettered rows + duplicates removed.")))
+    return specs
+
+
+@dataclass(frozen=True)
+class ReadBack:
+    """A curated table's days as the lake holds them, read once for its checks: the rows (None
+    when there is no table), their count per day and the nulls of each column pandera requires."""
+
+    rows: DataFrame | None
+    per_day: dict[str, int]
+    nulls: dict[str, int]
+
+
+def read_back(spec: EntitySpec, session: SparkSession, lake: LakeResource, first: date, last: date) -> ReadBack:
+    rows = read_table(session, lake, spec.table, first, last)
+    if rows is None:
+        return ReadBack(None, {}, {})
+    required = [name for name in required_columns(pandera_schema(spec)) if name in rows.columns]
+    days = rows.groupBy("event_date").agg(F.count(F.lit(1)), *null_counts(required)).collect()
+    # By position: the counts are named after their columns, event_date among them.
+    return ReadBack(rows, {str(day[0]): day[1] for day in days}, {name: sum(day[2 + i] for day in days) for i, name in enumerate(required)})
+
+
+def schema_check(spec: EntitySpec, table: ReadBack) -> AssetCheckResult:
+    """pandera's schema of `spec` on the table's days, as read back from the lake."""
+    key = curated_key(spec.table)
+    if table.rows is None:
+        return AssetCheckResult(asset_key=key, check_name=SCHEMA_CHECK, passed=True, metadata={"rows_checked": 0})
+    errors = schema_errors(pandera_schema(spec), table.rows, table.nulls)
+    return AssetCheckResult(asset_key=key, check_name=SCHEMA_CHECK, passed=not errors, severity=AssetCheckSeverity.ERROR,
+                            metadata={"rows_checked": sum(table.per_day.values()),
+                                      "errors": MetadataValue.json(json.loads(json.dumps(errors, default=str)))})
+
+
+def reconciliation_check(spec: EntitySpec, session: SparkSession, lake: LakeResource, first: date, last: date,
+                         table: ReadBack, per_day: dict) -> AssetCheckResult:
+    """Per day first..last: the manifests' raw records against the rows of the table (`table`) and
+    of its dead-letter table, as read back from the lake, plus the duplicates the run removed
+    (`per_day`, the materialisation's metadata of that name)."""
+    dead = {}
+    if (dead_rows := read_dead_letters(session, lake, [spec.table])) is not None:
+        days = dead_rows.where(F.col("event_date").between(F.lit(first), F.lit(last))).groupBy("event_date").count()
+        dead = {str(r.event_date): r["count"] for r in days.collect()}
+    mismatches = {}
+    for offset in range((last - first).days + 1):
+        day = (first + timedelta(days=offset)).isoformat()
+        manifest = read_manifest(lake, spec.provider, spec.stream, day) or {"files": []}
+        raw = sum(e["records"] for e in manifest["files"] if "error" not in e)
+        curated, duplicates = table.per_day.get(day, 0), per_day.get(day, {}).get("duplicates", 0)
+        if raw != curated + dead.get(day, 0) + duplicates:
+            mismatches[day] = {"raw": raw, "curated": curated, "dead_lettered": dead.get(day, 0), "duplicates": duplicates}
+    return AssetCheckResult(asset_key=curated_key(spec.table), check_name=RECONCILIATION_CHECK, passed=not mismatches,
+                            metadata={"days_checked": (last - first).days + 1, "mismatches": MetadataValue.json(mismatches)})
+
+
+def run_checks(spec: EntitySpec, checks: tuple[str, ...], session: SparkSession, lake: LakeResource, first: date, last: date,
+               per_day: dict) -> list[AssetCheckResult]:
+    """The results of `checks` (names) of `spec`'s table on its days first..last, which both read
+    back in one Spark job (rows per day, nulls per required column)."""
+    if not checks:
+        return []
+    table = read_back(spec, session, lake, first, last)
+    run = {SCHEMA_CHECK: lambda: schema_check(spec, table),
+           RECONCILIATION_CHECK: lambda: reconciliation_check(spec, session, lake, first, last, table, per_day)}
+    return [run[name]() for name in checks]
+
+
+def checks_of_last_materialisation(context: AssetExecutionContext, spec: EntitySpec, checks: tuple[str, ...],
+                                   session: SparkSession, lake: LakeResource) -> list[AssetCheckResult]:
+    """`checks` run alone (the table not materialised in this run): on the days the table's latest
+    materialisation wrote; passed, with nothing checked, when it has none."""
+    event = context.instance.get_latest_materialization_event(curated_key(spec.table))
+    if event is None:
+        return [AssetCheckResult(asset_key=curated_key(spec.table), check_name=name, passed=True, metadata={"days_checked": 0})
+                for name in checks]
+    metadata = event.asset_materialization.metadata
+    first, last = date.fromisoformat(metadata["first_day"].value), date.fromisoformat(metadata["last_day"].value)
+    return run_checks(spec, checks, session, lake, first, last, metadata["per_day"].value)
 
 
 def _upstream(spec: EntitySpec) -> list[AssetKey]:
@@ -272,8 +371,9 @@ def curated_workers() -> int:
 
 
 def curate_table(spec: EntitySpec, lake: LakeResource, session: SparkSession, run_id: str, first: date, last: date,
-                 files: list[str], damaged: list[str]) -> MaterializeResult:
-    """Curates the raw `files` of days first..last into `spec`'s table and dead-letter table."""
+                 files: list[str], damaged: list[str], checks: tuple[str, ...] = ()) -> MaterializeResult:
+    """Curates the raw `files` of days first..last into `spec`'s table and dead-letter table, then
+    runs its `checks` (names) on what was written."""
     fx = (read_table(session, lake, "fx_rates", first, last)
           or session.createDataFrame([], "event_date date, currency string, rate double")) if spec.needs_fx else None
     customers = read_table(session, lake, "shopify_customers", None, last) if spec.customer_must_exist else None
@@ -297,7 +397,8 @@ def curate_table(spec: EntitySpec, lake: LakeResource, session: SparkSession, ru
         replace_partitions(dead.select(*DEAD_LETTER_COLUMNS), lake.spark_path(dead_letter_table(spec.table)), "event_date",
                            first, last, stats_columns=DEAD_LETTER_FILTER_COLUMNS, dictionary_columns=DEAD_LETTER_DICTIONARY_COLUMNS)
     return MaterializeResult(asset_key=curated_key(spec.table),
-                             metadata=_metadata(spec, stats, curated, files, damaged, table_path, first, last))
+                             metadata=_metadata(spec, stats, curated, files, damaged, table_path, first, last),
+                             check_results=run_checks(spec, checks, session, lake, first, last, _per_day(stats)))
 
 
 def _asset_spec(spec: EntitySpec) -> AssetSpec:
@@ -312,21 +413,32 @@ def _asset_spec(spec: EntitySpec) -> AssetSpec:
 @multi_asset(
     name="curated_tables",
     specs=[_asset_spec(spec) for spec in ENTITIES],
+    check_specs=[check for spec in ENTITIES for check in _check_specs(spec)],
     partitions_def=daily_partitions,
     backfill_policy=BackfillPolicy.single_run(),
     can_subset=True,
     description="Every selected curated table, CDP_CURATED_WORKERS (default 2) at a time in one Spark session, "
-                "each after the curated tables it reads; one failing table fails the step, not the others.",
+                "each after the curated tables it reads, and its checks as soon as it is written; one failing table "
+                "fails the step, not the others.",
 )
-def curated_tables(context: AssetExecutionContext, lake: LakeResource, spark: SparkDeltaResource) -> Iterator[MaterializeResult]:
+def curated_tables(context: AssetExecutionContext, lake: LakeResource, spark: SparkDeltaResource) -> Iterator[MaterializeResult | AssetCheckResult]:
+    session: SparkSession = spark.session_for(lake)
+    checks: dict[str, tuple[str, ...]] = {}
+    for check in context.selected_asset_check_keys:
+        checks[check.asset_key.path[-1]] = (*checks.get(check.asset_key.path[-1], ()), check.name)
+    selected = [spec for spec in ENTITIES if curated_key(spec.table) in context.selected_asset_keys]
+    for spec in (s for s in ENTITIES if s.table in checks and s not in selected):
+        yield from checks_of_last_materialisation(context, spec, checks[spec.table], session, lake)
+    if not selected:
+        return
     window = context.partition_time_window
     first, last = window.start.date(), window.end.date() - timedelta(days=1)
-    session: SparkSession = spark.session_for(lake)
     work, size = {}, {}
-    for spec in (s for s in ENTITIES if curated_key(s.table) in context.selected_asset_keys):
+    for spec in selected:
         files, damaged, size[spec.table] = raw_files_for(lake, spec.provider, spec.stream, first, last)
         context.log.info(f"{spec.table} {first}..{last}: reading {len(files)} raw files")
-        work[spec.table] = functools.partial(curate_table, spec, lake, session, context.run_id, first, last, files, damaged)
+        work[spec.table] = functools.partial(curate_table, spec, lake, session, context.run_id, first, last, files, damaged,
+                                             checks.get(spec.table, ()))
     # Largest first, so that the run does not end on one big table alone.
     work = dict(sorted(work.items(), key=lambda item: -size[item[0]]))
     upstream = {spec.table: {key.path[-1] for key in _upstream(spec) if key.path[0] == "curated"} for spec in ENTITIES}
@@ -341,60 +453,3 @@ def curated_tables(context: AssetExecutionContext, lake: LakeResource, spark: Sp
             failures.append(f"{table}: {error}")
     if failures:
         raise Failure(f"{len(failures)} of {len(work)} curated tables failed: " + " | ".join(failures))
-
-
-def _written_range(context, key: AssetKey) -> tuple[date, date] | None:
-    event = context.instance.get_latest_materialization_event(key)
-    if event is None:
-        return None
-    metadata = event.asset_materialization.metadata
-    return date.fromisoformat(metadata["first_day"].value), date.fromisoformat(metadata["last_day"].value)
-
-
-def schema_check(spec: EntitySpec):
-    @asset_check(asset=curated_key(spec.table), name="pandera_schema", blocking=True,
-                 description=f"pandera: {spec.table}'s columns, types and non-null keys, on the days just written.")
-    def _check(context, lake: LakeResource, spark: SparkDeltaResource) -> AssetCheckResult:
-        written = _written_range(context, curated_key(spec.table))
-        rows = read_table(spark.session_for(lake), lake, spec.table, *written) if written else None
-        if rows is None:
-            return AssetCheckResult(passed=True, metadata={"rows_checked": 0})
-        errors = dict(pandera_schema(spec).validate(rows).pandera.errors)
-        return AssetCheckResult(passed=not errors, severity=AssetCheckSeverity.ERROR,
-                                metadata={"errors": MetadataValue.json(json.loads(json.dumps(errors, default=str)))})
-
-    return _check
-
-
-def reconciliation_check(spec: EntitySpec):
-    @asset_check(asset=curated_key(spec.table), name="reconciles_with_raw",
-                 description="Per day: raw records (manifests) = curated rows + dead-lettered rows + duplicates removed.")
-    def _check(context, lake: LakeResource, spark: SparkDeltaResource) -> AssetCheckResult:
-        key = curated_key(spec.table)
-        event = context.instance.get_latest_materialization_event(key)
-        if event is None:
-            return AssetCheckResult(passed=True, metadata={"days_checked": 0})
-        per_day = event.asset_materialization.metadata["per_day"].value
-        first, last = _written_range(context, key)
-        session = spark.session_for(lake)
-        curated = {str(r.event_date): r["count"] for r in read_table(session, lake, spec.table, first, last).groupBy("event_date").count().collect()}
-        dead = {}
-        if (dead_rows := read_dead_letters(session, lake, [spec.table])) is not None:
-            days = dead_rows.where(F.col("event_date").between(F.lit(first), F.lit(last))).groupBy("event_date").count()
-            dead = {str(r.event_date): r["count"] for r in days.collect()}
-        mismatches = {}
-        for offset in range((last - first).days + 1):
-            day = (first + timedelta(days=offset)).isoformat()
-            manifest = read_manifest(lake, spec.provider, spec.stream, day) or {"files": []}
-            raw = sum(e["records"] for e in manifest["files"] if "error" not in e)
-            accounted = curated.get(day, 0) + dead.get(day, 0) + per_day.get(day, {}).get("duplicates", 0)
-            if raw != accounted:
-                mismatches[day] = {"raw": raw, "curated": curated.get(day, 0), "dead_lettered": dead.get(day, 0),
-                                   "duplicates": per_day.get(day, {}).get("duplicates", 0)}
-        return AssetCheckResult(passed=not mismatches, metadata={"days_checked": (last - first).days + 1,
-                                                                 "mismatches": MetadataValue.json(mismatches)})
-
-    return _check
-
-
-curated_checks = [schema_check(spec) for spec in ENTITIES] + [reconciliation_check(spec) for spec in ENTITIES if spec.reconciles]

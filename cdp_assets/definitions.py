@@ -3,7 +3,7 @@
 from dagster import Definitions, in_process_executor
 
 from cdp_assets.activation import activation_assets
-from cdp_assets.curated import curated_checks, curated_tables
+from cdp_assets.curated import curated_tables
 from cdp_assets.dbt import dbt_checks, dbt_cli, dbt_definitions, dbt_project
 from cdp_assets.identity import identity_assets
 from cdp_assets.maintenance import delta_maintenance, weekly_maintenance_schedule
@@ -18,7 +18,7 @@ from sensors.schedules import lake_daily_job, lake_daily_schedule
 
 defs = Definitions(
     assets=[*raw_assets, curated_tables, *identity_assets, *warehouse_assets, *dbt_definitions, *activation_assets],
-    asset_checks=[*curated_checks, *dbt_checks],
+    asset_checks=dbt_checks,
     jobs=[lake_daily_job, delta_maintenance],
     schedules=[lake_daily_schedule, weekly_maintenance_schedule],
     sensors=[raw_file_sensor],

@@ -108,16 +108,17 @@ RANGE_TAGS = ("dagster/asset_partition_range_start", "dagster/asset_partition_ra
 
 def run_assets(lake: LakeResource, instance: DagsterInstance, first, last, selection: list[str] | None = None,
                raise_on_error: bool = True, checks: bool = False, groups: list[str] = ("raw", "curated"),
-               warehouse: WarehouseResource | None = None):
+               warehouse: WarehouseResource | None = None, only_checks: bool = False):
     """Materialise `selection` (asset keys like "curated/orders"; default: the asset `groups`) for the
-    days first..last in one run on `lake` (and `warehouse`); the asset checks run too when `checks`."""
+    days first..last in one run on `lake` (and `warehouse`); the asset checks run too when `checks`,
+    and alone (nothing materialised) when `only_checks`."""
     from dagster import AssetKey, AssetSelection, Definitions, define_asset_job
 
     from cdp_assets.definitions import defs
     from partitions import daily_partitions
 
     keys = AssetSelection.keys(*(AssetKey(k.split("/")) for k in selection)) if selection else AssetSelection.groups(*groups)
-    keys = keys if checks else keys.without_checks()
+    keys = keys - keys.without_checks() if only_checks else keys if checks else keys.without_checks()
     job = define_asset_job("test_run", selection=keys, partitions_def=daily_partitions)
     test_defs = Definitions(
         assets=list(defs.assets), asset_checks=list(defs.asset_checks), jobs=[job], executor=defs.executor,

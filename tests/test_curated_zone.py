@@ -224,6 +224,38 @@ def test_dead_letters_follow_reruns_and_clean_days_write_none(spark, tmp_path, d
     assert letters() == 0 and table(spark, lake, "orders").count() == 20
 
 
+def test_checks_run_alone_find_a_lost_row_and_a_null_key(spark, tmp_path, dagster_instance):
+    """The checks, run alone, check the days of the latest materialisation as the lake holds them
+    now: a curated row deleted since fails the reconciliation, naming the day; a null key fails
+    pandera's schema, which blocks (the step fails)."""
+    lake = LakeResource(base_uri=str(tmp_path / "lake"))
+    day = date(2026, 2, 1)
+    orders = [{"id": i, "created_at": f"{day}T10:00:00Z", "currency": "USD", "total_price": "9.99", "customer": {"id": 1},
+               "line_items": []} for i in range(20)]
+    lake.write_bytes(raw_key("acme_corp", "shopify", "orders", day, datetime(2026, 2, 1, 23, tzinfo=timezone.utc), 0),
+                     encode_ndjson_gz(orders))
+    assert run_assets(lake, dagster_instance, day, day, ["raw/shopify/orders", "curated/orders"]).success
+
+    def checks_alone():
+        result = run_assets(lake, dagster_instance, day, day, ["curated/orders"], only_checks=True, raise_on_error=False)
+        assert not result.asset_materializations_for_node("curated_tables")
+        return result, {e.event_specific_data.check_name: e.event_specific_data for e in result.all_events
+                        if e.event_type_value == "ASSET_CHECK_EVALUATION"}
+
+    result, evaluations = checks_alone()
+    assert result.success and all(e.passed for e in evaluations.values()) and len(evaluations) == 2
+    orders_table = DeltaTable.forPath(spark, lake.spark_path("curated/orders"))
+    orders_table.delete("order_id = 3")
+    result, evaluations = checks_alone()
+    assert result.success and evaluations["pandera_schema"].passed and not evaluations["reconciles_with_raw"].passed
+    assert evaluations["reconciles_with_raw"].metadata["mismatches"].value == {
+        str(day): {"raw": 20, "curated": 19, "dead_lettered": 0, "duplicates": 0}}
+    orders_table.update("order_id = 4", {"order_id": "NULL"})
+    result, evaluations = checks_alone()
+    assert not result.success and not evaluations["pandera_schema"].passed
+    assert "order_id" in str(evaluations["pandera_schema"].metadata["errors"].value)
+
+
 def test_weekly_maintenance_optimizes_and_vacuums(spark, spark_resource, historic):
     lake, _ = historic
     maintenance = Definitions(jobs=[delta_maintenance], resources={"lake": lake, "spark": spark_resource})

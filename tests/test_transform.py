@@ -20,6 +20,7 @@ from cdp_transform.enrich import company_by_domain, to_usd
 from cdp_transform.entities import BY_TABLE
 from cdp_transform.lineage import LINEAGE, RunLineage
 from cdp_transform.pipeline import curate, flag_known_customer, flag_shared_email, partition_stats, split
+from cdp_transform.quality_schema import pandera_schema, schema_errors
 from cdp_transform.rules import apply_rules
 
 TEST_LINEAGE = RunLineage("test", "run", ("f.ndjson.gz",))
@@ -169,6 +170,21 @@ def test_an_email_owned_on_an_earlier_day_is_shared_and_a_later_owner_does_not_c
                                      ("u", date(2026, 1, 4), 8, "c@x.com"), ("t", date(2026, 1, 6), 9, "c@x.com")], rows)
     flags = {r.customer_id: r._email_shared for r in flag_shared_email(today, "customer_id", earlier).collect()}
     assert flags == {1: True, 2: False, 3: False, 4: False}
+
+
+def test_schema_errors_name_nulls_types_and_missing_columns(spark):
+    schema = pandera_schema(BY_TABLE["fx_rates"])  # required: the key (base, currency) and the lineage columns
+    good = spark.createDataFrame([(date(2026, 1, 5), "USD", "EUR", 0.9, "t", date(2026, 1, 5), "f", "r")],
+                                 "rate_date date, base string, currency string, rate double, tenant_id string, "
+                                 "event_date date, _source_file string, _run_id string")
+    assert schema_errors(schema, good) == {}
+    bad = good.union(good.withColumn("currency", F.lit(None)).withColumn("_run_id", F.lit(None))) \
+        .withColumn("rate", F.col("rate").cast("string")).drop("_source_file")
+    errors = schema_errors(schema, bad)["SCHEMA"]
+    assert {e["column"]: e["error"] for e in errors["SERIES_CONTAINS_NULLS"]} == {
+        "currency": "non-nullable column 'currency' contains 1 nulls", "_run_id": "non-nullable column '_run_id' contains 1 nulls"}
+    assert [e["column"] for e in errors["WRONG_DATATYPE"]] == ["rate"]
+    assert [e["column"] for e in errors["COLUMN_NOT_IN_DATAFRAME"]] == ["_source_file"]
 
 
 def test_jvm_phones_read_like_python_phonenumbers(spark):

@@ -10,26 +10,21 @@ whose share of critical failures passes `CDP_CRITICAL_THRESHOLD` (default 0.25) 
 naming the rule. Historic mode hands a whole range to one run.
 
 All tables are one subsettable multi-asset (`curated_tables`), so a run curates them a few at a time
-in its one Spark session (`cdp_assets/table_pool.py`), each after the curated tables it reads. Each
-table's checks (pandera's schema, reconciliation with the raw manifests) are checks of that
-multi-asset, run in the table's worker as soon as it is written; run alone, they check the days
-the table's latest materialisation wrote.
+in its one Spark session (`cdp_assets/table_pool.py`), each after the curated tables it reads, and
+runs each table's checks (`cdp_assets/curated_checks.py`) as soon as it is written; run alone, the
+checks check the days the table's latest materialisation wrote.
 """
 
 import functools
-import json
 import os
 import re
 import unicodedata
 from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from urllib.parse import quote
 
 from dagster import (
     AssetCheckResult,
-    AssetCheckSpec,
-    AssetCheckSeverity,
     AssetExecutionContext,
     AssetKey,
     AssetSpec,
@@ -46,6 +41,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import ArrayType, MapType, StructType
 
+from cdp_assets.curated_checks import check_specs, run_checks
 from cdp_assets.raw import read_manifest
 from cdp_assets.table_pool import run_in_dependency_order
 from cdp_resources.lake import LakeResource
@@ -55,7 +51,6 @@ from cdp_transform.entities import ENTITIES, EntitySpec
 from cdp_transform.lineage import CARRIED, CARRIED_SCHEMA, RunLineage
 from cdp_transform.local_frame import local_frame
 from cdp_transform.pipeline import DEAD_LETTER_COLUMNS, DayStats, curate, partition_stats, split
-from cdp_transform.quality_schema import null_counts, pandera_schema, required_columns, schema_errors
 from partitions import daily_partitions
 
 CURATED_OWNERS = ["team:data-platform"]
@@ -265,82 +260,13 @@ def _metadata(spec: EntitySpec, stats: dict[str, DayStats], curated: DataFrame, 
     }
 
 
-SCHEMA_CHECK, RECONCILIATION_CHECK = "pandera_schema", "reconciles_with_raw"
-
-
-def _check_specs(spec: EntitySpec) -> list[AssetCheckSpec]:
-    """The table's checks, run in its own worker as soon as it is written (`curated_tables`)."""
-    key = curated_key(spec.table)
-    specs = [AssetCheckSpec(SCHEMA_CHECK, asset=key, blocking=True,
-                            description=f"pandera: {spec.table}'s columns, types and non-null keys, on the days just written.")]
-    if spec.reconciles:
-        specs.append(AssetCheckSpec(RECONCILIATION_CHECK, asset=key, description=(
-            "Per day: raw records (manifests) = curated rows + dead-lettered rows + duplicates removed.")))
-    return specs
-
-
-@dataclass(frozen=True)
-class ReadBack:
-    """A curated table's days as the lake holds them, read once for its checks: the rows (None
-    when there is no table), their count per day and the nulls of each column pandera requires."""
-
-    rows: DataFrame | None
-    per_day: dict[str, int]
-    nulls: dict[str, int]
-
-
-def read_back(spec: EntitySpec, session: SparkSession, lake: LakeResource, first: date, last: date) -> ReadBack:
-    rows = read_table(session, lake, spec.table, first, last)
-    if rows is None:
-        return ReadBack(None, {}, {})
-    required = [name for name in required_columns(pandera_schema(spec)) if name in rows.columns]
-    days = rows.groupBy("event_date").agg(F.count(F.lit(1)), *null_counts(required)).collect()
-    # By position: the counts are named after their columns, event_date among them.
-    return ReadBack(rows, {str(day[0]): day[1] for day in days}, {name: sum(day[2 + i] for day in days) for i, name in enumerate(required)})
-
-
-def schema_check(spec: EntitySpec, table: ReadBack) -> AssetCheckResult:
-    """pandera's schema of `spec` on the table's days, as read back from the lake."""
-    key = curated_key(spec.table)
-    if table.rows is None:
-        return AssetCheckResult(asset_key=key, check_name=SCHEMA_CHECK, passed=True, metadata={"rows_checked": 0})
-    errors = schema_errors(pandera_schema(spec), table.rows, table.nulls)
-    return AssetCheckResult(asset_key=key, check_name=SCHEMA_CHECK, passed=not errors, severity=AssetCheckSeverity.ERROR,
-                            metadata={"rows_checked": sum(table.per_day.values()),
-                                      "errors": MetadataValue.json(json.loads(json.dumps(errors, default=str)))})
-
-
-def reconciliation_check(spec: EntitySpec, session: SparkSession, lake: LakeResource, first: date, last: date,
-                         table: ReadBack, per_day: dict) -> AssetCheckResult:
-    """Per day first..last: the manifests' raw records against the rows of the table (`table`) and
-    of its dead-letter table, as read back from the lake, plus the duplicates the run removed
-    (`per_day`, the materialisation's metadata of that name)."""
-    dead = {}
-    if (dead_rows := read_dead_letters(session, lake, [spec.table])) is not None:
-        days = dead_rows.where(F.col("event_date").between(F.lit(first), F.lit(last))).groupBy("event_date").count()
-        dead = {str(r.event_date): r["count"] for r in days.collect()}
-    mismatches = {}
-    for offset in range((last - first).days + 1):
-        day = (first + timedelta(days=offset)).isoformat()
-        manifest = read_manifest(lake, spec.provider, spec.stream, day) or {"files": []}
-        raw = sum(e["records"] for e in manifest["files"] if "error" not in e)
-        curated, duplicates = table.per_day.get(day, 0), per_day.get(day, {}).get("duplicates", 0)
-        if raw != curated + dead.get(day, 0) + duplicates:
-            mismatches[day] = {"raw": raw, "curated": curated, "dead_lettered": dead.get(day, 0), "duplicates": duplicates}
-    return AssetCheckResult(asset_key=curated_key(spec.table), check_name=RECONCILIATION_CHECK, passed=not mismatches,
-                            metadata={"days_checked": (last - first).days + 1, "mismatches": MetadataValue.json(mismatches)})
-
-
-def run_checks(spec: EntitySpec, checks: tuple[str, ...], session: SparkSession, lake: LakeResource, first: date, last: date,
-               per_day: dict) -> list[AssetCheckResult]:
-    """The results of `checks` (names) of `spec`'s table on its days first..last, which both read
-    back in one Spark job (rows per day, nulls per required column)."""
+def _run_checks(spec: EntitySpec, checks: tuple[str, ...], session: SparkSession, lake: LakeResource, first: date,
+                last: date, per_day: dict) -> list[AssetCheckResult]:
+    """The results of `checks` (names) of `spec`'s table on its days first..last, as the lake holds them."""
     if not checks:
         return []
-    table = read_back(spec, session, lake, first, last)
-    run = {SCHEMA_CHECK: lambda: schema_check(spec, table),
-           RECONCILIATION_CHECK: lambda: reconciliation_check(spec, session, lake, first, last, table, per_day)}
-    return [run[name]() for name in checks]
+    return run_checks(spec, curated_key(spec.table), checks, read_table(session, lake, spec.table, first, last),
+                      read_dead_letters(session, lake, [spec.table]), lake, first, last, per_day)
 
 
 def checks_of_last_materialisation(context: AssetExecutionContext, spec: EntitySpec, checks: tuple[str, ...],
@@ -353,7 +279,7 @@ def checks_of_last_materialisation(context: AssetExecutionContext, spec: EntityS
                 for name in checks]
     metadata = event.asset_materialization.metadata
     first, last = date.fromisoformat(metadata["first_day"].value), date.fromisoformat(metadata["last_day"].value)
-    return run_checks(spec, checks, session, lake, first, last, metadata["per_day"].value)
+    return _run_checks(spec, checks, session, lake, first, last, metadata["per_day"].value)
 
 
 def _upstream(spec: EntitySpec) -> list[AssetKey]:
@@ -398,7 +324,7 @@ def curate_table(spec: EntitySpec, lake: LakeResource, session: SparkSession, ru
                            first, last, stats_columns=DEAD_LETTER_FILTER_COLUMNS, dictionary_columns=DEAD_LETTER_DICTIONARY_COLUMNS)
     return MaterializeResult(asset_key=curated_key(spec.table),
                              metadata=_metadata(spec, stats, curated, files, damaged, table_path, first, last),
-                             check_results=run_checks(spec, checks, session, lake, first, last, _per_day(stats)))
+                             check_results=_run_checks(spec, checks, session, lake, first, last, _per_day(stats)))
 
 
 def _asset_spec(spec: EntitySpec) -> AssetSpec:
@@ -413,7 +339,7 @@ def _asset_spec(spec: EntitySpec) -> AssetSpec:
 @multi_asset(
     name="curated_tables",
     specs=[_asset_spec(spec) for spec in ENTITIES],
-    check_specs=[check for spec in ENTITIES for check in _check_specs(spec)],
+    check_specs=[check for spec in ENTITIES for check in check_specs(spec, curated_key(spec.table))],
     partitions_def=daily_partitions,
     backfill_policy=BackfillPolicy.single_run(),
     can_subset=True,

@@ -6,8 +6,8 @@ assets first take stock of the files (manifests, drift; timed apart: the ingesti
 done as files land); then the curated job runs every curated asset over the whole range in one run
 (historic mode), with typing, deduplication, normalisation, enrichment, quality rules, dead
 letters, metadata and each table's asset checks (pandera's schema, reconciliation with the raw
-records), as a user's run of the curated assets runs them. Prints records/s for both and their ratio (goal ≥ 0.5 at 1M records or
-more), and the CPU seconds the Spark JVM spent on each side (on Linux), split by thread: the
+records), as a user's run of the curated assets runs them. Prints records/s for both and their
+ratio (goal ≥ 0.5 at 1M records or more), and the CPU seconds the Spark JVM spent on each side (on Linux), split by thread: the
 tasks, the JIT compilers, the garbage collector, and the driver's own work (planning, Delta
 commits, scheduling).
 

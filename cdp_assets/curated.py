@@ -223,11 +223,6 @@ def _enforce_threshold(spec: EntitySpec, stats: dict[str, DayStats]) -> None:
             )
 
 
-def _per_day(stats: dict[str, DayStats]) -> dict:
-    return {day: {"rows_in": s.rows_in, "duplicates": s.duplicates, "dead_lettered": s.dead_lettered, "curated": s.curated}
-            for day, s in sorted(stats.items())}
-
-
 def _metadata(spec: EntitySpec, stats: dict[str, DayStats], curated: DataFrame, files: list[str], damaged: list[str],
               table_path: str, first: date, last: date) -> dict:
     total = DayStats()
@@ -250,7 +245,8 @@ def _metadata(spec: EntitySpec, stats: dict[str, DayStats], curated: DataFrame, 
         "dead_lettered_by_rule": MetadataValue.json(dict(sorted(dead_by_rule.items()))),
         "warnings_by_rule": MetadataValue.json(dict(sorted(warnings.items()))),
         "quality_score": MetadataValue.float(round(passing / total.rows_after_dedup, 4) if total.rows_after_dedup else 1.0),
-        "per_day": MetadataValue.json(_per_day(stats)),
+        "per_day": MetadataValue.json({day: {"rows_in": s.rows_in, "duplicates": s.duplicates, "dead_lettered": s.dead_lettered,
+                                             "curated": s.curated} for day, s in sorted(stats.items())}),
         "first_day": first.isoformat(),
         "last_day": last.isoformat(),
         "raw_files_read": len(files),
@@ -322,9 +318,9 @@ def curate_table(spec: EntitySpec, lake: LakeResource, session: SparkSession, ru
     if any(s.dead_lettered for s in stats.values()) or may_hold_dead_letters(lake, spec.table, first, last):
         replace_partitions(dead.select(*DEAD_LETTER_COLUMNS), lake.spark_path(dead_letter_table(spec.table)), "event_date",
                            first, last, stats_columns=DEAD_LETTER_FILTER_COLUMNS, dictionary_columns=DEAD_LETTER_DICTIONARY_COLUMNS)
-    return MaterializeResult(asset_key=curated_key(spec.table),
-                             metadata=_metadata(spec, stats, curated, files, damaged, table_path, first, last),
-                             check_results=_run_checks(spec, checks, session, lake, first, last, _per_day(stats)))
+    metadata = _metadata(spec, stats, curated, files, damaged, table_path, first, last)
+    return MaterializeResult(asset_key=curated_key(spec.table), metadata=metadata,
+                             check_results=_run_checks(spec, checks, session, lake, first, last, metadata["per_day"].value))
 
 
 def _asset_spec(spec: EntitySpec) -> AssetSpec:

@@ -41,7 +41,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import ArrayType, MapType, StructType
 
-from cdp_assets.curated_checks import check_specs, run_checks
+from cdp_assets.curated_checks import StoredTable, check_specs, run_checks, statistics_columns
 from cdp_assets.raw import read_manifest
 from cdp_assets.table_pool import run_in_dependency_order
 from cdp_resources.lake import LakeResource
@@ -261,8 +261,9 @@ def _run_checks(spec: EntitySpec, checks: tuple[str, ...], session: SparkSession
     """The results of `checks` (names) of `spec`'s table on its days first..last, as the lake holds them."""
     if not checks:
         return []
-    return run_checks(spec, curated_key(spec.table), checks, read_table(session, lake, spec.table, first, last),
-                      read_dead_letters(session, lake, [spec.table]), lake, first, last, per_day)
+    table = StoredTable(read_table(session, lake, spec.table, first, last), lake.delta_log(f"curated/{spec.table}"))
+    dead_letters = StoredTable(read_dead_letters(session, lake, [spec.table]), lake.delta_log(dead_letter_table(spec.table)))
+    return run_checks(spec, curated_key(spec.table), checks, table, dead_letters, lake, first, last, per_day)
 
 
 def checks_of_last_materialisation(context: AssetExecutionContext, spec: EntitySpec, checks: tuple[str, ...],
@@ -311,7 +312,7 @@ def curate_table(spec: EntitySpec, lake: LakeResource, session: SparkSession, ru
     _enforce_threshold(spec, stats)
     curated, dead = split(spec, ruled, lineage)
     table_path = lake.spark_path(f"curated/{spec.table}")
-    replace_partitions(curated, table_path, "event_date", first, last, stats_columns=spec.filter_columns,
+    replace_partitions(curated, table_path, "event_date", first, last, stats_columns=statistics_columns(spec),
                        dictionary_columns=spec.dictionary_columns)
     # A day without dead letters, that had none before either, leaves the dead-letter table as
     # it is: no empty transaction (0.7-1.8 s each) for every clean table of every run.

@@ -4,7 +4,8 @@ Keys are relative paths such as `raw/acme/shopify/orders/year=2026/month=01/day=
 Writes are published atomically: a local file is written beside its target and renamed into place;
 an S3 object appears whole when its upload completes. Readers never see half a file.
 S3 goes through boto3, with the client from dagster-aws's `S3Resource`; Spark reaches the same
-bucket through Hadoop's S3A with the settings `spark_settings` gives.
+bucket through Hadoop's S3A with the settings `spark_settings` gives, and delta-rs (`delta_log`,
+a Delta table's log without Spark) with the endpoint and region given here.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from urllib.parse import urlparse
 from dagster import ConfigurableResource
 from dagster_aws.s3 import S3Resource
 from dagster_aws.s3.sensor import get_objects
+from deltalake import DeltaTable
 from pydantic import Field, PrivateAttr
 
 _TEMP_MARK = ".tmp-"
@@ -177,6 +179,19 @@ class LakeResource(ConfigurableResource):
     def is_delta_table(self, key: str) -> bool:
         """Whether a Delta table lives at `key` (it has a transaction log)."""
         return bool(self.list(f"{key}/_delta_log/"))
+
+    def delta_log(self, key: str) -> DeltaTable | None:
+        """The Delta table at `key` as delta-rs reads it (its log: files, partitions, statistics),
+        None when there is none. On S3, credentials are what delta-rs finds: environment variables,
+        an AWS profile (`AWS_PROFILE`) or the instance's role."""
+        if not self.is_delta_table(key):
+            return None
+        if not self.is_s3:
+            return DeltaTable(self.spark_path(key))
+        options = {"AWS_REGION": self.s3_region}
+        if self.s3_endpoint_url:
+            options |= {"AWS_ENDPOINT_URL": self.s3_endpoint_url, "AWS_ALLOW_HTTP": "true"}
+        return DeltaTable(self.spark_path(key).replace("s3a://", "s3://", 1), storage_options=options)
 
     def write_bytes(self, key: str, data: bytes, if_absent: bool = False) -> None:
         """Publish `data` at `key`; with `if_absent`, raise FileExistsError rather than replace a file."""

@@ -14,13 +14,15 @@ from dagster import Definitions
 from delta.tables import DeltaTable
 from pyspark.sql import functions as F
 
-from cdp_assets.curated import curated_key, dead_letter_table, read_dead_letters, read_raw
+from cdp_assets.curated import curated_key, dead_letter_table, read_dead_letters, read_raw, replace_partitions
+from cdp_assets.curated_checks import DAY, StoredTable, counted_counts, counts, logged_counts
 from cdp_assets.maintenance import delta_maintenance
 from cdp_resources.lake import LakeResource
 from cdp_resources.raw_zone import decode_ndjson_gz, encode_ndjson_gz, raw_key
 from cdp_transform.enrich import REFERENCE_DIR
 from cdp_transform.entities import BY_TABLE, ENTITIES
 from cdp_transform.lineage import RunLineage
+from cdp_transform.quality_schema import pandera_schema, required_columns
 from tests.conftest import CURATED_CONFIG, assert_same_rows, comparable, dictionary_encoded, run_assets
 from tests.test_generator import EMAIL
 
@@ -110,6 +112,36 @@ def test_checks_pass_and_metadata_is_complete(historic):
         assert {"dagster/row_count", "rows_in", "duplicates_removed", "dead_lettered_by_rule", "warnings_by_rule",
                 "quality_score", "preview"} <= set(metadata)
         assert 0.5 < metadata["quality_score"].value <= 1.0
+
+
+def test_checks_take_from_the_log_what_spark_counts_in_the_rows(spark, historic):
+    """Every file the curated job wrote has the statistics the checks read from the log (delta-rs),
+    and they give what Spark counts in the rows: rows per day, and the nulls of each column pandera
+    requires (for the dead letters: `tenant_id`'s)."""
+    lake, _ = historic
+    for spec in ENTITIES:
+        required = [c for c in required_columns(pandera_schema(spec)) if c != DAY]
+        for key, columns in ((f"curated/{spec.table}", required), (dead_letter_table(spec.table), ["tenant_id"])):
+            log = lake.delta_log(key)
+            if log is None:  # a table with no dead letters has no dead-letter table
+                continue
+            logged = logged_counts(log, FIRST, LAST, columns)
+            assert logged is not None and sum(logged[0].values()) > 0, key
+            assert logged == counted_counts(spark.read.format("delta").load(lake.spark_path(key)), FIRST, LAST, columns), key
+
+
+def test_checks_count_in_spark_a_table_without_the_statistics(spark, tmp_path):
+    """A table whose files have no statistics on a column the checks need (made before the curated
+    tables kept them) is counted in Spark."""
+    path = str(tmp_path / "table")
+    day = date(2026, 1, 1)
+    frame = spark.createDataFrame([("acme", day, None), ("acme", day, "f1"), ("acme", day + timedelta(days=1), "f2")],
+                                  "tenant_id string, event_date date, _source_file string")
+    replace_partitions(frame, path, "event_date", day, day + timedelta(days=1), stats_columns=["tenant_id"])
+    stored = StoredTable(spark.read.format("delta").load(path), LakeResource(base_uri=str(tmp_path)).delta_log("table"))
+    assert logged_counts(stored.log, day, day, ["_source_file"]) is None
+    assert logged_counts(stored.log, day, day, ["tenant_id"]) == ({str(day): 2}, {"tenant_id": 0})
+    assert counts(stored, day, day, ["_source_file"]) == ({str(day): 2}, {"_source_file": 1})
 
 
 def test_only_few_valued_columns_are_dictionary_encoded(spark, historic):
@@ -251,6 +283,8 @@ def test_checks_run_alone_find_a_lost_row_and_a_null_key(spark, tmp_path, dagste
     assert evaluations["reconciles_with_raw"].metadata["mismatches"].value == {
         str(day): {"raw": 20, "curated": 19, "dead_lettered": 0, "duplicates": 0}}
     orders_table.update("order_id = 4", {"order_id": "NULL"})
+    # Rewritten files keep their statistics: the checks read the null from the log.
+    assert logged_counts(lake.delta_log("curated/orders"), day, day, ["order_id"]) == ({str(day): 19}, {"order_id": 1})
     result, evaluations = checks_alone()
     assert not result.success and not evaluations["pandera_schema"].passed
     assert "order_id" in str(evaluations["pandera_schema"].metadata["errors"].value)

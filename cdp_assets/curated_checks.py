@@ -56,7 +56,10 @@ class StoredTable:
 
 def logged_counts(log: DeltaTable, first: date, last: date, columns: list[str]) -> tuple[dict[str, int], dict[str, int]] | None:
     """Rows per day first..last and the nulls of `columns` in them, summed over the statistics of
-    the table's files of those days in its log; None when a file lacks them."""
+    the table's files of those days in its log; None when a file lacks them, or when the table may
+    have deletion vectors (a file's statistics also count the rows its vector deleted since)."""
+    if "deletionVectors" in (log.protocol().reader_features or []):
+        return None
     files = [f for f in pa.table(log.get_add_actions(flatten=True)).to_pylist()
              if f[f"partition.{DAY}"] is not None and first <= f[f"partition.{DAY}"] <= last]
     if any(f["num_records"] is None or any(f.get(f"null_count.{name}") is None for name in columns) for f in files):

@@ -144,6 +144,19 @@ def test_checks_count_in_spark_a_table_without_the_statistics(spark, tmp_path):
     assert counts(stored, day, day, ["_source_file"]) == ({str(day): 2}, {"_source_file": 1})
 
 
+def test_checks_count_in_spark_a_table_with_deletion_vectors(spark, tmp_path):
+    """A file's statistics also count the rows its deletion vector deleted since: a table that may
+    have deletion vectors is counted in Spark."""
+    path = str(tmp_path / "table")
+    day = date(2026, 1, 1)
+    frame = spark.createDataFrame([("acme", day, "f1"), ("acme", day, "f2")], "tenant_id string, event_date date, _source_file string")
+    frame.coalesce(1).write.format("delta").partitionBy("event_date").option("delta.enableDeletionVectors", "true").save(path)
+    DeltaTable.forPath(spark, path).delete("_source_file = 'f1'")  # the file stays, with a vector marking f1
+    stored = StoredTable(spark.read.format("delta").load(path), LakeResource(base_uri=str(tmp_path)).delta_log("table"))
+    assert logged_counts(stored.log, day, day, []) is None
+    assert counts(stored, day, day, ["_source_file"]) == ({str(day): 1}, {"_source_file": 0})
+
+
 def test_only_few_valued_columns_are_dictionary_encoded(spark, historic):
     lake, _ = historic
     honoured = []  # per file of every table: no column the table keeps plain is dictionary-encoded

@@ -303,6 +303,24 @@ def test_checks_run_alone_find_a_lost_row_and_a_null_key(spark, tmp_path, dagste
     assert "order_id" in str(evaluations["pandera_schema"].metadata["errors"].value)
 
 
+def test_checks_that_cannot_read_the_table_fail_naming_why(tmp_path, dagster_instance):
+    """A table the checks cannot read (its commit damaged after the run) fails both checks, each
+    naming the error, and the blocking one fails the run; the checks do not raise."""
+    lake = LakeResource(base_uri=str(tmp_path / "lake"))
+    day = date(2026, 2, 1)
+    orders = [{"id": i, "created_at": f"{day}T10:00:00Z", "currency": "USD", "total_price": "9.99", "customer": {"id": 1},
+               "line_items": []} for i in range(5)]
+    lake.write_bytes(raw_key("acme_corp", "shopify", "orders", day, datetime(2026, 2, 1, 23, tzinfo=timezone.utc), 0),
+                     encode_ndjson_gz(orders))
+    assert run_assets(lake, dagster_instance, day, day, ["raw/shopify/orders", "curated/orders"]).success
+    for log_file in lake.list("curated/orders/_delta_log/0"):
+        lake.write_bytes(log_file.key, b"{not json")
+    result = run_assets(lake, dagster_instance, day, day, ["curated/orders"], only_checks=True, raise_on_error=False)
+    evaluations = [e.event_specific_data for e in result.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION"]
+    assert not result.success and len(evaluations) == 2
+    assert all(not e.passed and e.metadata["error"].value.startswith("the checks could not read the table: ") for e in evaluations)
+
+
 def test_weekly_maintenance_optimizes_and_vacuums(spark, spark_resource, historic):
     lake, _ = historic
     maintenance = Definitions(jobs=[delta_maintenance], resources={"lake": lake, "spark": spark_resource})

@@ -99,6 +99,8 @@ class ReadBack:
 
 
 def read_back(spec: EntitySpec, table: StoredTable, first: date, last: date) -> ReadBack:
+    """`table`'s days first..last as both checks need them: rows per day and nulls of pandera's
+    required columns."""
     required = [name for name in required_columns(pandera_schema(spec)) if table.rows is None or name in table.rows.columns]
     per_day, nulls = counts(table, first, last, [name for name in required if name != DAY])
     # Every row of days first..last has its day.

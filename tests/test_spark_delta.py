@@ -10,7 +10,7 @@ from delta.tables import DeltaTable
 from pyspark.sql import functions as F
 
 from cdp_assets.curated import replace_partitions
-from cdp_resources.spark import SHUFFLE_ROW_CHECKSUMS, delta_spark_config, local_cores
+from cdp_resources.spark import SHUFFLE_ROW_CHECKSUMS, SNAPSHOT_PARTITIONS, delta_spark_config, local_cores
 from cdp_resources.spark_jars import jar_cache_dir
 from cdp_transform.normalise import timestamp as parse_event_time
 from tests.conftest import dictionary_encoded
@@ -65,6 +65,12 @@ def test_listing_runs_a_task_per_local_core_and_clusters_keep_sparks_default():
     for master in CLUSTER_MASTERS:
         assert local_cores(master) is None
         assert key not in delta_spark_config(master)
+
+
+def test_delta_rebuilds_table_state_in_one_task_locally_and_in_four_on_clusters(spark):
+    assert spark.conf.get(SNAPSHOT_PARTITIONS) == "1"  # the test session is local
+    for master in CLUSTER_MASTERS:
+        assert delta_spark_config(master)[SNAPSHOT_PARTITIONS] == "4"
 
 
 def test_replace_one_partition(spark, tmp_path):

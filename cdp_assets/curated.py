@@ -259,8 +259,8 @@ def _metadata(spec: EntitySpec, stats: dict[str, DayStats], curated: DataFrame, 
 def _run_checks(spec: EntitySpec, checks: tuple[str, ...], session: SparkSession, lake: LakeResource, first: date,
                 last: date, per_day: dict) -> list[AssetCheckResult]:
     """The results of `checks` (names) of `spec`'s table on its days first..last, as the lake holds
-    them. Checks that cannot read the table fail, naming the error, rather than raise: in the run
-    that wrote it, the table's materialisation is still reported."""
+    them. Checks that cannot run (mostly: cannot read the table) fail, naming the error, rather
+    than raise: in the run that wrote the table, its materialisation is still reported."""
     if not checks:
         return []
     try:
@@ -268,7 +268,7 @@ def _run_checks(spec: EntitySpec, checks: tuple[str, ...], session: SparkSession
         dead_letters = StoredTable(read_dead_letters(session, lake, [spec.table]), lake.delta_log(dead_letter_table(spec.table)))
         return run_checks(spec, curated_key(spec.table), checks, table, dead_letters, lake, first, last, per_day)
     except Exception as error:  # any reader's error: Spark's, delta-rs's, the lake's
-        reason = f"the checks could not read the table: {type(error).__name__}: {error}"[:2000]
+        reason = f"the checks could not run: {type(error).__name__}: {error}"[:2000]
         return [AssetCheckResult(asset_key=curated_key(spec.table), check_name=name, passed=False, metadata={"error": reason})
                 for name in checks]
 

@@ -318,7 +318,7 @@ def test_checks_that_cannot_read_the_table_fail_naming_why(tmp_path, dagster_ins
     result = run_assets(lake, dagster_instance, day, day, ["curated/orders"], only_checks=True, raise_on_error=False)
     evaluations = [e.event_specific_data for e in result.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION"]
     assert not result.success and len(evaluations) == 2
-    assert all(not e.passed and e.metadata["error"].value.startswith("the checks could not read the table: ") for e in evaluations)
+    assert all(not e.passed and e.metadata["error"].value.startswith("the checks could not run: ") for e in evaluations)
 
 
 def test_weekly_maintenance_optimizes_and_vacuums(spark, spark_resource, historic):

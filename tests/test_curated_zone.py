@@ -269,17 +269,24 @@ def test_dead_letters_follow_reruns_and_clean_days_write_none(spark, tmp_path, d
     assert letters() == 0 and table(spark, lake, "orders").count() == 20
 
 
+def curated_orders_day(tmp_path, dagster_instance, orders: int) -> tuple[LakeResource, date]:
+    """A lake with one raw file of `orders` clean orders on one day, run through the raw and curated
+    orders assets: the lake and the day."""
+    lake = LakeResource(base_uri=str(tmp_path / "lake"))
+    day = date(2026, 2, 1)
+    records = [{"id": i, "created_at": f"{day}T10:00:00Z", "currency": "USD", "total_price": "9.99", "customer": {"id": 1},
+                "line_items": []} for i in range(orders)]
+    lake.write_bytes(raw_key("acme_corp", "shopify", "orders", day, datetime(2026, 2, 1, 23, tzinfo=timezone.utc), 0),
+                     encode_ndjson_gz(records))
+    assert run_assets(lake, dagster_instance, day, day, ["raw/shopify/orders", "curated/orders"]).success
+    return lake, day
+
+
 def test_checks_run_alone_find_a_lost_row_and_a_null_key(spark, tmp_path, dagster_instance):
     """The checks, run alone, check the days of the latest materialisation as the lake holds them
     now: a curated row deleted since fails the reconciliation, naming the day; a null key fails
     pandera's schema, which blocks (the step fails)."""
-    lake = LakeResource(base_uri=str(tmp_path / "lake"))
-    day = date(2026, 2, 1)
-    orders = [{"id": i, "created_at": f"{day}T10:00:00Z", "currency": "USD", "total_price": "9.99", "customer": {"id": 1},
-               "line_items": []} for i in range(20)]
-    lake.write_bytes(raw_key("acme_corp", "shopify", "orders", day, datetime(2026, 2, 1, 23, tzinfo=timezone.utc), 0),
-                     encode_ndjson_gz(orders))
-    assert run_assets(lake, dagster_instance, day, day, ["raw/shopify/orders", "curated/orders"]).success
+    lake, day = curated_orders_day(tmp_path, dagster_instance, 20)
 
     def checks_alone():
         result = run_assets(lake, dagster_instance, day, day, ["curated/orders"], only_checks=True, raise_on_error=False)
@@ -306,13 +313,7 @@ def test_checks_run_alone_find_a_lost_row_and_a_null_key(spark, tmp_path, dagste
 def test_checks_that_cannot_read_the_table_fail_naming_why(tmp_path, dagster_instance):
     """A table the checks cannot read (its commit damaged after the run) fails both checks, each
     naming the error, and the blocking one fails the run; the checks do not raise."""
-    lake = LakeResource(base_uri=str(tmp_path / "lake"))
-    day = date(2026, 2, 1)
-    orders = [{"id": i, "created_at": f"{day}T10:00:00Z", "currency": "USD", "total_price": "9.99", "customer": {"id": 1},
-               "line_items": []} for i in range(5)]
-    lake.write_bytes(raw_key("acme_corp", "shopify", "orders", day, datetime(2026, 2, 1, 23, tzinfo=timezone.utc), 0),
-                     encode_ndjson_gz(orders))
-    assert run_assets(lake, dagster_instance, day, day, ["raw/shopify/orders", "curated/orders"]).success
+    lake, day = curated_orders_day(tmp_path, dagster_instance, 5)
     for log_file in lake.list("curated/orders/_delta_log/0"):
         lake.write_bytes(log_file.key, b"{not json")
     result = run_assets(lake, dagster_instance, day, day, ["curated/orders"], only_checks=True, raise_on_error=False)

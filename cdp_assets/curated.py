@@ -264,8 +264,7 @@ def _run_checks(spec: EntitySpec, checks: tuple[str, ...], session: SparkSession
     if not checks:
         return []
     try:
-        table = StoredTable(read_table(session, lake, spec.table, first, last), lake.delta_log(f"curated/{spec.table}"))
-        dead_letters = StoredTable(read_dead_letters(session, lake, [spec.table]), lake.delta_log(dead_letter_table(spec.table)))
+        table, dead_letters = (StoredTable.at(session, lake, key) for key in (f"curated/{spec.table}", dead_letter_table(spec.table)))
         return run_checks(spec, curated_key(spec.table), checks, table, dead_letters, lake, first, last, per_day)
     except Exception as error:  # any reader's error: Spark's, delta-rs's, the lake's
         reason = f"the checks could not run: {type(error).__name__}: {error}"[:2000]

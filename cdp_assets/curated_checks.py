@@ -16,7 +16,7 @@ from datetime import date, timedelta
 import pyarrow as pa
 from dagster import AssetCheckResult, AssetCheckSeverity, AssetCheckSpec, AssetKey, MetadataValue
 from deltalake import DeltaTable
-from pyspark.sql import DataFrame
+from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from cdp_assets.raw import read_manifest
@@ -53,6 +53,12 @@ class StoredTable:
     rows: DataFrame | None
     log: DeltaTable | None
 
+    @classmethod
+    def at(cls, session: SparkSession, lake: LakeResource, key: str) -> "StoredTable":
+        """The table at lake `key`, found with one listing of its log."""
+        log = lake.delta_log(key)
+        return cls(session.read.format("delta").load(lake.spark_path(key)) if log is not None else None, log)
+
 
 def logged_counts(log: DeltaTable, first: date, last: date, columns: list[str]) -> tuple[dict[str, int], dict[str, int]] | None:
     """Rows per day first..last and the nulls of `columns` in them, summed over the statistics of
@@ -82,9 +88,9 @@ def counted_counts(rows: DataFrame, first: date, last: date, columns: list[str])
 def counts(table: StoredTable, first: date, last: date, columns: list[str]) -> tuple[dict[str, int], dict[str, int]]:
     """Rows per day first..last of `table` and the nulls of `columns` in them: from its log when its
     files have the statistics, else counted in Spark."""
-    if table.rows is None:
+    if table.log is None:
         return {}, dict.fromkeys(columns, 0)
-    logged = logged_counts(table.log, first, last, columns) if table.log is not None else None
+    logged = logged_counts(table.log, first, last, columns)
     return logged if logged is not None else counted_counts(table.rows, first, last, columns)
 
 

@@ -138,7 +138,7 @@ def test_checks_count_in_spark_a_table_without_the_statistics(spark, tmp_path):
     frame = spark.createDataFrame([("acme", day, None), ("acme", day, "f1"), ("acme", day + timedelta(days=1), "f2")],
                                   "tenant_id string, event_date date, _source_file string")
     replace_partitions(frame, path, "event_date", day, day + timedelta(days=1), stats_columns=["tenant_id"])
-    stored = StoredTable(spark.read.format("delta").load(path), LakeResource(base_uri=str(tmp_path)).delta_log("table"))
+    stored = StoredTable.at(spark, LakeResource(base_uri=str(tmp_path)), "table")
     assert logged_counts(stored.log, day, day, ["_source_file"]) is None
     assert logged_counts(stored.log, day, day, ["tenant_id"]) == ({str(day): 2}, {"tenant_id": 0})
     assert counts(stored, day, day, ["_source_file"]) == ({str(day): 2}, {"_source_file": 1})
@@ -152,7 +152,7 @@ def test_checks_count_in_spark_a_table_with_deletion_vectors(spark, tmp_path):
     frame = spark.createDataFrame([("acme", day, "f1"), ("acme", day, "f2")], "tenant_id string, event_date date, _source_file string")
     frame.coalesce(1).write.format("delta").partitionBy("event_date").option("delta.enableDeletionVectors", "true").save(path)
     DeltaTable.forPath(spark, path).delete("_source_file = 'f1'")  # the file stays, with a vector marking f1
-    stored = StoredTable(spark.read.format("delta").load(path), LakeResource(base_uri=str(tmp_path)).delta_log("table"))
+    stored = StoredTable.at(spark, LakeResource(base_uri=str(tmp_path)), "table")
     assert logged_counts(stored.log, day, day, []) is None
     assert counts(stored, day, day, ["_source_file"]) == ({str(day): 1}, {"_source_file": 0})
 

@@ -7,9 +7,9 @@ done as files land); then the curated job runs every curated asset over the whol
 (historic mode), with typing, deduplication, normalisation, enrichment, quality rules, dead
 letters, metadata and each table's asset checks (pandera's schema, reconciliation with the raw
 records), as a user's run of the curated assets runs them. Prints records/s for both and their
-ratio (goal ≥ 0.5 at 1M records or more), and the CPU seconds the Spark JVM spent on each side (on Linux), split by thread: the
-tasks, the JIT compilers, the garbage collector, and the driver's own work (planning, Delta
-commits, scheduling).
+ratio (goal ≥ 0.5 at 1M records or more), and the CPU seconds the Spark JVM spent on each side
+(on Linux), split by thread: the tasks, the JIT compilers, the garbage collector, and the driver's
+own work (planning, Delta commits, scheduling).
 
 Two ratios, both fair to each side:
 - cold: each side once in a fresh process and JVM (Spark started before the clock), as every

@@ -47,8 +47,8 @@ def statistics_columns(spec: EntitySpec) -> list[str]:
 
 @dataclass(frozen=True)
 class StoredTable:
-    """A Delta table as the checks read it: its rows in Spark and its log in delta-rs (both None
-    when there is no table)."""
+    """A Delta table as the checks read it: its log in delta-rs and its rows in Spark, both at one
+    version (both None when there is no table)."""
 
     rows: DataFrame | None
     log: DeltaTable | None
@@ -56,8 +56,16 @@ class StoredTable:
     @classmethod
     def at(cls, session: SparkSession, lake: LakeResource, key: str) -> "StoredTable":
         """The table at lake `key`, found with one listing of its log."""
-        log = lake.delta_log(key)
-        return cls(session.read.format("delta").load(lake.spark_path(key)) if log is not None else None, log)
+        return cls.of(session, lake, key, lake.delta_log(key))
+
+    @classmethod
+    def of(cls, session: SparkSession, lake: LakeResource, key: str, log: DeltaTable | None) -> "StoredTable":
+        """The table at lake `key` whose `log` has been read: its rows at the log's version, so that
+        a commit after the log was read (another run's) cannot give the checks the columns of one
+        version and the counts of another."""
+        if log is None:
+            return cls(None, None)
+        return cls(session.read.format("delta").option("versionAsOf", log.version()).load(lake.spark_path(key)), log)
 
 
 def logged_counts(log: DeltaTable, first: date, last: date, columns: list[str]) -> tuple[dict[str, int], dict[str, int]] | None:

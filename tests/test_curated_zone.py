@@ -157,6 +157,22 @@ def test_checks_count_in_spark_a_table_with_deletion_vectors(spark, tmp_path):
     assert counts(stored, day, day, ["_source_file"]) == ({str(day): 1}, {"_source_file": 0})
 
 
+def test_checks_read_the_rows_at_the_version_of_the_log(spark, tmp_path):
+    """A commit between the checks' read of a table's log and of its rows (another run writing it)
+    does not reach the checks: they see the columns and the rows of the version whose log they read."""
+    path, lake = str(tmp_path / "table"), LakeResource(base_uri=str(tmp_path))
+    day = date(2026, 1, 1)
+    frame = spark.createDataFrame([("acme", day, "f1"), ("acme", day, "f2")], "tenant_id string, event_date date, _source_file string")
+    replace_partitions(frame, path, "event_date", day, day)
+    log = lake.delta_log("table")
+    later = spark.createDataFrame([("acme", day, "f3", "new")], "tenant_id string, event_date date, _source_file string, note string")
+    later.write.format("delta").mode("append").option("mergeSchema", "true").save(path)
+    stored = StoredTable.of(spark, lake, "table", log)
+    assert "note" not in stored.rows.columns
+    assert counted_counts(stored.rows, day, day, ["_source_file"]) == ({str(day): 2}, {"_source_file": 0})
+    assert StoredTable.at(spark, lake, "table").rows.count() == 3
+
+
 def test_only_few_valued_columns_are_dictionary_encoded(spark, historic):
     lake, _ = historic
     honoured = []  # per file of every table: no column the table keeps plain is dictionary-encoded

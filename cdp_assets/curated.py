@@ -34,7 +34,6 @@ from dagster import (
     MetadataValue,
     multi_asset,
 )
-from delta.tables import DeltaTable
 from pyspark import StorageLevel
 from pyspark.errors import AnalysisException
 from pyspark.sql import DataFrame, SparkSession
@@ -46,7 +45,7 @@ from cdp_assets.raw import read_manifest
 from cdp_assets.table_pool import run_in_dependency_order
 from cdp_resources.lake import LakeResource
 from cdp_resources.raw_zone import RAW_KEY
-from cdp_resources.spark import SparkDeltaResource
+from cdp_resources.spark import SparkDeltaResource, delta_table_name
 from cdp_transform.entities import ENTITIES, EntitySpec
 from cdp_transform.lineage import CARRIED, CARRIED_SCHEMA, RunLineage
 from cdp_transform.local_frame import local_frame
@@ -137,16 +136,17 @@ def replace_partitions(frame: DataFrame, path: str, column: str, first: date, la
     default, the first 32 columns, costs the write about half again); `dictionary_columns`, the
     only flat columns Parquet dictionary-encodes (default: all): building dictionaries that
     overflow and are dropped, for ids, timestamps and amounts, took about an eighth of the
-    curated job's CPU."""
-    if not DeltaTable.isDeltaTable(frame.sparkSession, path):
-        try:
-            _create_table(frame, path, column, first, last, stats_columns, dictionary_columns)
-            return
-        except AnalysisException as error:
-            # Another run created it meanwhile, or a log directory without commits is there
-            # (its files deleted): write as to an existing table.
-            if error.getCondition() != "TABLE_OR_VIEW_ALREADY_EXISTS":
-                raise
+    curated job's CPU. Through SQL's CREATE TABLE AS SELECT and the DataFrame writer only, not
+    Delta's Python API, so that it runs on Spark Connect too."""
+    try:
+        # Refused before any row is computed when the table exists (tens of milliseconds).
+        _create_table(frame, path, column, first, last, stats_columns, dictionary_columns)
+        return
+    except AnalysisException as error:
+        # The table exists (or a log directory without commits, its files deleted, is there):
+        # replace the partitions.
+        if error.getCondition() != "TABLE_OR_VIEW_ALREADY_EXISTS":
+            raise
     condition = f"{column} >= '{first}' AND {column} <= '{last}'"
     writer = frame.write.format("delta").mode("overwrite").partitionBy(column).option("replaceWhere", condition)
     if stats_columns:  # a table property only if this write creates the table
@@ -162,7 +162,7 @@ def _create_table(frame: DataFrame, path: str, column: str, first: date, last: d
     in_range = F.col(column).between(F.lit(first), F.lit(last))
     checked = frame.withColumn(column, F.when(in_range, F.col(column)).otherwise(
         F.raise_error(F.format_string(f"{column} %s is outside {first}..{last}", F.col(column).cast("string")))))
-    writer = checked.writeTo(f"delta.`{path}`").using("delta").partitionedBy(F.col(column))
+    writer = checked.writeTo(delta_table_name(path)).using("delta").partitionedBy(F.col(column))
     if stats_columns:
         writer = writer.tableProperty("delta.dataSkippingStatsColumns", ",".join(stats_columns))
     if dictionary_columns is not None:

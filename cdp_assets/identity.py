@@ -21,7 +21,6 @@ from dagster import (
     asset,
     multi_asset,
 )
-from delta.tables import DeltaTable
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
@@ -55,10 +54,10 @@ def read_delta(spark: SparkSession, lake: LakeResource, table: str, version: int
     return (reader.option("versionAsOf", version) if version is not None else reader).load(lake.spark_path(table))
 
 
-def _latest_version(spark: SparkSession, lake: LakeResource, table: str) -> int | None:
-    if not lake.is_delta_table(table):
-        return None
-    return DeltaTable.forPath(spark, lake.spark_path(table)).history(1).first().version
+def _latest_version(lake: LakeResource, table: str) -> int | None:
+    """The version of the lake's Delta `table` now (from its log, by delta-rs); None when there is none."""
+    log = lake.delta_log(table)
+    return None if log is None else log.version()
 
 
 @asset(
@@ -114,7 +113,7 @@ def identity_resolution(context: AssetExecutionContext, lake: LakeResource, spar
         F.first("id_type").alias("id_type"), F.first("id_value").alias("id_value"),
         F.min("first_seen").alias("first_seen"), F.max("last_seen").alias("last_seen"))
     edges = stored_edges.select("tenant_id", "src", "dst", "src_type", "dst_type").distinct()
-    version = _latest_version(session, lake, MAP)
+    version = _latest_version(lake, MAP)
     previous = read_delta(session, lake, MAP, version) if version is not None else None
     result = resolve(session, nodes, edges, previous)
 

@@ -1,15 +1,15 @@
-"""Weekly Delta maintenance: OPTIMIZE with Z-order on the usual filter columns, then VACUUM.
+"""Weekly Delta maintenance: OPTIMIZE with Z-order on the usual filter columns, then VACUUM (Delta's
+SQL, so it runs on Spark Connect too).
 
 Runs every Sunday 03:00 UTC over every curated table and its dead-letter table. VACUUM keeps
 `retention_hours` (default 168, Delta's own safe minimum) of history for time travel and readers.
 """
 
 from dagster import Config, MetadataValue, OpExecutionContext, Output, ScheduleDefinition, job, op
-from delta.tables import DeltaTable
 
 from cdp_assets.curated import DEAD_LETTER_FILTER_COLUMNS, dead_letter_table
 from cdp_resources.lake import LakeResource
-from cdp_resources.spark import SparkDeltaResource
+from cdp_resources.spark import SparkDeltaResource, delta_table_name
 from cdp_transform.entities import ENTITIES
 
 # Table path in the lake -> columns queries filter on (the partition column, event_date, is not Z-ordered).
@@ -32,9 +32,10 @@ def optimize_and_vacuum(context: OpExecutionContext, config: MaintenanceConfig, 
     for path, columns in ZORDER.items():
         if (config.tables and path not in config.tables) or not lake.is_delta_table(path):
             continue
-        table = DeltaTable.forPath(session, lake.spark_path(path))
-        metrics = table.optimize().executeZOrderBy(*columns).select("metrics.numFilesAdded", "metrics.numFilesRemoved").first()
-        table.vacuum(config.retention_hours)
+        table = delta_table_name(lake.spark_path(path))
+        metrics = session.sql(f"OPTIMIZE {table} ZORDER BY ({', '.join(columns)})") \
+            .select("metrics.numFilesAdded", "metrics.numFilesRemoved").first()
+        session.sql(f"VACUUM {table} RETAIN {config.retention_hours} HOURS").collect()
         report[path] = {"files_added": metrics[0], "files_removed": metrics[1]}
         context.log.info(f"{path}: optimized ({metrics[1]} files → {metrics[0]}), vacuumed ({config.retention_hours} h kept)")
     return Output(None, metadata={"tables": len(report), "optimize": MetadataValue.json(report)})

@@ -10,11 +10,12 @@ from datetime import date, timedelta
 from pathlib import Path
 
 import yaml
-from delta.tables import DeltaTable
+from pyspark.errors import AnalysisException
 from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
 from cdp_identity.sources import BY_TABLE, identified_records
+from cdp_resources.spark import delta_table_name
 
 SURVIVORSHIP_FILE = Path(__file__).parent / "survivorship.yaml"
 # The attributes whose changes segmentation cares about: a new history row when any of them changes.
@@ -136,23 +137,27 @@ def _tracked_hash():
 
 
 def update_history(spark: SparkSession, path: str, profiles: DataFrame, as_of: date) -> dict[str, int]:
-    """SCD type 2 on the tracked attributes, in one Delta MERGE: the current row of a profile whose
-    tracked values changed (or that merged away) is closed on `as_of`, and a new current row opens."""
+    """SCD type 2 on the tracked attributes, in one Delta MERGE (SQL, so it runs on Spark Connect
+    too): the current row of a profile whose tracked values changed (or that merged away) is closed
+    on `as_of`, and a new current row opens."""
     current = profiles.select("tenant_id", "cdp_customer_id", *TRACKED).withColumn("row_hash", _tracked_hash()) \
         .withColumn("valid_from", F.lit(as_of)).withColumn("valid_to", F.lit(None).cast("date")).withColumn("is_current", F.lit(True))
-    if not DeltaTable.isDeltaTable(spark, path):
-        current.write.format("delta").save(path)
-        return {"opened": current.count(), "closed": 0}
-    history = DeltaTable.forPath(spark, path)
-    open_rows = history.toDF().where("is_current")
+    try:
+        current.writeTo(delta_table_name(path)).using("delta").create()  # refused at once when the table exists
+        return {"opened": spark.read.format("delta").load(path).count(), "closed": 0}
+    except AnalysisException as error:
+        if error.getCondition() != "TABLE_OR_VIEW_ALREADY_EXISTS":
+            raise
+    open_rows = spark.read.format("delta").load(path).where("is_current")
     opened = current.join(open_rows.select("tenant_id", "cdp_customer_id", "row_hash"), ["tenant_id", "cdp_customer_id", "row_hash"], "left_anti")
     gone = open_rows.select("tenant_id", "cdp_customer_id").join(current.select("tenant_id", "cdp_customer_id"), ["tenant_id", "cdp_customer_id"], "left_anti")
     closing = opened.select("tenant_id", "cdp_customer_id").union(gone).select("tenant_id", F.col("cdp_customer_id").alias("merge_id"))
     staged = opened.withColumn("merge_id", F.lit(None).cast("string")).unionByName(closing, allowMissingColumns=True).localCheckpoint()
     if staged.isEmpty():
         return {"opened": 0, "closed": 0}
-    history.alias("h").merge(staged.alias("s"), "h.tenant_id = s.tenant_id AND h.cdp_customer_id = s.merge_id AND h.is_current") \
-        .whenMatchedUpdate(set={"valid_to": F.lit(as_of), "is_current": F.lit(False)}) \
-        .whenNotMatchedInsertAll(condition="s.merge_id IS NULL").execute()
-    metrics = history.history(1).select("operationMetrics").first()[0]
-    return {"opened": int(metrics["numTargetRowsInserted"]), "closed": int(metrics["numTargetRowsUpdated"])}
+    merged = spark.sql(
+        f"MERGE INTO {delta_table_name(path)} AS h USING {{staged}} AS s "
+        "ON h.tenant_id = s.tenant_id AND h.cdp_customer_id = s.merge_id AND h.is_current "
+        f"WHEN MATCHED THEN UPDATE SET valid_to = DATE'{as_of.isoformat()}', is_current = false "
+        "WHEN NOT MATCHED AND s.merge_id IS NULL THEN INSERT *", staged=staged).first()
+    return {"opened": merged.num_inserted_rows, "closed": merged.num_updated_rows}

@@ -120,6 +120,11 @@ def delta_spark_config(master: str, overrides: dict[str, Any] | None = None) -> 
     return config
 
 
+def delta_table_name(path: str) -> str:
+    """The SQL name of the Delta table at `path` (`delta.`…``), for SQL and `writeTo`."""
+    return "delta.`" + path.replace("`", "``") + "`"
+
+
 def get_spark_session(master: str | None = None, overrides: dict[str, Any] | None = None) -> SparkSession:
     """The process's Spark session with Delta Lake, created on first call and reused afterwards."""
     os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")

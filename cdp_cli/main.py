@@ -1,4 +1,4 @@
-"""`cdp` console command: generate | demo | dev | drops | dlq | webhooks … | identity | dbt docs | postgres … | jars fetch|list."""
+"""`cdp` console command: generate | demo | dev | drops | dlq | webhooks … | identity | dbt docs | postgres … | spark-server … | jars fetch|list."""
 
 import argparse
 import os
@@ -57,6 +57,21 @@ def _postgres(args) -> int:
         server.stop()
     elif args.action == "url":
         print(server.url() if server.initialised() else "not initialised")
+    else:
+        print("running" if server.running() else "stopped")
+    return 0
+
+
+def _spark_server(args) -> int:
+    from cdp_resources.spark_server import SparkConnectServer
+
+    server = SparkConnectServer.default()
+    if args.action == "start":
+        print(server.start().url())  # for CDP_SPARK_MASTER
+    elif args.action == "stop":
+        server.stop()
+    elif args.action == "url":
+        print(server.url() if server.running() else "not running")
     else:
         print("running" if server.running() else "stopped")
     return 0
@@ -173,6 +188,11 @@ def parser() -> argparse.ArgumentParser:
     pg = commands.add_parser("postgres", help="the embedded PostgreSQL under .cdp/postgres")
     pg.add_argument("action", choices=["start", "stop", "status", "url", "bindir"])
     pg.set_defaults(handler=_postgres)
+
+    spark_server = commands.add_parser("spark-server", help="a long-lived Spark Connect server under .cdp/spark-server: "
+                                       "runs reach it with CDP_SPARK_MASTER=<its url> instead of starting a Spark JVM each")
+    spark_server.add_argument("action", choices=["start", "stop", "status", "url"])
+    spark_server.set_defaults(handler=_spark_server)
 
     identity = commands.add_parser("identity", help="identity resolution against the sample data's ground truth")
     identity.add_argument("action", choices=["accuracy"], help="pair precision and recall of the identity map")

@@ -11,11 +11,11 @@ import glob
 import hashlib
 import os
 import shutil
-import socket
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
+from cdp_resources.local_ports import free_port, port_in_use
 from cdp_resources.settings import state_dir
 
 DATABASES = ("dagster", "cdp")
@@ -45,17 +45,6 @@ def find_bindir() -> Path:
     raise PostgresServerError(
         "PostgreSQL server binaries (initdb, pg_ctl) not found: run `make setup` or install the OS package 'postgresql'"
     )
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _port_in_use(port: int) -> bool:
-    with socket.socket() as sock:
-        return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
 def _postgres_user_can_reach(path: Path) -> bool:
@@ -150,7 +139,7 @@ class EmbeddedPostgres:
         if not self.initialised():
             self.init()
         if not self.running():
-            if _port_in_use(self.port):
+            if port_in_use(self.port):
                 self._write_port(free_port())
             self.log_file.touch()
             self._hand_to_postgres_user()

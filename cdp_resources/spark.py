@@ -1,11 +1,12 @@
 """Spark with Delta Lake: the session settings and a Dagster resource built on dagster-pyspark.
 
 `CDP_SPARK_MASTER` picks the cluster (`local[*]` by default, `spark://…`, `k8s://…`, or Spark
-Connect `sc://…`). Settings are sized for a small machine; `spark_config` overrides any of them.
-The session is created on first use, so assets that never touch Spark never pay for it. Every
-session registers the project's JVM functions (`JVM_FUNCTIONS`); a Spark Connect server needs
-their jars on its classpath (`cdp jars list` prints them). `SparkDeltaResource.session_for(lake)`
-is the session set to reach a lake (its S3A settings when it is in S3).
+Connect `sc://…`, such as the project's own server, `cdp_resources/spark_server.py`). Settings are
+sized for a small machine; `spark_config` overrides any of them. The session is created on first
+use, so assets that never touch Spark never pay for it. Every session registers the project's JVM
+functions (`JVM_FUNCTIONS`); another Spark Connect server needs their jars on its classpath (`cdp
+jars list` prints them). `SparkDeltaResource.session_for(lake)` is the session set to reach a lake
+(its S3A settings when it is in S3).
 """
 
 import os
@@ -43,29 +44,46 @@ def local_cores(master: str) -> int | None:
     return (os.cpu_count() or 1) if slots == "*" else int(slots)
 
 
+def is_connect(master: str) -> bool:
+    """Whether `master` names a Spark Connect server (`sc://…`) rather than a cluster manager."""
+    return master.startswith("sc://")
+
+
+# What a session sets for itself (runtime SQL settings): a Spark Connect client sets these on its
+# session too, and leaves everything else to the server.
+SESSION_SETTINGS = {
+    "spark.sql.session.timeZone": "UTC",
+    "spark.sql.shuffle.partitions": "8",
+    "spark.sql.adaptive.enabled": "true",
+    # Let adaptive execution coalesce the shuffle partitions of cached plans too (the curated
+    # assets cache their ruled rows): small tables then write a few files per day, not eight.
+    "spark.sql.optimizer.canChangeCachedPlanOutputPartitioning": "true",
+    # ... to partitions of the advisory size (64 MB), as Spark advises for shared clusters, not
+    # to as many as there are cores: the curated zone wrote 408 files instead of 608 (a table
+    # of 20k rows a day had three files a day), and its job took about 4% less time and CPU
+    # (interleaved A/B, 7 warm rounds each on the 1.3M-record bench lake: median 24.3 against
+    # 25.4 s, JVM CPU 40.7 against 42.4 s).
+    "spark.sql.adaptive.coalescePartitions.parallelismFirst": "false",
+    # Arrow batches to Python (the warehouse COPY, pandas UDFs) are bounded by rows (10,000), not
+    # bytes: at any other value Spark re-sums every vector's buffer sizes after each row, which
+    # cost the warehouse load about a third of its JVM time. Int.MaxValue is Spark's "no limit".
+    "spark.sql.execution.arrow.maxBytesPerBatch": "2147483647",
+}
+
+
 def delta_spark_config(master: str, overrides: dict[str, Any] | None = None) -> dict[str, str]:
-    """Spark settings for Delta Lake on `master`, with the Delta jars from the local cache."""
+    """Spark settings for Delta Lake on `master`, with the Delta jars from the local cache. A Spark
+    Connect client (`sc://…`) sets only its session's (`SESSION_SETTINGS`): the server owns the
+    JVM, the jars and the static settings (the project's own server has these)."""
+    overrides = {key: str(value) for key, value in (overrides or {}).items()}
+    if is_connect(master):
+        return {"spark.remote": master, **SESSION_SETTINGS, **overrides}
     state = state_dir()
     config = {
         "spark.app.name": "cdp",
         "spark.sql.extensions": "io.delta.sql.DeltaSparkSessionExtension",
         "spark.sql.catalog.spark_catalog": "org.apache.spark.sql.delta.catalog.DeltaCatalog",
-        "spark.sql.session.timeZone": "UTC",
-        "spark.sql.shuffle.partitions": "8",
-        "spark.sql.adaptive.enabled": "true",
-        # Let adaptive execution coalesce the shuffle partitions of cached plans too (the curated
-        # assets cache their ruled rows): small tables then write a few files per day, not eight.
-        "spark.sql.optimizer.canChangeCachedPlanOutputPartitioning": "true",
-        # ... to partitions of the advisory size (64 MB), as Spark advises for shared clusters, not
-        # to as many as there are cores: the curated zone wrote 408 files instead of 608 (a table
-        # of 20k rows a day had three files a day), and its job took about 4% less time and CPU
-        # (interleaved A/B, 7 warm rounds each on the 1.3M-record bench lake: median 24.3 against
-        # 25.4 s, JVM CPU 40.7 against 42.4 s).
-        "spark.sql.adaptive.coalescePartitions.parallelismFirst": "false",
-        # Arrow batches to Python (the warehouse COPY, pandas UDFs) are bounded by rows (10,000), not
-        # bytes: at any other value Spark re-sums every vector's buffer sizes after each row, which
-        # cost the warehouse load about a third of its JVM time. Int.MaxValue is Spark's "no limit".
-        "spark.sql.execution.arrow.maxBytesPerBatch": "2147483647",
+        **SESSION_SETTINGS,
         "spark.driver.memory": "4g",
         "spark.ui.showConsoleProgress": "false",
         "spark.sql.warehouse.dir": str(state / "spark-warehouse"),
@@ -109,15 +127,8 @@ def delta_spark_config(master: str, overrides: dict[str, Any] | None = None) -> 
         # incremental partition of the raw and curated assets (30 days of history, 5,000
         # customers), 16 warm runs each, interleaved by process: median 14.2 against 15.4 s.
         config[SNAPSHOT_PARTITIONS] = "1"
-    if master.startswith("sc://"):
-        # Spark Connect: the server owns the jars and the cluster; the client only names it.
-        config["spark.remote"] = master
-    else:
-        config["spark.master"] = master
-        jars = ensure_jars()
-        config["spark.jars"] = ",".join([*jars, ensure_functions_jar(jars)])
-    config.update({key: str(value) for key, value in (overrides or {}).items()})
-    return config
+    jars = ensure_jars()
+    return {**config, "spark.master": master, "spark.jars": ",".join([*jars, ensure_functions_jar(jars)]), **overrides}
 
 
 def delta_table_name(path: str) -> str:
@@ -130,11 +141,13 @@ def get_spark_session(master: str | None = None, overrides: dict[str, Any] | Non
     os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
     # Python workers run Python UDFs and pandas conversions: they need this interpreter, not `python3`.
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    master = master or spark_master()
     builder = SparkSession.builder
-    for key, value in delta_spark_config(master or spark_master(), overrides).items():
+    for key, value in delta_spark_config(master, overrides).items():
         builder = builder.config(key, value)
     session = builder.getOrCreate()
-    session.sparkContext.setLogLevel("WARN")
+    if not is_connect(master):  # a Spark Connect server keeps its own log level
+        session.sparkContext.setLogLevel("WARN")
     # Once per session (a runtime setting marks it): registering again replaces the functions and logs a warning each time.
     if session.conf.get(FUNCTIONS_REGISTERED, None) != "true":
         for name, java_class, returns in JVM_FUNCTIONS:

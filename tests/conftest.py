@@ -15,7 +15,8 @@ from dagster import DagsterInstance
 from pyspark.sql import functions as F
 
 from cdp_resources.lake import LakeResource
-from cdp_resources.postgres_server import EmbeddedPostgres, free_port
+from cdp_resources.local_ports import free_port
+from cdp_resources.postgres_server import EmbeddedPostgres
 from cdp_resources.settings import PROJECT_DIR, state_dir
 from cdp_resources.spark import SparkDeltaResource, get_spark_session
 from cdp_resources.warehouse import WarehouseResource

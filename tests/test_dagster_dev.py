@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from cdp_resources.postgres_server import free_port
+from cdp_resources.local_ports import free_port
 from cdp_resources.settings import PROJECT_DIR
 
 pytestmark = pytest.mark.slow

@@ -10,7 +10,8 @@ from delta.tables import DeltaTable
 from pyspark.sql import functions as F
 
 from cdp_assets.curated import replace_partitions
-from cdp_resources.spark import SHUFFLE_ROW_CHECKSUMS, SNAPSHOT_PARTITIONS, delta_spark_config, local_cores
+from cdp_resources.spark import (SESSION_SETTINGS, SHUFFLE_ROW_CHECKSUMS, SNAPSHOT_PARTITIONS, delta_spark_config, is_connect,
+                                  local_cores)
 from cdp_resources.spark_jars import jar_cache_dir
 from cdp_transform.normalise import timestamp as parse_event_time
 from tests.conftest import dictionary_encoded
@@ -70,7 +71,15 @@ def test_listing_runs_a_task_per_local_core_and_clusters_keep_sparks_default():
 def test_delta_rebuilds_table_state_in_one_task_locally_and_in_four_on_clusters(spark):
     assert spark.conf.get(SNAPSHOT_PARTITIONS) == "1"  # the test session is local
     for master in CLUSTER_MASTERS:
-        assert delta_spark_config(master)[SNAPSHOT_PARTITIONS] == "4"
+        if not is_connect(master):  # a Spark Connect server sets it for its own master
+            assert delta_spark_config(master)[SNAPSHOT_PARTITIONS] == "4"
+
+
+def test_a_spark_connect_client_sets_only_its_sessions_settings():
+    """The server owns the JVM, the jars and the static settings; the client names it and sets its
+    session's (a static setting sent by the client only draws a warning from the server)."""
+    assert delta_spark_config("sc://127.0.0.1:15002", {"spark.sql.shuffle.partitions": 4}) == {
+        "spark.remote": "sc://127.0.0.1:15002", **SESSION_SETTINGS, "spark.sql.shuffle.partitions": "4"}
 
 
 def test_replace_one_partition(spark, tmp_path):

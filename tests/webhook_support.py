@@ -16,7 +16,7 @@ import requests
 
 from cdp_ingest.dead_letters import DLQ_KEY
 from cdp_ingest.webhooks.signatures import shopify_signature, sign_timestamped
-from cdp_resources.postgres_server import free_port
+from cdp_resources.local_ports import free_port
 from cdp_resources.raw_zone import RAW_KEY, decode_ndjson_gz
 
 SECRETS = {

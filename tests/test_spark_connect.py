@@ -1,0 +1,57 @@
+"""The same code over Spark Connect (`CDP_SPARK_MASTER=sc://…`, on the project's own server,
+`cdp_resources/spark_server.py`) gives the same tables as local mode: raw, curated (with dead
+letters), identity and profiles (SQL MERGE) in one historic run."""
+
+import os
+import shutil
+import subprocess
+import sys
+from datetime import timedelta
+
+import pytest
+
+from cdp_assets.curated import dead_letter_table
+from cdp_assets.identity import EDGES, HISTORY, MAP, NODES, PROFILES
+from cdp_resources.settings import PROJECT_DIR
+from cdp_resources.spark_server import SparkConnectServer, SparkServerError
+from cdp_transform.entities import ENTITIES
+from tests.conftest import CURATED_CONFIG, IDENTITY_GROUPS, assert_same_rows
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def connect_server(tmp_path_factory):
+    server = SparkConnectServer(tmp_path_factory.mktemp("spark-server"), overrides={"spark.driver.memory": "2g"}).start()
+    yield server
+    server.stop()
+    assert not server.running()
+
+
+def test_spark_connect_server_gives_the_tables_local_mode_gives(spark, tmp_path, connect_server, identity_historic):
+    local, _ = identity_historic
+    shutil.copytree(os.path.join(local.base_uri, "raw"), tmp_path / "lake" / "raw")
+    first, last = CURATED_CONFIG.start, CURATED_CONFIG.start + timedelta(days=CURATED_CONFIG.days - 1)
+    env = {**os.environ, "CDP_SPARK_MASTER": connect_server.url()}
+    run = subprocess.run([sys.executable, "-m", "tests.cluster_job", str(tmp_path / "lake"), first.isoformat(), last.isoformat(),
+                          "raw", "curated", *IDENTITY_GROUPS], cwd=PROJECT_DIR, env=env, capture_output=True, text=True, timeout=900)
+    assert run.returncode == 0, run.stderr[-4000:]
+    assert "spark session: pyspark.sql.connect.session" in run.stdout
+
+    tables = [f"curated/{spec.table}" for spec in ENTITIES if local.is_delta_table(f"curated/{spec.table}")]
+    tables += [dead_letter_table(spec.table) for spec in ENTITIES if local.is_delta_table(dead_letter_table(spec.table))]
+    for key in [*tables, NODES, EDGES, MAP, PROFILES, HISTORY]:
+        assert_same_rows(*(spark.read.format("delta").load(f"{root}/{key}") for root in (local.base_uri, tmp_path / "lake")), key)
+    assert spark.read.format("delta").load(f"{tmp_path}/lake/curated/shopify_customers").where("phone LIKE '+%'").count() > 0
+
+
+def test_spark_connect_server_is_reused_and_stops(connect_server):
+    again = SparkConnectServer(connect_server.home).start()
+    assert again.url() == connect_server.url() and again.running()
+
+
+def test_a_server_that_cannot_start_says_why(tmp_path):
+    server = SparkConnectServer(tmp_path / "bad", overrides={"spark.driver.memory": "not-a-size"})
+    with pytest.raises(SparkServerError, match="exited"):
+        server.start(timeout=120)
+    assert not server.running()

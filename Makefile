@@ -1,6 +1,6 @@
 # The two commands: `make demo` (set up, generate sample data, materialise the graph) and
 # `make test` (set up, run the test suite). Everything else is a helper.
-.PHONY: demo test setup dev postgres-stop lock bench-generator bench-ingest bench-curated bench-identity bench-warehouse bench-webhook
+.PHONY: demo test setup dev dev-spark-server spark-server-stop postgres-stop lock bench-generator bench-ingest bench-curated bench-identity bench-warehouse bench-webhook
 
 demo: setup
 	.venv/bin/cdp demo
@@ -13,6 +13,12 @@ setup:
 
 dev: setup
 	.venv/bin/cdp dev
+
+dev-spark-server: setup
+	.venv/bin/cdp dev --spark-server
+
+spark-server-stop:
+	.venv/bin/cdp spark-server stop
 
 postgres-stop:
 	.venv/bin/cdp postgres stop

@@ -25,8 +25,12 @@ days of history (a smaller population). `--per-table` shows where the gap is ins
 table's asset alone against a plain copy of its stream. `--scale` splits each side's warm time in
 two: the fixed cost of a run (a lake of one day and a few hundred customers: Spark jobs, planning,
 Delta commits, per table) and the cost of the records (the full lake's time less that).
+`--connect` runs both sides on a Spark Connect server of the bench's own (as `cdp spark-server`
+starts it), as runs do with `CDP_SPARK_MASTER=sc://…`: cold is then each side's first pass on a
+freshly started server, and the CPU is the server JVM's.
 
     .venv/bin/python bench/curated.py                       # ~1.3 million raw records
+    .venv/bin/python bench/curated.py --connect             # the same on a Spark Connect server
     .venv/bin/python bench/curated.py --customers 10000 --days 3 --rounds 1   # quick
     .venv/bin/python bench/curated.py --per-table     # where the gap is: each table alone
     .venv/bin/python bench/curated.py --scale         # where the gap is: fixed cost against cost per record
@@ -49,24 +53,34 @@ from cdp_assets.curated import curate_table, raw_files_for
 from cdp_assets.definitions import defs
 from cdp_resources.lake import LakeResource
 from cdp_resources.settings import state_dir
-from cdp_resources.spark import SparkDeltaResource, get_spark_session
+from cdp_resources.spark import SparkDeltaResource, is_connect
+from cdp_resources.spark_server import SparkConnectServer
 from cdp_sampledata.generator import GeneratorConfig, generate
 from cdp_transform.entities import ENTITIES
 
 from proc_cpu import cpu_seconds  # bench/'s own module
 
 COLD_PREFIX = "cold pass: "
+# `--connect`'s servers: the warm one, and one started afresh for each cold pass.
+SERVER, COLD_SERVER = (SparkConnectServer(state_dir() / "bench" / name) for name in ("spark-server", "cold-spark-server"))
 
 
 # What the JVM's threads do, by the names Linux shows for them (`/proc/…/task/…/comm`, 15 characters).
 THREAD_KINDS = {"tasks": ("Executor task",), "JIT": ("C1 Compiler", "C2 Compiler"), "GC": ("GC Thread",)}
 
 
-def jvm_threads_cpu() -> tuple[float, dict[int, tuple[str | None, float]]] | None:
-    """The Spark driver JVM's CPU seconds so far, and per live thread its kind (`THREAD_KINDS`, or
-    None) and CPU seconds, from Linux's /proc (None elsewhere). In local mode the driver runs the
+def spark_jvm_pid(spark: SparkDeltaResource) -> int:
+    """The process id of the JVM that runs `spark`'s work: this process's Spark driver, or the Spark
+    Connect server (`--connect`) it names."""
+    if not is_connect(spark.master):
+        return spark.spark_session.sparkContext._gateway.proc.pid
+    return next(server.pid() for server in (SERVER, COLD_SERVER) if server.port is not None and server.url() == spark.master)
+
+
+def jvm_threads_cpu(pid: int) -> tuple[float, dict[int, tuple[str | None, float]]] | None:
+    """The Spark driver JVM's (`pid`) CPU seconds so far, and per live thread its kind (`THREAD_KINDS`,
+    or None) and CPU seconds, from Linux's /proc (None elsewhere). In local mode the driver runs the
     tasks too."""
-    pid = get_spark_session().sparkContext._gateway.proc.pid
     threads = Path(f"/proc/{pid}/task")
     if not threads.is_dir():
         return None
@@ -93,12 +107,12 @@ def cpu_split(before, after) -> dict[str, float]:
     return split
 
 
-def with_cpu(run, *args) -> tuple[float, str]:
-    """(what `run(*args)` returns: its seconds, the JVM's CPU seconds meanwhile, all and by thread
-    kind, as printed beside them)."""
-    before = jvm_threads_cpu()
+def with_cpu(pid: int, run, *args) -> tuple[float, str]:
+    """(what `run(*args)` returns: its seconds, the CPU seconds of the JVM `pid` meanwhile, all and
+    by thread kind, as printed beside them)."""
+    before = jvm_threads_cpu(pid)
     seconds = run(*args)
-    after = jvm_threads_cpu()
+    after = jvm_threads_cpu(pid)
     if before is None or after is None:
         return seconds, ""
     split = cpu_split(before, after)
@@ -111,12 +125,12 @@ def plain_copy(spark: SparkSession, read_schema: str, files: list[str], out: str
     spark.read.schema(read_schema).json(files).write.format("delta").mode("overwrite").save(out)
 
 
-def baseline(lake: LakeResource, out: str) -> float:
-    spark = get_spark_session()
+def baseline(lake: LakeResource, spark: SparkDeltaResource, out: str) -> float:
+    session = spark.session_for(lake)
     started = time.perf_counter()
     for spec in {(s.provider, s.stream): s for s in ENTITIES}.values():
         files = [lake.spark_path(o.key) for o in lake.list("raw/") if f"/{spec.provider}/{spec.stream}/" in o.key]
-        plain_copy(spark, spec.read_schema, files, f"{out}/{spec.provider}_{spec.stream}")
+        plain_copy(session, spec.read_schema, files, f"{out}/{spec.provider}_{spec.stream}")
     return time.perf_counter() - started
 
 
@@ -124,18 +138,24 @@ SIDES = ("baseline", "curated")
 
 
 def one_pass(side: str, root: Path, lake: LakeResource, spark: SparkDeltaResource, first: date, last: date) -> tuple[float, str]:
-    """One pass of `side` from empty output (no baseline tables, no curated zone) in this
-    process's JVM: its seconds and the JVM's CPU meanwhile."""
+    """One pass of `side` from empty output (no baseline tables, no curated zone) in `spark`'s JVM
+    (this process's, or the Spark Connect server's): its seconds and the JVM's CPU meanwhile."""
+    pid = spark_jvm_pid(spark)
     if side == "baseline":
         shutil.rmtree(root / "baseline", ignore_errors=True)
-        return with_cpu(baseline, lake, str(root / "baseline"))
+        return with_cpu(pid, baseline, lake, spark, str(root / "baseline"))
     shutil.rmtree(root / "lake" / "curated", ignore_errors=True)
-    return with_cpu(run_assets, lake, spark, first, last, "curated")
+    return with_cpu(pid, run_assets, lake, spark, first, last, "curated")
 
 
-def cold_pass(side: str, root: Path, first: date, last: date) -> tuple[float, str]:
-    """`one_pass` of `side` in a fresh process: a new JVM, Spark started before the clock."""
-    command = [sys.executable, __file__, "--cold", side, "--root", str(root), "--first", str(first), "--last", str(last)]
+def cold_pass(side: str, root: Path, first: date, last: date, connect: bool) -> tuple[float, str]:
+    """`one_pass` of `side` in a fresh process: a new JVM (with `connect`, a fresh Spark Connect
+    server), Spark started before the clock."""
+    if connect:
+        COLD_SERVER.stop()
+        COLD_SERVER.start()
+    command = [sys.executable, __file__, "--cold", side, "--root", str(root), "--first", str(first), "--last", str(last),
+               *(["--connect"] if connect else [])]
     done = subprocess.run(command, capture_output=True, text=True)
     if done.returncode:
         raise RuntimeError(f"the cold {side} pass failed (exit {done.returncode}):\n{done.stderr[-4000:]}")
@@ -143,9 +163,8 @@ def cold_pass(side: str, root: Path, first: date, last: date) -> tuple[float, st
     return seconds, cpu
 
 
-def run_cold_side(side: str, root: Path, first: date, last: date) -> None:
+def run_cold_side(side: str, root: Path, first: date, last: date, spark: SparkDeltaResource) -> None:
     """The child of `cold_pass`: prints its one pass's figures for the parent."""
-    spark = SparkDeltaResource()
     spark.spark_session  # started before the clock
     print(COLD_PREFIX + json.dumps(one_pass(side, root, LakeResource(base_uri=str(root / "lake")), spark, first, last)), flush=True)
 
@@ -246,14 +265,27 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="warm rounds of both sides after the warm-up pass")
     parser.add_argument("--per-table", action="store_true", help="only each table alone against a copy of its stream (warm)")
     parser.add_argument("--scale", action="store_true", help="only each side's fixed cost per run and cost of the records (warm)")
+    parser.add_argument("--connect", action="store_true", help="both sides on a Spark Connect server of the bench's own "
+                        "(cdp spark-server's), not in this process's JVM")
     parser.add_argument("--cold", choices=SIDES, help=argparse.SUPPRESS)  # the child of a cold pass, with:
     parser.add_argument("--root", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--first", type=date.fromisoformat, help=argparse.SUPPRESS)
     parser.add_argument("--last", type=date.fromisoformat, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.cold:
-        run_cold_side(args.cold, args.root, args.first, args.last)
+        run_cold_side(args.cold, args.root, args.first, args.last, SparkDeltaResource(**({"master": COLD_SERVER.url()} if args.connect else {})))
         return
+    spark = SparkDeltaResource(**({"master": SERVER.start().url()} if args.connect else {}))
+    try:
+        bench(args, spark)
+    finally:
+        if args.connect:  # before its server: a client whose server has gone retries for ten minutes at exit
+            spark.spark_session.stop()
+        SERVER.stop()
+        COLD_SERVER.stop()
+
+
+def bench(args: argparse.Namespace, spark: SparkDeltaResource) -> None:
 
     root = state_dir() / "bench" / "curated"
     shutil.rmtree(root, ignore_errors=True)
@@ -261,7 +293,6 @@ def main() -> None:
     config = GeneratorConfig(days=args.days, customers=args.customers)
     records = generate(lake, config, progress=False).total_records
     first, last = config.start, config.start + timedelta(days=config.days - 1)
-    spark = SparkDeltaResource()
     raw_seconds = run_assets(lake, spark, first, last, "raw")
     if args.per_table:
         per_table(root, lake, spark, first, last, args.rounds)
@@ -271,12 +302,12 @@ def main() -> None:
         scale(root, lake, spark, first, last, records, args.rounds)
         shutil.rmtree(root, ignore_errors=True)
         return
-    cold = {side: cold_pass(side, root, first, last) for side in SIDES}
+    cold = {side: cold_pass(side, root, first, last, args.connect) for side in SIDES}
     (base_seconds, base_cpu), (curated_seconds, curated_cpu) = cold["baseline"], cold["curated"]
 
     print(f"raw records: {records:,} over {config.days} days, {len(config.tenants)} tenants")
     print(f"raw:      {raw_seconds:7.1f} s  (the raw assets' stock-taking: manifests, drift)")
-    print("cold, each side in a fresh process:")
+    print(f"cold, each side in a fresh process{' and Spark Connect server' if args.connect else ''}:")
     print(f"baseline: {base_seconds:7.1f} s  {records / base_seconds:10,.0f} records/s  (read NDJSON.gz, write Delta, no logic){base_cpu}")
     print(f"curated:  {curated_seconds:7.1f} s  {records / curated_seconds:10,.0f} records/s  (every curated asset, one run){curated_cpu}")
     print(f"cold ratio curated/baseline throughput: {base_seconds / curated_seconds:.2f} "

@@ -43,6 +43,11 @@ def _dev(args) -> int:
     from cdp_cli.environment import prepare_dagster_environment
 
     prepare_dagster_environment()
+    if args.spark_server:
+        from cdp_resources.spark_server import SparkConnectServer
+
+        os.environ["CDP_SPARK_MASTER"] = SparkConnectServer.default().start().url()
+        print(f"runs use the Spark Connect server at {os.environ['CDP_SPARK_MASTER']} (`cdp spark-server stop` stops it)")
     command = ["dagster", "dev", "-w", str(PROJECT_DIR / "workspace.yaml"), "-h", args.host, "-p", str(args.port)]
     os.execvp(command[0], command)
 
@@ -159,6 +164,8 @@ def parser() -> argparse.ArgumentParser:
     dev = commands.add_parser("dev", help="start the Dagster UI on the embedded defaults")
     dev.add_argument("--host", default="127.0.0.1")
     dev.add_argument("--port", type=int, default=3000)
+    dev.add_argument("--spark-server", action="store_true",
+                     help="runs share one warm Spark JVM (`cdp spark-server`, started if needed) instead of starting one each")
     dev.set_defaults(handler=_dev)
 
     drops = commands.add_parser("drops", help="convert pending file drops (CSV, JSON-lines, Parquet) into raw files")

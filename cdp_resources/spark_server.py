@@ -60,8 +60,12 @@ class SparkConnectServer:
             raise SparkServerError(f"no Spark Connect server has been started under {self.home}")
         return f"sc://127.0.0.1:{self.port}"
 
+    def pid(self) -> int | None:
+        """The server JVM's process id (the last one started)."""
+        return self._read("pid")
+
     def _alive(self) -> bool:
-        pid = self._read("pid")
+        pid = self.pid()
         if pid is None:
             return False
         try:
@@ -83,12 +87,13 @@ class SparkConnectServer:
         return [str(spark_submit), "--class", SERVER_CLASS, *(f"--conf={key}={value}" for key, value in settings.items()), "spark-internal"]
 
     def start(self, timeout: float = 180) -> "SparkConnectServer":
-        """Start the server and wait until it listens; reuse it when it is already running."""
+        """Start the server and wait until it listens; reuse it when it is already running. A
+        restarted server keeps its port (its URL), unless something else has taken it."""
         if self.running():
             return self
         self.stop()  # a server that died, or one still starting: start afresh
         self.home.mkdir(parents=True, exist_ok=True)
-        port = free_port()
+        port = self.port if self.port is not None and not port_in_use(self.port) else free_port()
         (self.home / "port").write_text(str(port))
         env = {**os.environ, "SPARK_HOME": str(Path(pyspark.__file__).parent), "SPARK_LOCAL_IP": "127.0.0.1",
                "PYSPARK_PYTHON": sys.executable}  # the server's Python workers (Arrow UDFs) run this interpreter
@@ -108,7 +113,7 @@ class SparkConnectServer:
 
     def stop(self, timeout: float = 30) -> None:
         """Stop the server (and its Python workers), if it runs."""
-        pid = self._read("pid")
+        pid = self.pid()
         if pid is not None and self._alive():
             os.killpg(pid, signal.SIGTERM)
             deadline = time.monotonic() + timeout

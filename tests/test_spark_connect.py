@@ -45,9 +45,13 @@ def test_spark_connect_server_gives_the_tables_local_mode_gives(spark, tmp_path,
     assert spark.read.format("delta").load(f"{tmp_path}/lake/curated/shopify_customers").where("phone LIKE '+%'").count() > 0
 
 
-def test_spark_connect_server_is_reused_and_stops(connect_server):
+def test_spark_connect_server_is_reused_and_comes_back_at_its_url(connect_server):
     again = SparkConnectServer(connect_server.home).start()
-    assert again.url() == connect_server.url() and again.running()
+    assert (again.url(), again.pid()) == (connect_server.url(), connect_server.pid()) and again.running()
+    url, pid = connect_server.url(), connect_server.pid()
+    connect_server.stop()
+    assert not connect_server.running()
+    assert connect_server.start().url() == url and connect_server.pid() != pid and connect_server.running()
 
 
 def test_a_server_that_cannot_start_says_why(tmp_path):

@@ -65,6 +65,8 @@ class SparkConnectServer:
         return self._read("pid")
 
     def _alive(self) -> bool:
+        """Whether the server's process runs: its pid is alive and, where Linux's /proc tells, is
+        still a Spark Connect server (not another process that got the pid of a stale pid file)."""
         pid = self.pid()
         if pid is None:
             return False
@@ -72,7 +74,8 @@ class SparkConnectServer:
             os.kill(pid, 0)
         except ProcessLookupError:
             return False
-        return True
+        command = Path(f"/proc/{pid}/cmdline")
+        return not command.parent.exists() or SERVER_CLASS.encode() in command.read_bytes()
 
     def running(self) -> bool:
         return self._alive() and port_in_use(self.port)
@@ -112,20 +115,34 @@ class SparkConnectServer:
         return self
 
     def stop(self, timeout: float = 30) -> None:
-        """Stop the server (and its Python workers), if it runs."""
-        pid = self.pid()
+        """Stop the server (and its Python workers), if it runs: SIGTERM, then SIGKILL after
+        `timeout` seconds; returns once it is gone, so that its port is free again."""
+        pid, port = self.pid(), self.port
         if pid is not None and self._alive():
             os.killpg(pid, signal.SIGTERM)
-            deadline = time.monotonic() + timeout
-            while self._alive() and time.monotonic() < deadline:
-                try:  # reap it when this process started it
-                    os.waitpid(pid, os.WNOHANG)
-                except ChildProcessError:
-                    pass
-                time.sleep(0.1)
-            if self._alive():
+            if not self._gone(pid, timeout):
                 os.killpg(pid, signal.SIGKILL)
+                self._gone(pid, timeout)
+            # The JVM's main thread ends before its others (a defunct process, its port still
+            # bound for a moment): done when the port is free.
+            deadline = time.monotonic() + timeout
+            while port_in_use(port) and time.monotonic() < deadline:
+                time.sleep(0.1)
         (self.home / "pid").unlink(missing_ok=True)
+
+    def _gone(self, pid: int, timeout: float) -> bool:
+        """Whether the server's process `pid` ends within `timeout` seconds (reaped when this
+        process started it)."""
+        deadline = time.monotonic() + timeout
+        while self._alive():
+            if time.monotonic() > deadline:
+                return False
+            try:
+                os.waitpid(pid, os.WNOHANG)
+            except ChildProcessError:  # not this process's child
+                pass
+            time.sleep(0.1)
+        return True
 
     def _log_tail(self, lines: int = 30) -> str:
         return "\n".join(self.log_file.read_text(errors="replace").splitlines()[-lines:]) if self.log_file.exists() else ""

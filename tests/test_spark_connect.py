@@ -54,6 +54,17 @@ def test_spark_connect_server_is_reused_and_comes_back_at_its_url(connect_server
     assert connect_server.start().url() == url and connect_server.pid() != pid and connect_server.running()
 
 
+def test_a_stale_pid_file_names_no_server(tmp_path):
+    """After a reboot the pid in the file may be another process's: it is neither running nor stopped."""
+    server = SparkConnectServer(tmp_path / "stale")
+    server.home.mkdir()
+    (server.home / "pid").write_text(str(os.getpid()))  # this pytest process
+    (server.home / "port").write_text("1")
+    assert not server.running()
+    server.stop()  # must not signal this process's group
+    assert server.pid() is None
+
+
 def test_a_server_that_cannot_start_says_why(tmp_path):
     server = SparkConnectServer(tmp_path / "bad", overrides={"spark.driver.memory": "not-a-size"})
     with pytest.raises(SparkServerError, match="exited"):

@@ -48,8 +48,10 @@ def _dev(args) -> int:
 
         os.environ["CDP_SPARK_MASTER"] = SparkConnectServer.default().start().url()
         print(f"runs use the Spark Connect server at {os.environ['CDP_SPARK_MASTER']} (`cdp spark-server stop` stops it)")
-    command = ["dagster", "dev", "-w", str(PROJECT_DIR / "workspace.yaml"), "-h", args.host, "-p", str(args.port)]
-    os.execvp(command[0], command)
+    # The virtualenv's dagster: `make dev` runs `.venv/bin/cdp` with the virtualenv not on PATH.
+    command = [os.path.join(os.path.dirname(sys.executable), "dagster"), "dev", "-w", str(PROJECT_DIR / "workspace.yaml"),
+               "-h", args.host, "-p", str(args.port)]
+    os.execv(command[0], command)
 
 
 def _postgres(args) -> int:

@@ -8,9 +8,9 @@ import sys
 from datetime import date
 
 from dagster import DagsterInstance
+from pyspark.sql import SparkSession
 
 from cdp_resources.lake import LakeResource
-from cdp_resources.spark import get_spark_session
 from tests.conftest import run_assets
 
 SELECTION = ["raw/app/events", "curated/events", "raw/shopify/customers", "curated/shopify_customers"]
@@ -19,5 +19,5 @@ if __name__ == "__main__":
     lake, first, last, groups = LakeResource(base_uri=sys.argv[1]), date.fromisoformat(sys.argv[2]), date.fromisoformat(sys.argv[3]), sys.argv[4:]
     with DagsterInstance.ephemeral() as instance:
         result = run_assets(lake, instance, first, last, groups=groups) if groups else run_assets(lake, instance, first, last, SELECTION)
-    print(f"spark session: {type(get_spark_session()).__module__}")  # the run's (`pyspark.sql.connect.session` on Spark Connect)
+    print(f"spark session: {type(SparkSession.active()).__module__}")  # the run's (`pyspark.sql.connect.session` on Spark Connect)
     sys.exit(0 if result.success else 1)

@@ -12,6 +12,7 @@ from pyspark.sql import functions as F
 
 from cdp_transform import normalise
 from cdp_transform.lineage import CARRIED
+from cdp_transform.rules import names_where
 
 # Kinds whose failure to convert is a type error (the others normalise to null by design).
 _CASTS = {"bigint": "bigint", "double": "double", "decimal": "decimal(18,2)", "boolean": "boolean", "date": "date"}
@@ -73,8 +74,8 @@ def conform(frame: DataFrame, fields: list[Field], carry: tuple[str, ...] = ()) 
         *(F.expr(f.source).alias(f"_phone_{f.name}") for f in fields if f.kind == "phone"),
     )
     # A second projection reads the typed columns, so each conversion runs once per row.
-    failed = (F.when(F.col(f"_present_{f.name}") & F.col(f.name).isNull(), F.lit(f.name)) for f in converting)
-    typed = typed.withColumn("_type_errors", F.array_compact(F.array(*failed)).cast("array<string>")).drop(*(f"_present_{f.name}" for f in converting))
+    failed = [(F.col(f"_present_{f.name}") & F.col(f.name).isNull(), f.name) for f in converting]
+    typed = typed.withColumn("_type_errors", names_where(failed)).drop(*(f"_present_{f.name}" for f in converting))
     for f in fields:
         if f.kind == "country":
             typed = normalise.with_country(typed.withColumnRenamed(f.name, f"_country_{f.name}"), f"_country_{f.name}", f.name)

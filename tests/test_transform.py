@@ -3,6 +3,7 @@
 import importlib.metadata
 import json
 import random
+import re
 from datetime import date
 from decimal import Decimal
 
@@ -134,6 +135,28 @@ def test_critical_rules_dead_letter_with_reason(spark, table, bad, good, rule):
     assert ruled.where(F.size("_critical") == 0).where(F.col("_raw").isNotNull()).count() == 0  # kept for dead letters only
     stats = partition_stats(spec, ruled)["2026-01-05"]
     assert (stats.rows_in, stats.dead_lettered, stats.critical[rule]) == (2, 1, 1)
+
+
+# Operators Spark never compiles into a stage's generated code, and scans of the test's in-memory rows.
+UNCOMPILED_OPERATORS = re.compile(r"Exchange|Window|Scan|SerializeFromObject|MapPartitions|DeserializeToObject|ExternalRDD")
+
+
+@pytest.mark.parametrize("table", sorted(BY_TABLE))
+def test_typing_and_rules_run_in_generated_code(spark, table):
+    """No projection or filter of the ruled rows falls out of Spark's whole-stage generated code (a
+    higher-order function such as `array_compact` in one did: that projection ran apart, copying
+    every row again)."""
+    spec = BY_TABLE[table]
+    fx = spark.createDataFrame([(date(2026, 1, 5), "EUR", 0.9)], "event_date date, currency string, rate double")
+    ruled = curate(spec, raw_records(spark, table, [{}]), fx, None)
+    adaptive = spark.conf.get("spark.sql.adaptive.enabled")
+    spark.conf.set("spark.sql.adaptive.enabled", "false")  # so that the plan shows its stages (`*(n)`)
+    try:
+        plan = ruled._jdf.queryExecution().executedPlan().toString()
+    finally:
+        spark.conf.set("spark.sql.adaptive.enabled", adaptive)
+    operators = [re.sub(r"^[\s:+-]*", "", line).split(" [")[0] for line in plan.splitlines() if re.match(r"^[\s:+-]*[*A-Z]", line)]
+    assert operators and not [o for o in operators if not o.startswith("*(") and not UNCOMPILED_OPERATORS.search(o)]
 
 
 def test_warning_rules_count_but_keep_rows(spark):

@@ -137,10 +137,11 @@ def _dbt_docs(args) -> int:
 
 
 def _jars(args) -> int:
-    from cdp_resources.spark_jars import ensure_functions_jar, ensure_jars
+    from cdp_resources.spark_jars import ensure_functions_jar, ensure_jars, ensure_local_fs_jar
 
     jars = ensure_jars()
     jars.append(ensure_functions_jar(jars))
+    ensure_local_fs_jar()  # on the JVM's own classpath in local mode, not a session jar
     print("\n".join(jars) if args.action == "list" else f"{len(jars)} jars cached")
     return 0
 

@@ -19,7 +19,7 @@ from pyspark.sql import SparkSession
 
 from cdp_resources.lake import LakeResource
 from cdp_resources.settings import spark_master, state_dir
-from cdp_resources.spark_jars import JVM_SOURCES, ensure_functions_jar, ensure_jars
+from cdp_resources.spark_jars import JVM_SOURCES, ensure_functions_jar, ensure_jars, ensure_local_fs_jar
 
 # The project's JVM functions (`cdp_resources/jvm`): SQL name, class, return type.
 JVM_FUNCTIONS = [("cdp_e164", "cdp.E164", "string")]
@@ -28,6 +28,9 @@ FUNCTIONS_REGISTERED = "cdp.jvmFunctions.registered"
 SHUFFLE_ROW_CHECKSUMS = ("spark.sql.shuffle.orderIndependentChecksum.enabled",
                          "spark.sql.shuffle.orderIndependentChecksum.enableFullRetryOnMismatch")
 SNAPSHOT_PARTITIONS = "spark.databricks.delta.snapshotPartitions"
+# Hadoop's local file system for both its APIs (FileSystem; FileContext, which Delta's log store
+# commits through), as the project's JVM classes that start no `chmod` or `readlink` process.
+LOCAL_FILE_SYSTEM = {"spark.hadoop.fs.file.impl": "cdp.LocalFileSystem", "spark.hadoop.fs.AbstractFileSystem.file.impl": "cdp.LocalFs"}
 C2_LATER = "-XX:Tier4InvocationThreshold=15000 -XX:Tier4MinInvocationThreshold=1800 -XX:Tier4CompileThreshold=45000 -XX:Tier4BackEdgeThreshold=120000"
 # Code C2 never compiles (C1 alone does): Janino, the SQL parser, the analyzer and optimizer, the
 # generated query classes, serialisation. `-DisplayVMOutput` keeps the JVM's "directives added" off stdout.
@@ -127,6 +130,12 @@ def delta_spark_config(master: str, overrides: dict[str, Any] | None = None) -> 
         # incremental partition of the raw and curated assets (30 days of history, 5,000
         # customers), 16 warm runs each, interleaved by process: median 14.2 against 15.4 s.
         config[SNAPSHOT_PARTITIONS] = "1"
+        # `file:` paths through the project's local file system (`jvm/local_fs`): Hadoop's own,
+        # less the process it starts per file and per link check without its native library. Its
+        # jar is on the JVM's own classpath: Spark reads the session's jars through it. Clusters
+        # keep Hadoop's: their executors would need the jar before any task.
+        config.update(LOCAL_FILE_SYSTEM)
+        config["spark.driver.extraClassPath"] = ensure_local_fs_jar()
     jars = ensure_jars()
     return {**config, "spark.master": master, "spark.jars": ",".join([*jars, ensure_functions_jar(jars)]), **overrides}
 

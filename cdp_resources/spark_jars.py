@@ -1,5 +1,6 @@
 """Spark's extra jars (Delta Lake, libphonenumber, S3A) fetched from Maven Central with `mvn` into a
-project-local cache, and the project's own JVM functions (`jvm/`) compiled with `javac` beside them.
+project-local cache, and the project's own JVM classes (`jvm/`: functions, a local file system)
+compiled with `javac` beside them.
 
 Spark's own Ivy resolver is not used: `mvn` honours the machine's Maven settings and mirrors, and
 the resolved jar list is cached under `.cdp/jars`, so once fetched no network is needed. Jars that
@@ -34,6 +35,7 @@ SPARK_ARTIFACTS = (
 )
 EXCLUDED_ARTIFACTS = ("software.amazon.awssdk:bundle",)
 JVM_SOURCES = Path(__file__).parent / "jvm"
+FUNCTIONS_SOURCES, LOCAL_FS_SOURCES = JVM_SOURCES / "functions", JVM_SOURCES / "local_fs"
 DEPENDENCY_PLUGIN = "org.apache.maven.plugins:maven-dependency-plugin:3.8.1"
 _JAR_NAME = re.compile(r"^(?P<artifact>.+?)-\d[\w.\-]*\.jar$")
 
@@ -124,23 +126,35 @@ def ensure_jars(artifacts: tuple[str, ...] = SPARK_ARTIFACTS, cache_dir: Path | 
 
 
 def ensure_functions_jar(classpath: list[str], cache_dir: Path | None = None) -> str:
-    """The jar of the project's JVM functions (the Java sources under `jvm/`), compiled against
+    """The jar of the project's JVM functions (`jvm/functions`), compiled against pyspark's jars and
+    `classpath` on first use."""
+    return _compiled_jar("functions", FUNCTIONS_SOURCES, classpath, cache_dir)
+
+
+def ensure_local_fs_jar(cache_dir: Path | None = None) -> str:
+    """The jar of the project's local file system (`jvm/local_fs`), compiled against pyspark's jars
+    on first use: apart from the functions, as it goes on the JVM's own classpath."""
+    return _compiled_jar("local-fs", LOCAL_FS_SOURCES, [], cache_dir)
+
+
+def _compiled_jar(name: str, source_dir: Path, classpath: list[str], cache_dir: Path | None) -> str:
+    """The jar `cdp-{name}.jar` of the Java sources under `source_dir`, compiled with `javac` against
     pyspark's jars and `classpath` on first use and cached by the sources' hash."""
-    sources = sorted(JVM_SOURCES.rglob("*.java"))
+    sources = sorted(source_dir.rglob("*.java"))
     key = hashlib.sha256(b"".join(p.read_bytes() for p in sources)).hexdigest()[:12]
-    jar = (cache_dir or jar_cache_dir()) / f"functions-{key}" / "cdp-functions.jar"
+    jar = (cache_dir or jar_cache_dir()) / f"{name}-{key}" / f"cdp-{name}.jar"
     if jar.exists():
         return str(jar)
     javac = shutil.which("javac")
     if javac is None:
-        raise JarFetchError("the project's JVM functions are not compiled and `javac` is not on PATH: install a JDK 17")
+        raise JarFetchError(f"the project's JVM classes ({name}) are not compiled and `javac` is not on PATH: install a JDK 17")
     jar.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=jar.parent) as classes:
         spark_jars = str(Path(pyspark.__file__).parent / "jars" / "*")
         result = subprocess.run([javac, "--release", "17", "-nowarn", "-d", classes, "-cp", ":".join([spark_jars, *classpath]),
                                  *map(str, sources)], capture_output=True, text=True)
         if result.returncode != 0:
-            raise JarFetchError(f"javac could not compile {JVM_SOURCES}:\n{result.stderr[-3000:]}")
+            raise JarFetchError(f"javac could not compile {source_dir}:\n{result.stderr[-3000:]}")
         staging = jar.with_suffix(".partial")
         with zipfile.ZipFile(staging, "w") as archive:
             for compiled in sorted(Path(classes).rglob("*.class")):

@@ -10,8 +10,8 @@ from delta.tables import DeltaTable
 from pyspark.sql import functions as F
 
 from cdp_assets.curated import replace_partitions
-from cdp_resources.spark import (SESSION_SETTINGS, SHUFFLE_ROW_CHECKSUMS, SNAPSHOT_PARTITIONS, delta_spark_config, is_connect,
-                                  local_cores)
+from cdp_resources.spark import (LOCAL_FILE_SYSTEM, SESSION_SETTINGS, SHUFFLE_ROW_CHECKSUMS, SNAPSHOT_PARTITIONS, delta_spark_config,
+                                  is_connect, local_cores)
 from cdp_resources.spark_jars import jar_cache_dir
 from cdp_transform.normalise import timestamp as parse_event_time
 from tests.conftest import dictionary_encoded
@@ -80,6 +80,46 @@ def test_a_spark_connect_client_sets_only_its_sessions_settings():
     session's (a static setting sent by the client only draws a warning from the server)."""
     assert delta_spark_config("sc://127.0.0.1:15002", {"spark.sql.shuffle.partitions": 4}) == {
         "spark.remote": "sc://127.0.0.1:15002", **SESSION_SETTINGS, "spark.sql.shuffle.partitions": "4"}
+
+
+def test_local_paths_go_through_the_projects_file_system_with_hadoops_permissions_and_links(spark, tmp_path):
+    """Both of Hadoop's APIs reach `file:` paths through the project's classes (which set permissions
+    and read links with java.nio, not a `chmod` or `readlink` process per file); what they write
+    has the permissions Hadoop gives (its umask, 022), and a symbolic link still reads as one."""
+    jvm, conf = spark.sparkContext._jvm, spark.sparkContext._jsc.hadoopConfiguration()
+    uri = jvm.java.net.URI(tmp_path.as_uri())
+    file_system = jvm.org.apache.hadoop.fs.FileSystem.get(uri, conf)
+    assert file_system.getClass().getName() == "cdp.LocalFileSystem"
+    assert jvm.org.apache.hadoop.fs.FileContext.getFileContext(uri, conf).getDefaultFileSystem().getClass().getName() == "cdp.LocalFs"
+
+    path = tmp_path / "table"
+    spark.range(20).selectExpr("id", "id % 3 AS part").write.format("delta").partitionBy("part").save(str(path))
+    assert spark.read.format("delta").load(str(path)).count() == 20
+    modes = {p.relative_to(path).as_posix(): p.stat().st_mode & 0o777 for p in path.rglob("*")}
+    assert {mode for name, mode in modes.items() if (path / name).is_dir()} == {0o755}
+    assert {mode for name, mode in modes.items() if (path / name).is_file()} == {0o644}
+    assert any(name.startswith("part=") and name.endswith(".parquet") for name in modes) and "_delta_log/00000000000000000000.json" in modes
+
+    # Links read as Hadoop's own local file system reads them (which finds no link behind a `file:` URI).
+    target, link = tmp_path / "target.txt", tmp_path / "link.txt"
+    target.write_text("x")
+    link.symlink_to(target)
+    hadoops = jvm.org.apache.hadoop.fs.LocalFileSystem()
+    hadoops.initialize(uri, conf)
+    for name in (str(link), link.as_uri(), str(target), target.as_uri()):
+        ours, theirs = (fs.getFileLinkStatus(jvm.org.apache.hadoop.fs.Path(name)) for fs in (file_system, hadoops))
+        assert (ours.isSymlink(), str(ours.getSymlink()) if ours.isSymlink() else None) == \
+            (theirs.isSymlink(), str(theirs.getSymlink()) if theirs.isSymlink() else None)
+    assert file_system.getFileLinkStatus(jvm.org.apache.hadoop.fs.Path(str(link))).isSymlink()
+
+
+def test_only_local_masters_replace_hadoops_local_file_system():
+    for master in ("local[*]", "local"):
+        config = delta_spark_config(master)
+        assert {key: config[key] for key in LOCAL_FILE_SYSTEM} == LOCAL_FILE_SYSTEM
+        assert Path(config["spark.driver.extraClassPath"]).name == "cdp-local-fs.jar"
+    for master in CLUSTER_MASTERS:
+        assert not ({*LOCAL_FILE_SYSTEM, "spark.driver.extraClassPath"} & delta_spark_config(master).keys())
 
 
 def test_replace_one_partition(spark, tmp_path):

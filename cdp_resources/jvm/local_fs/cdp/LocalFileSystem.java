@@ -1,0 +1,60 @@
+package cdp;
+
+import java.io.IOException;
+import java.nio.file.Files;
+import java.nio.file.attribute.PosixFilePermission;
+import java.util.EnumSet;
+import java.util.Set;
+import org.apache.hadoop.fs.FileStatus;
+import org.apache.hadoop.fs.Path;
+import org.apache.hadoop.fs.RawLocalFileSystem;
+import org.apache.hadoop.fs.permission.FsAction;
+import org.apache.hadoop.fs.permission.FsPermission;
+
+/**
+ * Hadoop's local file system (`file:`, with its checksum files) that starts no process. Without
+ * Hadoop's native library, which pip's pyspark does not ship, Hadoop runs `chmod` for every file
+ * and directory it creates and `readlink` for every link check (Delta's log store makes several per
+ * commit): about 900 processes, 3 ms of CPU each, in one curated run of the bench. Here permissions
+ * are set and links read with java.nio; everything else is Hadoop's own.
+ */
+public class LocalFileSystem extends org.apache.hadoop.fs.LocalFileSystem {
+    public LocalFileSystem() {
+        super(new Raw());
+    }
+
+    /** Hadoop's raw local file system with permissions and link checks through java.nio. */
+    public static class Raw extends RawLocalFileSystem {
+        @Override
+        public void setPermission(Path path, FsPermission permission) throws IOException {
+            Files.setPosixFilePermissions(pathToFile(path).toPath(), posix(permission));
+        }
+
+        @Override
+        public FileStatus getFileLinkStatus(Path path) throws IOException {
+            // Only a symbolic link needs Hadoop's reading of its target; any other path is its own status.
+            return Files.isSymbolicLink(pathToFile(path).toPath()) ? super.getFileLinkStatus(path) : getFileStatus(path);
+        }
+    }
+
+    static Set<PosixFilePermission> posix(FsPermission permission) {
+        Set<PosixFilePermission> set = EnumSet.noneOf(PosixFilePermission.class);
+        add(set, permission.getUserAction(), PosixFilePermission.OWNER_READ, PosixFilePermission.OWNER_WRITE, PosixFilePermission.OWNER_EXECUTE);
+        add(set, permission.getGroupAction(), PosixFilePermission.GROUP_READ, PosixFilePermission.GROUP_WRITE, PosixFilePermission.GROUP_EXECUTE);
+        add(set, permission.getOtherAction(), PosixFilePermission.OTHERS_READ, PosixFilePermission.OTHERS_WRITE, PosixFilePermission.OTHERS_EXECUTE);
+        return set;
+    }
+
+    private static void add(Set<PosixFilePermission> set, FsAction action, PosixFilePermission read, PosixFilePermission write,
+                            PosixFilePermission execute) {
+        if (action.implies(FsAction.READ)) {
+            set.add(read);
+        }
+        if (action.implies(FsAction.WRITE)) {
+            set.add(write);
+        }
+        if (action.implies(FsAction.EXECUTE)) {
+            set.add(execute);
+        }
+    }
+}

@@ -15,12 +15,11 @@ def latest_version(frame: DataFrame, key: list[Column], newest_first: list[Colum
     row stands for. A row missing a key value matches no other and is kept on its own (a quality
     rule routes it), so records without ids are never counted as duplicates. The key leads the
     sort, so most comparisons end at its first bytes."""
-    keys = [f"_key_{i}" for i in range(len(key))]
-    versions = [f"_version_{i}" for i in range(len(newest_first))]
-    rows = frame.select("*", *(k.alias(name) for k, name in zip(key, keys)), *(v.alias(name) for v, name in zip(newest_first, versions)))
-    rows = rows.withColumn("_keyless", F.when(reduce(or_, (F.col(k).isNull() for k in keys)), F.monotonically_increasing_id()))
-    order = [F.col(v).desc_nulls_last() for v in versions] + [F.col("_ingest_ts").desc(), F.col("_file").desc()]
-    window = Window.partitionBy(*keys, "tenant_id", "event_date", "_keyless").orderBy(*order)
+    rows = frame.withColumn("_keyless", F.when(reduce(or_, (k.isNull() for k in key)), F.monotonically_increasing_id()))
+    order = [v.desc_nulls_last() for v in newest_first] + [F.col("_ingest_ts").desc(), F.col("_file").desc()]
+    # The window's own expressions: a key that is a raw column as it is (events' message_id) is
+    # not copied into another column that the shuffle would carry too.
+    window = Window.partitionBy(*key, "tenant_id", "event_date", "_keyless").orderBy(*order)
     whole = window.rowsBetween(Window.unboundedPreceding, Window.unboundedFollowing)
     return (rows.select("*", F.row_number().over(window).alias("_rank"), F.count(F.lit(1)).over(whole).alias("_copies"))
-            .where("_rank = 1").drop("_rank", "_keyless", *keys, *versions))
+            .where("_rank = 1").drop("_rank", "_keyless"))

@@ -21,7 +21,7 @@ from cdp_resources.lake import LakeResource
 from cdp_resources.settings import spark_master, state_dir
 from cdp_resources.spark_jars import JVM_SOURCES, ensure_functions_jar, ensure_jars, ensure_local_fs_jar
 
-# The project's JVM functions (`cdp_resources/jvm`): SQL name, class, return type.
+# The project's JVM functions (`cdp_resources/jvm/functions`): SQL name, class, return type.
 JVM_FUNCTIONS = [("cdp_e164", "cdp.E164", "string")]
 FUNCTIONS_REGISTERED = "cdp.jvmFunctions.registered"
 # What makes Spark hash every row a shuffle writes (either of them).

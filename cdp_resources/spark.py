@@ -135,7 +135,10 @@ def delta_spark_config(master: str, overrides: dict[str, Any] | None = None) -> 
         # jar is on the JVM's own classpath: Spark reads the session's jars through it. Clusters
         # keep Hadoop's: their executors would need the jar before any task.
         config.update(LOCAL_FILE_SYSTEM)
-        config["spark.driver.extraClassPath"] = ensure_local_fs_jar()
+        # A `spark_config` classpath of the user's own follows the jar rather than replacing it:
+        # without the jar, no session could load the file system named above.
+        classpath = [ensure_local_fs_jar(), overrides.pop("spark.driver.extraClassPath", "")]
+        config["spark.driver.extraClassPath"] = os.pathsep.join(entry for entry in classpath if entry)
     jars = ensure_jars()
     return {**config, "spark.master": master, "spark.jars": ",".join([*jars, ensure_functions_jar(jars)]), **overrides}
 

@@ -118,6 +118,9 @@ def test_only_local_masters_replace_hadoops_local_file_system():
         config = delta_spark_config(master)
         assert {key: config[key] for key in LOCAL_FILE_SYSTEM} == LOCAL_FILE_SYSTEM
         assert Path(config["spark.driver.extraClassPath"]).name == "cdp-local-fs.jar"
+        # A classpath of the user's own is kept, after the jar.
+        theirs = delta_spark_config(master, {"spark.driver.extraClassPath": "/opt/a.jar:/opt/b.jar"})["spark.driver.extraClassPath"]
+        assert theirs.split(os.pathsep) == [config["spark.driver.extraClassPath"], "/opt/a.jar", "/opt/b.jar"]
     for master in CLUSTER_MASTERS:
         assert not ({*LOCAL_FILE_SYSTEM, "spark.driver.extraClassPath"} & delta_spark_config(master).keys())
 

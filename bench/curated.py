@@ -21,7 +21,8 @@ Two ratios, both fair to each side:
   `--rounds` times in alternating order (the JVM keeps getting faster for a while, and
   alternation spreads that over both sides); the median of those rounds' ratios.
 Last, the time one incremental partition (raw and curated assets) takes after 1 and after 30
-days of history (a smaller population). `--per-table` shows where the gap is instead: each curated
+days of history (a smaller population): `--rounds` runs, each on a copy of the lake as the history
+left it, the first and their median. `--per-table` shows where the gap is instead: each curated
 table's asset alone against a plain copy of its stream. `--scale` splits each side's warm time in
 two: the fixed cost of a run (a lake of one day and a few hundred customers: Spark jobs, planning,
 Delta commits, per table) and the cost of the records (the full lake's time less that).
@@ -220,14 +221,22 @@ def run_assets(lake: LakeResource, spark: SparkDeltaResource, first, last, *grou
     return time.perf_counter() - started
 
 
-def incremental_cost(root, spark: SparkDeltaResource, history_days: int, customers: int) -> tuple[int, float]:
-    """(average records a day, seconds) for one incremental partition after `history_days` days of history."""
-    lake = LakeResource(base_uri=str(root / f"history-{history_days}"))
+def incremental_cost(root, spark: SparkDeltaResource, history_days: int, customers: int, runs: int) -> tuple[int, list[float]]:
+    """(average records a day, seconds of each run) for one incremental partition after
+    `history_days` days of history, run `runs` times, each on a copy of the lake as the history
+    left it: in a fresh process the same partition's first run took 12.7-15.7 s, its third and
+    fourth 9.1-10.7 s, so one run says little."""
+    history = root / f"history-{history_days}"
     config = GeneratorConfig(days=history_days + 1, customers=customers)
-    per_day = generate(lake, config, progress=False).total_records // config.days
+    per_day = generate(LakeResource(base_uri=str(history)), config, progress=False).total_records // config.days
     last = config.start + timedelta(days=history_days)
-    run_assets(lake, spark, config.start, last - timedelta(days=1), "raw", "curated")
-    return per_day, run_assets(lake, spark, last, last, "raw", "curated")
+    run_assets(LakeResource(base_uri=str(history)), spark, config.start, last - timedelta(days=1), "raw", "curated")
+    seconds, lake = [], root / f"incremental-{history_days}"
+    for _ in range(runs):
+        shutil.rmtree(lake, ignore_errors=True)
+        shutil.copytree(history, lake)
+        seconds.append(run_assets(LakeResource(base_uri=str(lake)), spark, last, last, "raw", "curated"))
+    return per_day, seconds
 
 
 def per_table(root: Path, lake: LakeResource, spark: SparkDeltaResource, first: date, last: date, rounds: int) -> None:
@@ -262,7 +271,7 @@ def main() -> None:
     parser.add_argument("--customers", type=int, default=50_000)
     parser.add_argument("--days", type=int, default=10)
     parser.add_argument("--incremental-customers", type=int, default=5_000, help="population for the incremental-partition cost")
-    parser.add_argument("--rounds", type=int, default=3, help="warm rounds of both sides after the warm-up pass")
+    parser.add_argument("--rounds", type=int, default=3, help="warm rounds of both sides after the warm-up pass, and runs of each incremental partition")
     parser.add_argument("--per-table", action="store_true", help="only each table alone against a copy of its stream (warm)")
     parser.add_argument("--scale", action="store_true", help="only each side's fixed cost per run and cost of the records (warm)")
     parser.add_argument("--connect", action="store_true", help="both sides on a Spark Connect server of the bench's own "
@@ -315,9 +324,10 @@ def bench(args: argparse.Namespace, spark: SparkDeltaResource) -> None:
     ratios = sorted(base / curated for base, curated in warm_rounds(root, lake, spark, first, last, args.rounds))
     print(f"warm JVM, median of {args.rounds} rounds: ratio {statistics.median(ratios):.2f} (rounds {', '.join(f'{r:.2f}' for r in ratios)})", flush=True)
     for days in (1, 30):
-        per_day, seconds = incremental_cost(root, spark, days, args.incremental_customers)
-        print(f"one incremental partition after {days:2d} days of history: {seconds:6.1f} s  "
-              f"(~{per_day:,} records a day, {args.incremental_customers:,} customers)", flush=True)
+        per_day, seconds = incremental_cost(root, spark, days, args.incremental_customers, args.rounds)
+        print(f"one incremental partition after {days:2d} days of history: first run {seconds[0]:5.1f} s, median of "
+              f"{len(seconds)} {statistics.median(seconds):5.1f} s (runs {', '.join(f'{run:.1f}' for run in seconds)}; "
+              f"~{per_day:,} records a day, {args.incremental_customers:,} customers)", flush=True)
     shutil.rmtree(root, ignore_errors=True)
 
 

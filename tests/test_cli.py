@@ -1,18 +1,12 @@
 """The `cdp` command as a user runs it: a real subprocess, writing a real lake."""
 
 import json
-import os
-import signal
 import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 
-from cdp_assets.definitions import defs
 from cdp_cli.demo import describe
 from cdp_resources.lake import LakeResource
-from cdp_resources.local_ports import free_port
 from cdp_resources.raw_zone import RAW_KEY
 
 CDP = str(Path(sys.executable).parent / "cdp")
@@ -49,47 +43,3 @@ def test_demo_summary_of_a_failed_run_names_the_zones(tmp_path):
     summary = describe({"lake": lake, "run_id": "r1", "success": False})
     assert summary.splitlines()[0] == "run r1: FAILED"
     assert f"dead letters in curated/_dead_letters/{{table}}" in summary and lake.spark_path("raw/") in summary
-
-
-WORKSPACE_QUERY = """{ workspaceOrError { ... on Workspace { locationEntries { name locationOrLoadError {
-  __typename ... on PythonError { message } ... on RepositoryLocation { repositories { assetNodes { assetKey { path } } } } } } } } }"""
-
-
-def graphql(port: int, query: str) -> dict:
-    request = urllib.request.Request(f"http://127.0.0.1:{port}/graphql", data=json.dumps({"query": query}).encode(),
-                                     headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(request, timeout=10) as response:
-        return json.load(response)["data"]
-
-
-def test_dev_serves_the_ui_on_the_projects_workspace(dagster_instance, tmp_path):
-    """`cdp dev` (what `make dev` runs): Dagster's webserver and daemon on the project's workspace,
-    with the instance of DAGSTER_HOME (the test's), its code location loaded with every asset."""
-    port = free_port()
-    log = (tmp_path / "dev.log").open("w")
-    dev = subprocess.Popen([CDP, "dev", "--host", "127.0.0.1", "--port", str(port)], stdout=log, stderr=subprocess.STDOUT,
-                           start_new_session=True)
-    try:
-        entries, deadline = None, time.monotonic() + 180
-        while time.monotonic() < deadline and dev.poll() is None:
-            try:
-                entries = graphql(port, WORKSPACE_QUERY)["workspaceOrError"]["locationEntries"]
-                if entries and all(e["locationOrLoadError"] for e in entries):
-                    break
-            except OSError:  # not listening yet
-                pass
-            time.sleep(1)
-        assert entries, f"no answer from `cdp dev`:\n{(tmp_path / 'dev.log').read_text()[-3000:]}"
-        (location,) = entries
-        loaded = location["locationOrLoadError"]
-        assert (location["name"], loaded["__typename"]) == ("cdp", "RepositoryLocation"), loaded
-        served = {"/".join(node["assetKey"]["path"]) for repository in loaded["repositories"] for node in repository["assetNodes"]}
-        assert served == {key.to_user_string() for key in defs.resolve_all_asset_keys()}
-    finally:
-        os.killpg(dev.pid, signal.SIGINT)  # Ctrl-C, as a user stops it
-        try:
-            dev.wait(60)
-        except subprocess.TimeoutExpired:
-            os.killpg(dev.pid, signal.SIGKILL)
-            dev.wait()
-        log.close()

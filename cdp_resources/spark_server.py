@@ -9,6 +9,7 @@ JVM functions, S3A) and runs Spark on `local[*]` (`CDP_SPARK_SERVER_MASTER` for 
 listens on 127.0.0.1 only. `cdp spark-server start|stop|status|url`.
 """
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -124,11 +125,22 @@ class SparkConnectServer:
                 os.killpg(pid, signal.SIGKILL)
                 self._gone(pid, timeout)
             # The JVM's main thread ends before its others (a defunct process, its port still
-            # bound for a moment): done when the port is free.
-            deadline = time.monotonic() + timeout
-            while port_in_use(port) and time.monotonic() < deadline:
-                time.sleep(0.1)
+            # bound for a moment): done when the port is free. One that hangs in its shutdown,
+            # holding the port, is killed.
+            if not self._port_freed(port, timeout):
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(pid, signal.SIGKILL)
+                self._port_freed(port, timeout)
         (self.home / "pid").unlink(missing_ok=True)
+
+    def _port_freed(self, port: int, timeout: float) -> bool:
+        """Whether nothing listens on `port` within `timeout` seconds."""
+        deadline = time.monotonic() + timeout
+        while port_in_use(port):
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.1)
+        return True
 
     def _gone(self, pid: int, timeout: float) -> bool:
         """Whether the server's process `pid` ends within `timeout` seconds (reaped when this

@@ -4,16 +4,19 @@ letters), identity and profiles (SQL MERGE) in one historic run."""
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from datetime import timedelta
 
 import pytest
 
 from cdp_assets.curated import dead_letter_table
 from cdp_assets.identity import EDGES, HISTORY, MAP, NODES, PROFILES
+from cdp_resources.local_ports import free_port, port_in_use
 from cdp_resources.settings import PROJECT_DIR
-from cdp_resources.spark_server import SparkConnectServer, SparkServerError
+from cdp_resources.spark_server import SERVER_CLASS, SparkConnectServer, SparkServerError
 from cdp_transform.entities import ENTITIES
 from tests.conftest import CURATED_CONFIG, IDENTITY_GROUPS, assert_same_rows
 
@@ -63,6 +66,38 @@ def test_a_stale_pid_file_names_no_server(tmp_path):
     assert not server.running()
     server.stop()  # must not signal this process's group
     assert server.pid() is None
+
+
+# A process in the state of a JVM hung in its shutdown: on SIGTERM its main thread ends (Linux's
+# `exit` of one thread, so the leader is defunct and its /proc cmdline empty), and another thread
+# keeps listening. Its command line names the server's class, as the JVM's does.
+HUNG_IN_SHUTDOWN = """import ctypes, platform, signal, socket, sys, threading, time
+listener = socket.create_server(("127.0.0.1", int(sys.argv[1])))
+SYS_EXIT = {"x86_64": 60, "aarch64": 93}[platform.machine()]  # this thread only, unlike exit_group
+signal.signal(signal.SIGTERM, lambda *_: ctypes.CDLL(None).syscall(SYS_EXIT, 0))
+threading.Thread(target=time.sleep, args=(600,)).start()
+time.sleep(600)
+"""
+
+
+def test_stop_kills_a_server_that_hangs_in_its_shutdown_holding_its_port(tmp_path):
+    server = SparkConnectServer(tmp_path / "hung")
+    server.home.mkdir()
+    port = free_port()
+    hung = subprocess.Popen([sys.executable, "-c", HUNG_IN_SHUTDOWN, str(port), SERVER_CLASS], start_new_session=True)
+    try:
+        while not port_in_use(port):
+            assert hung.poll() is None
+            time.sleep(0.1)
+        (server.home / "pid").write_text(str(hung.pid))
+        (server.home / "port").write_text(str(port))
+        assert server.running()
+        server.stop(timeout=2)
+        assert not port_in_use(port) and hung.wait(10) == -signal.SIGKILL and server.pid() is None
+    finally:
+        if hung.poll() is None:
+            os.killpg(hung.pid, signal.SIGKILL)
+            hung.wait()
 
 
 def test_a_server_that_cannot_start_says_why(tmp_path):

@@ -227,10 +227,11 @@ def incremental_cost(root, spark: SparkDeltaResource, history_days: int, custome
     left it: in a fresh process the same partition's first run took 12.7-15.7 s, its third and
     fourth 9.1-10.7 s, so one run says little."""
     history = root / f"history-{history_days}"
+    history_lake = LakeResource(base_uri=str(history))
     config = GeneratorConfig(days=history_days + 1, customers=customers)
-    per_day = generate(LakeResource(base_uri=str(history)), config, progress=False).total_records // config.days
+    per_day = generate(history_lake, config, progress=False).total_records // config.days
     last = config.start + timedelta(days=history_days)
-    run_assets(LakeResource(base_uri=str(history)), spark, config.start, last - timedelta(days=1), "raw", "curated")
+    run_assets(history_lake, spark, config.start, last - timedelta(days=1), "raw", "curated")
     seconds, lake = [], root / f"incremental-{history_days}"
     for _ in range(runs):
         shutil.rmtree(lake, ignore_errors=True)

@@ -48,6 +48,7 @@ from datetime import date, timedelta
 from pathlib import Path
 
 from dagster import AssetSelection, DagsterInstance, Definitions, define_asset_job
+from proc_cpu import cpu_seconds  # bench/'s own module
 from pyspark.sql import SparkSession
 
 from cdp_assets.curated import curate_table, raw_files_for
@@ -59,11 +60,11 @@ from cdp_resources.spark_server import SparkConnectServer
 from cdp_sampledata.generator import GeneratorConfig, generate
 from cdp_transform.entities import ENTITIES
 
-from proc_cpu import cpu_seconds  # bench/'s own module
-
 COLD_PREFIX = "cold pass: "
 # `--connect`'s servers: the warm one, and one started afresh for each cold pass.
-SERVER, COLD_SERVER = (SparkConnectServer(state_dir() / "bench" / name) for name in ("spark-server", "cold-spark-server"))
+SERVER, COLD_SERVER = (
+    SparkConnectServer(state_dir() / "bench" / name) for name in ("spark-server", "cold-spark-server")
+)
 
 
 # What the JVM's threads do, by the names Linux shows for them (`/proc/…/task/…/comm`, 15 characters).
@@ -75,7 +76,9 @@ def spark_jvm_pid(spark: SparkDeltaResource) -> int:
     Connect server (`--connect`) it names."""
     if not is_connect(spark.master):
         return spark.spark_session.sparkContext._gateway.proc.pid
-    return next(server.pid() for server in (SERVER, COLD_SERVER) if server.port is not None and server.url() == spark.master)
+    return next(
+        server.pid() for server in (SERVER, COLD_SERVER) if server.port is not None and server.url() == spark.master
+    )
 
 
 def jvm_threads_cpu(pid: int) -> tuple[float, dict[int, tuple[str | None, float]]] | None:
@@ -117,7 +120,9 @@ def with_cpu(pid: int, run, *args) -> tuple[float, str]:
     if before is None or after is None:
         return seconds, ""
     split = cpu_split(before, after)
-    return seconds, f"  JVM CPU {split.pop('all'):5.1f} s: " + ", ".join(f"{kind} {value:4.1f}" for kind, value in split.items())
+    return seconds, f"  JVM CPU {split.pop('all'):5.1f} s: " + ", ".join(
+        f"{kind} {value:4.1f}" for kind, value in split.items()
+    )
 
 
 def plain_copy(spark: SparkSession, read_schema: str, files: list[str], out: str) -> None:
@@ -138,7 +143,9 @@ def baseline(lake: LakeResource, spark: SparkDeltaResource, out: str) -> float:
 SIDES = ("baseline", "curated")
 
 
-def one_pass(side: str, root: Path, lake: LakeResource, spark: SparkDeltaResource, first: date, last: date) -> tuple[float, str]:
+def one_pass(
+    side: str, root: Path, lake: LakeResource, spark: SparkDeltaResource, first: date, last: date
+) -> tuple[float, str]:
     """One pass of `side` from empty output (no baseline tables, no curated zone) in `spark`'s JVM
     (this process's, or the Spark Connect server's): its seconds and the JVM's CPU meanwhile."""
     pid = spark_jvm_pid(spark)
@@ -155,32 +162,55 @@ def cold_pass(side: str, root: Path, first: date, last: date, connect: bool) -> 
     if connect:
         COLD_SERVER.stop()
         COLD_SERVER.start()
-    command = [sys.executable, __file__, "--cold", side, "--root", str(root), "--first", str(first), "--last", str(last),
-               *(["--connect"] if connect else [])]
+    command = [
+        sys.executable,
+        __file__,
+        "--cold",
+        side,
+        "--root",
+        str(root),
+        "--first",
+        str(first),
+        "--last",
+        str(last),
+        *(["--connect"] if connect else []),
+    ]
     done = subprocess.run(command, capture_output=True, text=True)
     if done.returncode:
         raise RuntimeError(f"the cold {side} pass failed (exit {done.returncode}):\n{done.stderr[-4000:]}")
-    seconds, cpu = json.loads(next(line.removeprefix(COLD_PREFIX) for line in done.stdout.splitlines() if line.startswith(COLD_PREFIX)))
+    seconds, cpu = json.loads(
+        next(line.removeprefix(COLD_PREFIX) for line in done.stdout.splitlines() if line.startswith(COLD_PREFIX))
+    )
     return seconds, cpu
 
 
 def run_cold_side(side: str, root: Path, first: date, last: date, spark: SparkDeltaResource) -> None:
     """The child of `cold_pass`: prints its one pass's figures for the parent."""
-    spark.spark_session  # started before the clock
-    print(COLD_PREFIX + json.dumps(one_pass(side, root, LakeResource(base_uri=str(root / "lake")), spark, first, last)), flush=True)
+    _ = spark.spark_session  # started before the clock
+    print(
+        COLD_PREFIX + json.dumps(one_pass(side, root, LakeResource(base_uri=str(root / "lake")), spark, first, last)),
+        flush=True,
+    )
 
 
-def warm_round(root: Path, lake: LakeResource, spark: SparkDeltaResource, first: date, last: date, curated_first: bool) -> tuple[float, float]:
+def warm_round(
+    root: Path, lake: LakeResource, spark: SparkDeltaResource, first: date, last: date, curated_first: bool
+) -> tuple[float, float]:
     """One pass of each side in the warm JVM, in the order given; prints both and returns their
     seconds (baseline, curated)."""
     timed = {side: one_pass(side, root, lake, spark, first, last) for side in (SIDES[::-1] if curated_first else SIDES)}
     (base_seconds, base_cpu), (curated_seconds, curated_cpu) = timed["baseline"], timed["curated"]
-    print(f"warm round on {lake.base_uri} ({'curated' if curated_first else 'baseline'} first): baseline {base_seconds:5.1f} s, "
-          f"curated {curated_seconds:5.1f} s, ratio {base_seconds / curated_seconds:.2f}\n  baseline{base_cpu}\n  curated {curated_cpu}", flush=True)
+    print(
+        f"warm round on {lake.base_uri} ({'curated' if curated_first else 'baseline'} first): baseline {base_seconds:5.1f} s, "
+        f"curated {curated_seconds:5.1f} s, ratio {base_seconds / curated_seconds:.2f}\n  baseline{base_cpu}\n  curated {curated_cpu}",
+        flush=True,
+    )
     return base_seconds, curated_seconds
 
 
-def warm_rounds(root: Path, lake: LakeResource, spark: SparkDeltaResource, first: date, last: date, rounds: int) -> list[tuple[float, float]]:
+def warm_rounds(
+    root: Path, lake: LakeResource, spark: SparkDeltaResource, first: date, last: date, rounds: int
+) -> list[tuple[float, float]]:
     """(baseline, curated) seconds of `rounds` warm rounds in alternating order (the JVM keeps
     getting faster for a while), after one untimed pass of each side."""
     for side in SIDES:
@@ -188,7 +218,9 @@ def warm_rounds(root: Path, lake: LakeResource, spark: SparkDeltaResource, first
     return [warm_round(root, lake, spark, first, last, curated_first=bool(n % 2)) for n in range(rounds)]
 
 
-def scale(root: Path, lake: LakeResource, spark: SparkDeltaResource, first: date, last: date, records: int, rounds: int) -> None:
+def scale(
+    root: Path, lake: LakeResource, spark: SparkDeltaResource, first: date, last: date, records: int, rounds: int
+) -> None:
     """Prints each side's fixed cost per run (warm, on a lake of one day and 500 customers, nearly
     all per-table work: Spark jobs, planning, Delta commits) and its cost for the records (the full
     lake's warm time less the fixed cost), with the ratio of each."""
@@ -197,13 +229,20 @@ def scale(root: Path, lake: LakeResource, spark: SparkDeltaResource, first: date
     config = GeneratorConfig(days=1, customers=500)
     tiny_records = generate(tiny, config, progress=False).total_records
     run_assets(tiny, spark, config.start, config.start, "raw")
-    fixed, full = ([statistics.median(t[i] for t in timed) for i in (0, 1)]
-                   for timed in (warm_rounds(tiny_root, tiny, spark, config.start, config.start, rounds),
-                                 warm_rounds(root, lake, spark, first, last, rounds)))
+    fixed, full = (
+        [statistics.median(t[i] for t in timed) for i in (0, 1)]
+        for timed in (
+            warm_rounds(tiny_root, tiny, spark, config.start, config.start, rounds),
+            warm_rounds(root, lake, spark, first, last, rounds),
+        )
+    )
     extra = [full[i] - fixed[i] for i in (0, 1)]
     print(f"{f'warm, median of {rounds} rounds':50s} {'baseline':>9s} {'curated':>9s} {'ratio':>6s}")
-    for label, (base, curated) in ((f"fixed cost: a run over {tiny_records:,} records", fixed),
-                                   (f"a run over {records:,} records", full), ("the records' cost: the difference", extra)):
+    for label, (base, curated) in (
+        (f"fixed cost: a run over {tiny_records:,} records", fixed),
+        (f"a run over {records:,} records", full),
+        ("the records' cost: the difference", extra),
+    ):
         ratio = f"{base / curated:6.2f}" if base > 0 and curated > 0 else "   n/a"  # a lake too small to tell
         print(f"  {label:48s} {base:7.1f} s {curated:7.1f} s {ratio}", flush=True)
 
@@ -211,17 +250,26 @@ def scale(root: Path, lake: LakeResource, spark: SparkDeltaResource, first: date
 def run_assets(lake: LakeResource, spark: SparkDeltaResource, first, last, *groups: str) -> float:
     """Seconds for one run of every asset of `groups` over the days first..last."""
     job = define_asset_job("bench", selection=AssetSelection.groups(*groups))
-    bench_defs = Definitions(assets=list(defs.assets), jobs=[job], executor=defs.executor, resources={**defs.resources, "lake": lake, "spark": spark})
+    bench_defs = Definitions(
+        assets=list(defs.assets),
+        jobs=[job],
+        executor=defs.executor,
+        resources={**defs.resources, "lake": lake, "spark": spark},
+    )
     started = time.perf_counter()
     with DagsterInstance.ephemeral() as instance:
         result = bench_defs.resolve_job_def("bench").execute_in_process(
-            instance=instance, tags={"dagster/asset_partition_range_start": str(first), "dagster/asset_partition_range_end": str(last)},
-            run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}})
+            instance=instance,
+            tags={"dagster/asset_partition_range_start": str(first), "dagster/asset_partition_range_end": str(last)},
+            run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
+        )
     assert result.success
     return time.perf_counter() - started
 
 
-def incremental_cost(root, spark: SparkDeltaResource, history_days: int, customers: int, runs: int) -> tuple[int, list[float]]:
+def incremental_cost(
+    root, spark: SparkDeltaResource, history_days: int, customers: int, runs: int
+) -> tuple[int, list[float]]:
     """(average records a day, seconds of each run) for one incremental partition after
     `history_days` days of history, run `runs` times, each on a copy of the lake as the history
     left it: in a fresh process the same partition's first run took 12.7-15.7 s, its third and
@@ -264,26 +312,49 @@ def per_table(root: Path, lake: LakeResource, spark: SparkDeltaResource, first: 
         curated, copy = (statistics.median(t[i] for t in timed) for i in (0, 1))
         totals = [totals[0] + curated, totals[1] + copy]
         print(f"  {table:38s} {curated:7.2f} s {copy:5.2f} s {copy / curated:6.2f}")
-    print(f"  {'all, one after the other':38s} {totals[0]:7.2f} s {totals[1]:5.2f} s {totals[1] / totals[0]:6.2f}", flush=True)
+    print(
+        f"  {'all, one after the other':38s} {totals[0]:7.2f} s {totals[1]:5.2f} s {totals[1] / totals[0]:6.2f}",
+        flush=True,
+    )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--customers", type=int, default=50_000)
     parser.add_argument("--days", type=int, default=10)
-    parser.add_argument("--incremental-customers", type=int, default=5_000, help="population for the incremental-partition cost")
-    parser.add_argument("--rounds", type=int, default=3, help="warm rounds of both sides after the warm-up pass, and runs of each incremental partition")
-    parser.add_argument("--per-table", action="store_true", help="only each table alone against a copy of its stream (warm)")
-    parser.add_argument("--scale", action="store_true", help="only each side's fixed cost per run and cost of the records (warm)")
-    parser.add_argument("--connect", action="store_true", help="both sides on a Spark Connect server of the bench's own "
-                        "(cdp spark-server's), not in this process's JVM")
+    parser.add_argument(
+        "--incremental-customers", type=int, default=5_000, help="population for the incremental-partition cost"
+    )
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=3,
+        help="warm rounds of both sides after the warm-up pass, and runs of each incremental partition",
+    )
+    parser.add_argument(
+        "--per-table", action="store_true", help="only each table alone against a copy of its stream (warm)"
+    )
+    parser.add_argument(
+        "--scale", action="store_true", help="only each side's fixed cost per run and cost of the records (warm)"
+    )
+    parser.add_argument(
+        "--connect",
+        action="store_true",
+        help="both sides on a Spark Connect server of the bench's own (cdp spark-server's), not in this process's JVM",
+    )
     parser.add_argument("--cold", choices=SIDES, help=argparse.SUPPRESS)  # the child of a cold pass, with:
     parser.add_argument("--root", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--first", type=date.fromisoformat, help=argparse.SUPPRESS)
     parser.add_argument("--last", type=date.fromisoformat, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.cold:
-        run_cold_side(args.cold, args.root, args.first, args.last, SparkDeltaResource(**({"master": COLD_SERVER.url()} if args.connect else {})))
+        run_cold_side(
+            args.cold,
+            args.root,
+            args.first,
+            args.last,
+            SparkDeltaResource(**({"master": COLD_SERVER.url()} if args.connect else {})),
+        )
         return
     spark = SparkDeltaResource(**({"master": SERVER.start().url()} if args.connect else {}))
     try:
@@ -318,17 +389,30 @@ def bench(args: argparse.Namespace, spark: SparkDeltaResource) -> None:
     print(f"raw records: {records:,} over {config.days} days, {len(config.tenants)} tenants")
     print(f"raw:      {raw_seconds:7.1f} s  (the raw assets' stock-taking: manifests, drift)")
     print(f"cold, each side in a fresh process{' and Spark Connect server' if args.connect else ''}:")
-    print(f"baseline: {base_seconds:7.1f} s  {records / base_seconds:10,.0f} records/s  (read NDJSON.gz, write Delta, no logic){base_cpu}")
-    print(f"curated:  {curated_seconds:7.1f} s  {records / curated_seconds:10,.0f} records/s  (every curated asset, one run){curated_cpu}")
-    print(f"cold ratio curated/baseline throughput: {base_seconds / curated_seconds:.2f} "
-          f"(with the raw stock-taking: {base_seconds / (raw_seconds + curated_seconds):.2f})", flush=True)
+    print(
+        f"baseline: {base_seconds:7.1f} s  {records / base_seconds:10,.0f} records/s  (read NDJSON.gz, write Delta, no logic){base_cpu}"
+    )
+    print(
+        f"curated:  {curated_seconds:7.1f} s  {records / curated_seconds:10,.0f} records/s  (every curated asset, one run){curated_cpu}"
+    )
+    print(
+        f"cold ratio curated/baseline throughput: {base_seconds / curated_seconds:.2f} "
+        f"(with the raw stock-taking: {base_seconds / (raw_seconds + curated_seconds):.2f})",
+        flush=True,
+    )
     ratios = sorted(base / curated for base, curated in warm_rounds(root, lake, spark, first, last, args.rounds))
-    print(f"warm JVM, median of {args.rounds} rounds: ratio {statistics.median(ratios):.2f} (rounds {', '.join(f'{r:.2f}' for r in ratios)})", flush=True)
+    print(
+        f"warm JVM, median of {args.rounds} rounds: ratio {statistics.median(ratios):.2f} (rounds {', '.join(f'{r:.2f}' for r in ratios)})",
+        flush=True,
+    )
     for days in (1, 30):
         per_day, seconds = incremental_cost(root, spark, days, args.incremental_customers, args.rounds)
-        print(f"one incremental partition after {days:2d} days of history: first run {seconds[0]:5.1f} s, median of "
-              f"{len(seconds)} {statistics.median(seconds):5.1f} s (runs {', '.join(f'{run:.1f}' for run in seconds)}; "
-              f"~{per_day:,} records a day, {args.incremental_customers:,} customers)", flush=True)
+        print(
+            f"one incremental partition after {days:2d} days of history: first run {seconds[0]:5.1f} s, median of "
+            f"{len(seconds)} {statistics.median(seconds):5.1f} s (runs {', '.join(f'{run:.1f}' for run in seconds)}; "
+            f"~{per_day:,} records a day, {args.incremental_customers:,} customers)",
+            flush=True,
+        )
     shutil.rmtree(root, ignore_errors=True)
 
 

@@ -19,9 +19,13 @@ from cdp_resources.settings import state_dir
 from cdp_sampledata.generator import GeneratorConfig, generate
 
 BASELINE_RECORD = {
-    "message_id": "6f1c7a0e-8a51-4e4f-9c7e-0f1f5d7e2b3c", "type": "track", "event": "page_view",
-    "user_id": "u_Ab12Cd34Ef56", "anonymous_id": "0b7e5f9a-3d2c-4e1b-8a9f-6c5d4e3f2a1b",
-    "timestamp": "2026-01-05T15:15:00.000Z", "properties": {"url": "/products/sho-0042"},
+    "message_id": "6f1c7a0e-8a51-4e4f-9c7e-0f1f5d7e2b3c",
+    "type": "track",
+    "event": "page_view",
+    "user_id": "u_Ab12Cd34Ef56",
+    "anonymous_id": "0b7e5f9a-3d2c-4e1b-8a9f-6c5d4e3f2a1b",
+    "timestamp": "2026-01-05T15:15:00.000Z",
+    "properties": {"url": "/products/sho-0042"},
 }
 
 

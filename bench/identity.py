@@ -67,21 +67,39 @@ def person_records(seed: int, customers: int) -> tuple[list[tuple], list[tuple]]
                 emit(seen + timedelta(days=2), user, ("anonymous_id", anonymous))
             if rng.random() < 0.02:
                 emit(seen + timedelta(days=3), user, ("anonymous_id", kiosk))
-            truth += [user + (person.person_id,)] + [("anonymous_id", a, person.person_id) for a in person.anonymous_ids]
+            truth += [user + (person.person_id,)] + [
+                ("anonymous_id", a, person.person_id) for a in person.anonymous_ids
+            ]
     return rows, truth
 
 
 def graph(spark: SparkSession, rows: list[tuple]) -> tuple[DataFrame, DataFrame]:
-    occurrences = spark.createDataFrame(rows, "record long, seen_at timestamp, position int, id_type string, id_value string") \
-        .withColumn("tenant_id", F.lit("bench")) \
-        .withColumn("node_id", node_id(F.col("tenant_id"), F.col("id_type"), F.col("id_value"))).localCheckpoint()
-    nodes = occurrences.groupBy("tenant_id", "node_id").agg(
-        F.first("id_type").alias("id_type"), F.first("id_value").alias("id_value"),
-        F.min("seen_at").alias("first_seen"), F.max("seen_at").alias("last_seen")).localCheckpoint()
-    centres = occurrences.where("position = 0").select("record", F.col("node_id").alias("src"), F.col("id_type").alias("src_type"))
-    edges = occurrences.where("position > 0").join(centres, "record") \
-        .select("tenant_id", "src", F.col("node_id").alias("dst"), "src_type", F.col("id_type").alias("dst_type")) \
-        .distinct().localCheckpoint()
+    occurrences = (
+        spark.createDataFrame(rows, "record long, seen_at timestamp, position int, id_type string, id_value string")
+        .withColumn("tenant_id", F.lit("bench"))
+        .withColumn("node_id", node_id(F.col("tenant_id"), F.col("id_type"), F.col("id_value")))
+        .localCheckpoint()
+    )
+    nodes = (
+        occurrences.groupBy("tenant_id", "node_id")
+        .agg(
+            F.first("id_type").alias("id_type"),
+            F.first("id_value").alias("id_value"),
+            F.min("seen_at").alias("first_seen"),
+            F.max("seen_at").alias("last_seen"),
+        )
+        .localCheckpoint()
+    )
+    centres = occurrences.where("position = 0").select(
+        "record", F.col("node_id").alias("src"), F.col("id_type").alias("src_type")
+    )
+    edges = (
+        occurrences.where("position > 0")
+        .join(centres, "record")
+        .select("tenant_id", "src", F.col("node_id").alias("dst"), "src_type", F.col("id_type").alias("dst_type"))
+        .distinct()
+        .localCheckpoint()
+    )
     return nodes, edges
 
 
@@ -99,7 +117,9 @@ def main() -> None:
     args = parser.parse_args()
     root = state_dir() / "bench" / "identity"
     spark = get_spark_session()
-    print(f"{'identifiers':>12} {'edges':>10} {'resolve s':>10} {'baseline s':>11} {'ratio':>6} {'precision':>10} {'recall':>7}")
+    print(
+        f"{'identifiers':>12} {'edges':>10} {'resolve s':>10} {'baseline s':>11} {'ratio':>6} {'precision':>10} {'recall':>7}"
+    )
     for size in (int(s) for s in args.sizes.split(",")):
         shutil.rmtree(root, ignore_errors=True)
         rows, truth = person_records(42, int(size / IDS_PER_PERSON))
@@ -116,8 +136,11 @@ def main() -> None:
         seconds = time.perf_counter() - started
 
         precision, recall = accuracy(spark, spark.read.format("delta").load(str(root / "identity_map")), truth)
-        print(f"{identifiers:>12,} {edge_count:>10,} {seconds:>10.1f} {baseline:>11.1f} {seconds / baseline:>6.1f} "
-              f"{precision:>10.4f} {recall:>7.4f}   rounds {result.rounds}", flush=True)
+        print(
+            f"{identifiers:>12,} {edge_count:>10,} {seconds:>10.1f} {baseline:>11.1f} {seconds / baseline:>6.1f} "
+            f"{precision:>10.4f} {recall:>7.4f}   rounds {result.rounds}",
+            flush=True,
+        )
     shutil.rmtree(root, ignore_errors=True)
 
 

@@ -39,7 +39,9 @@ def baseline(lake: LakeResource, ndjson_lines: list[bytes]) -> float:
     started = time.perf_counter()
     for index in range(0, len(ndjson_lines), MAX_RECORDS_PER_FILE):
         body = b"".join(ndjson_lines[index : index + MAX_RECORDS_PER_FILE])
-        lake.write_bytes(f"raw/bench/app/events/plain_{index:09d}.ndjson.gz", gzip.compress(body, compresslevel=6, mtime=0))
+        lake.write_bytes(
+            f"raw/bench/app/events/plain_{index:09d}.ndjson.gz", gzip.compress(body, compresslevel=6, mtime=0)
+        )
     return time.perf_counter() - started
 
 
@@ -53,7 +55,9 @@ def main() -> None:
     shutil.rmtree(root, ignore_errors=True)
     source = LakeResource(base_uri=str(root / "source"))
     generate(source, GeneratorConfig(tenants=("acme_corp",), days=args.days, customers=args.customers), progress=False)
-    records = [r for obj in source.list("raw/acme_corp/app/events/") for r in decode_ndjson_gz(source.read_bytes(obj.key))]
+    records = [
+        r for obj in source.list("raw/acme_corp/app/events/") for r in decode_ndjson_gz(source.read_bytes(obj.key))
+    ]
     ndjson = [json.dumps(r).encode() + b"\n" for r in records]
     megabytes = sum(map(len, ndjson)) / 1e6
     registry = SchemaRegistry()
@@ -70,8 +74,12 @@ def main() -> None:
     shutil.rmtree(root, ignore_errors=True)
 
     print(f"records:  {len(records):,} app events, {megabytes:,.1f} MB of NDJSON")
-    print(f"target:   {target_seconds:7.2f} s  {len(records) / target_seconds:10,.0f} records/s  {megabytes / target_seconds:6.1f} MB/s")
-    print(f"baseline: {base_seconds:7.2f} s  {len(records) / base_seconds:10,.0f} records/s  {megabytes / base_seconds:6.1f} MB/s  (gzip + write)")
+    print(
+        f"target:   {target_seconds:7.2f} s  {len(records) / target_seconds:10,.0f} records/s  {megabytes / target_seconds:6.1f} MB/s"
+    )
+    print(
+        f"baseline: {base_seconds:7.2f} s  {len(records) / base_seconds:10,.0f} records/s  {megabytes / base_seconds:6.1f} MB/s  (gzip + write)"
+    )
     print(f"ratio target/baseline throughput: {base_seconds / target_seconds:.2f}")
 
 

@@ -26,12 +26,11 @@ import time
 from collections import Counter
 
 import psycopg
+from proc_cpu import cpu_seconds  # bench/'s own module
 
 from cdp_ingest.webhooks.signatures import shopify_signature, sign_timestamped
 from cdp_resources.postgres_server import EmbeddedPostgres, free_port
 from cdp_resources.settings import state_dir
-
-from proc_cpu import cpu_seconds  # bench/'s own module
 
 HOST = "127.0.0.1"
 SECRETS = {"bench": {"shopify": "shpss_bench", "stripe": "whsec_bench", "app": "app_bench"}}
@@ -60,22 +59,58 @@ def signed_requests(first: int, count: int) -> list[bytes]:
         kind = ("shopify", "stripe", "app")[n % 3]
         secret = SECRETS["bench"][kind].encode()
         if kind == "shopify":
-            body = json.dumps({"id": n, "created_at": "2026-01-05T10:00:00Z", "currency": "USD", "total_price": "19.90",
-                               "email": f"b{n}@example.com",
-                               "line_items": [{"id": n * 10, "quantity": 1, "price": "19.90"}]}).encode()
-            headers = {"X-Shopify-Topic": "orders/create", "X-Shopify-Event-Id": f"e{n}", "X-Shopify-Triggered-At": triggered,
-                       "X-Shopify-Hmac-Sha256": shopify_signature(secret, body)}
+            body = json.dumps(
+                {
+                    "id": n,
+                    "created_at": "2026-01-05T10:00:00Z",
+                    "currency": "USD",
+                    "total_price": "19.90",
+                    "email": f"b{n}@example.com",
+                    "line_items": [{"id": n * 10, "quantity": 1, "price": "19.90"}],
+                }
+            ).encode()
+            headers = {
+                "X-Shopify-Topic": "orders/create",
+                "X-Shopify-Event-Id": f"e{n}",
+                "X-Shopify-Triggered-At": triggered,
+                "X-Shopify-Hmac-Sha256": shopify_signature(secret, body),
+            }
         elif kind == "stripe":
-            body = json.dumps({"id": f"evt_{n}", "type": "charge.succeeded", "created": now, "data": {"object": {
-                "id": f"ch_{n}", "object": "charge", "amount": 1990, "currency": "usd", "created": now}}}).encode()
+            body = json.dumps(
+                {
+                    "id": f"evt_{n}",
+                    "type": "charge.succeeded",
+                    "created": now,
+                    "data": {
+                        "object": {
+                            "id": f"ch_{n}",
+                            "object": "charge",
+                            "amount": 1990,
+                            "currency": "usd",
+                            "created": now,
+                        }
+                    },
+                }
+            ).encode()
             headers = {"Stripe-Signature": sign_timestamped(secret, body, now)}
         else:
-            body = json.dumps({"message_id": f"m{n}", "type": "track", "event": "Viewed", "user_id": f"u{n % 97}",
-                               "timestamp": "2026-01-05T09:30:00Z", "properties": {"page": "/pricing"}}).encode()
+            body = json.dumps(
+                {
+                    "message_id": f"m{n}",
+                    "type": "track",
+                    "event": "Viewed",
+                    "user_id": f"u{n % 97}",
+                    "timestamp": "2026-01-05T09:30:00Z",
+                    "properties": {"page": "/pricing"},
+                }
+            ).encode()
             headers = {"X-CDP-Signature": sign_timestamped(secret, body, now)}
         head = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
-        out.append(f"POST /webhooks/bench/{kind} HTTP/1.1\r\nHost: {HOST}\r\nContent-Type: application/json\r\n"
-                   f"Content-Length: {len(body)}\r\n{head}\r\n".encode() + body)
+        out.append(
+            f"POST /webhooks/bench/{kind} HTTP/1.1\r\nHost: {HOST}\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\n{head}\r\n".encode()
+            + body
+        )
     return out
 
 
@@ -87,7 +122,9 @@ async def _connection(port: int, work, deadline: float, latencies: list, statuse
         started = time.perf_counter()
         writer.write(request)
         head = await reader.readuntil(b"\r\n\r\n")
-        length = next(int(line.split(b":", 1)[1]) for line in head.split(b"\r\n") if line.lower().startswith(b"content-length:"))
+        length = next(
+            int(line.split(b":", 1)[1]) for line in head.split(b"\r\n") if line.lower().startswith(b"content-length:")
+        )
         await reader.readexactly(length)
         latencies.append(time.perf_counter() - started)
         statuses[int(head[9:12])] += 1
@@ -100,8 +137,13 @@ async def _load(port: int, requests: list[bytes], connections: int, seconds: flo
     await asyncio.gather(*(_connection(port, work, started + seconds, latencies, statuses) for _ in range(connections)))
     elapsed = time.perf_counter() - started
     cuts = statistics.quantiles(latencies, n=100)
-    return {"requests": len(latencies), "rps": len(latencies) / elapsed, "p50": cuts[49] * 1000, "p99": cuts[98] * 1000,
-            "statuses": dict(statuses)}
+    return {
+        "requests": len(latencies),
+        "rps": len(latencies) / elapsed,
+        "p50": cuts[49] * 1000,
+        "p99": cuts[98] * 1000,
+        "statuses": dict(statuses),
+    }
 
 
 def load(port: int, requests: list[bytes], connections: int, seconds: float) -> dict:
@@ -116,8 +158,10 @@ def load(port: int, requests: list[bytes], connections: int, seconds: float) -> 
 def median_round(results: list[dict]) -> dict:
     """The round with the median throughput, with the requests and statuses of all rounds."""
     middle = sorted(results, key=lambda result: result["rps"])[len(results) // 2]
-    return middle | {"requests": sum(r["requests"] for r in results),
-                     "statuses": dict(sum((Counter(r["statuses"]) for r in results), Counter()))}
+    return middle | {
+        "requests": sum(r["requests"] for r in results),
+        "statuses": dict(sum((Counter(r["statuses"]) for r in results), Counter())),
+    }
 
 
 def _wait_until_up(port: int, proc: subprocess.Popen) -> None:
@@ -155,22 +199,30 @@ def main() -> None:
         conn.execute("DROP DATABASE IF EXISTS bench_webhook")
         conn.execute("CREATE DATABASE bench_webhook")
     url = server.url("bench_webhook")
-    env = {**os.environ, "CDP_POSTGRES_URL": url, "CDP_WEBHOOK_SECRETS_FILE": str(root / "secrets.json"),
-           "CDP_WEBHOOK_RATE": "1000000", "CDP_WEBHOOK_BURST": "1000000"}
+    env = {
+        **os.environ,
+        "CDP_POSTGRES_URL": url,
+        "CDP_WEBHOOK_SECRETS_FILE": str(root / "secrets.json"),
+        "CDP_WEBHOOK_RATE": "1000000",
+        "CDP_WEBHOOK_BURST": "1000000",
+    }
     bare_port, signed_port = free_port(), free_port()
-    servers = [subprocess.Popen([sys.executable, __file__, "--serve-bare", str(bare_port)], env=env),
-               subprocess.Popen([sys.executable, "-m", "cdp_ingest.webhooks", "serve", "--host", HOST, "--port",
-                                 str(signed_port)], env=env)]
+    servers = [
+        subprocess.Popen([sys.executable, __file__, "--serve-bare", str(bare_port)], env=env),
+        subprocess.Popen(
+            [sys.executable, "-m", "cdp_ingest.webhooks", "serve", "--host", HOST, "--port", str(signed_port)], env=env
+        ),
+    ]
     try:
-        for port, proc in zip((bare_port, signed_port), servers):
+        for port, proc in zip((bare_port, signed_port), servers, strict=True):
             _wait_until_up(port, proc)
         warmup, measured = signed_requests(0, 1_000), signed_requests(1_000, args.requests)
         load(bare_port, warmup, 8, 10)
         load(signed_port, warmup, 8, 10)  # (these events are queued too)
         rounds: dict[str, list[dict]] = {"bare": [], "signed": []}
         for round_ in range(args.rounds):  # alternate, so a busy moment on the machine hits both alike
-            for name, port, proc in zip(rounds, (bare_port, signed_port), servers):
-                chunk = measured[round_::args.rounds]
+            for name, port, proc in zip(rounds, (bare_port, signed_port), servers, strict=True):
+                chunk = measured[round_ :: args.rounds]
                 cpu = cpu_seconds(proc.pid)
                 result = load(port, chunk, args.connections, args.seconds / args.rounds)
                 rounds[name].append(result | {"cpu_us": (cpu_seconds(proc.pid) - cpu) / result["requests"] * 1e6})
@@ -183,15 +235,21 @@ def main() -> None:
     with psycopg.connect(url) as conn:
         queued = conn.execute("SELECT count(*) FROM cdp_webhooks.queue").fetchone()[0]
     acknowledged = signed["statuses"].get(200, 0) + len(warmup)
-    print(f"requests: up to {args.requests:,} per endpoint in {args.rounds} alternating rounds (median round shown), "
-          f"{args.connections} keep-alive connections, loopback, Shopify/Stripe/app events in turn")
+    print(
+        f"requests: up to {args.requests:,} per endpoint in {args.rounds} alternating rounds (median round shown), "
+        f"{args.connections} keep-alive connections, loopback, Shopify/Stripe/app events in turn"
+    )
     for name, result in (("bare", bare), ("signed", signed)):
-        print(f"{name:7s} {result['requests']:7,} requests  {result['rps']:8,.0f} req/s  p50 {result['p50']:6.2f} ms  "
-              f"p99 {result['p99']:6.2f} ms  server CPU {result['cpu_us']:4.0f} µs/request  statuses {result['statuses']}")
+        print(
+            f"{name:7s} {result['requests']:7,} requests  {result['rps']:8,.0f} req/s  p50 {result['p50']:6.2f} ms  "
+            f"p99 {result['p99']:6.2f} ms  server CPU {result['cpu_us']:4.0f} µs/request  statuses {result['statuses']}"
+        )
     print(f"ratio signed/bare throughput: {signed['rps'] / bare['rps']:.2f}")
     print(f"durable: {queued:,} events in the PostgreSQL queue for {acknowledged:,} acknowledged")
     if set(signed["statuses"]) != {200} or queued != acknowledged:
-        raise SystemExit("not every request was accepted and queued: the figures above do not measure durable ingestion")
+        raise SystemExit(
+            "not every request was accepted and queued: the figures above do not measure durable ingestion"
+        )
 
     from cdp_ingest.webhooks.batcher import Batcher
     from cdp_resources.lake import LakeResource

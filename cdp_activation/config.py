@@ -18,7 +18,9 @@ MODES = ("upsert", "mirror", "full_refresh")
 class Destination:
     name: str
     type: str  # "file": Parquet under `uri` (local dir or s3://; default the lake's exports/<name>/); "http": JSON batches to `url`
-    mode: str = "upsert"  # upsert: adds and changes; mirror: also removes who left; full_refresh: every member every time
+    mode: str = (
+        "upsert"  # upsert: adds and changes; mirror: also removes who left; full_refresh: every member every time
+    )
     audiences: tuple[tuple[str, str], ...] = (("*", "*"),)  # (tenant, segment) glob patterns
     raw_pii: bool = False  # receives email, phone and name as they are, besides their hashes
     uri: str | None = None
@@ -56,7 +58,9 @@ def load_destinations(path: str | Path | None = None) -> list[Destination]:
     destinations = []
     for entry in document.get("destinations") or []:
         entry = dict(entry)
-        entry["audiences"] = tuple((a.get("tenant", "*"), a.get("segment", "*")) for a in entry.get("audiences") or [{}])
+        entry["audiences"] = tuple(
+            (a.get("tenant", "*"), a.get("segment", "*")) for a in entry.get("audiences") or [{}]
+        )
         for key in ("uri", "url"):
             if entry.get(key):
                 entry[key] = os.path.expandvars(entry[key])

@@ -39,9 +39,13 @@ class Delivery:
 def batch_body(destination: Destination, audience: dict, batch: int, records: list[dict]) -> tuple[bytes, str]:
     """The batch as JSON bytes and its idempotency key (same audience, day, batch and records: same key)."""
     content = json.dumps(records, sort_keys=True, default=str).encode()
-    key = hashlib.sha256(f"{destination.name}|{json.dumps(audience, sort_keys=True)}|{batch}|".encode() + content).hexdigest()
-    body = json.dumps({**audience, "destination": destination.name, "batch": batch, "idempotency_key": key,
-                       "records": records}, default=str).encode()
+    key = hashlib.sha256(
+        f"{destination.name}|{json.dumps(audience, sort_keys=True)}|{batch}|".encode() + content
+    ).hexdigest()
+    body = json.dumps(
+        {**audience, "destination": destination.name, "batch": batch, "idempotency_key": key, "records": records},
+        default=str,
+    ).encode()
     return body, key
 
 
@@ -50,9 +54,15 @@ class HttpSender:
 
     def __init__(self, destination: Destination):
         self.destination = destination
-        retry = Retry(total=destination.max_tries - 1, status_forcelist=RETRY_STATUSES, allowed_methods=None,
-                      backoff_factor=destination.backoff_seconds, backoff_jitter=destination.backoff_seconds,
-                      respect_retry_after_header=True, raise_on_status=False)
+        retry = Retry(
+            total=destination.max_tries - 1,
+            status_forcelist=RETRY_STATUSES,
+            allowed_methods=None,
+            backoff_factor=destination.backoff_seconds,
+            backoff_jitter=destination.backoff_seconds,
+            respect_retry_after_header=True,
+            raise_on_status=False,
+        )
         self.session = requests.Session()
         self.session.mount("http://", HTTPAdapter(max_retries=retry))
         self.session.mount("https://", HTTPAdapter(max_retries=retry))
@@ -64,8 +74,9 @@ class HttpSender:
         if secret:
             headers["X-CDP-Signature"] = sign_timestamped(secret, body, int(time.time()))
         try:
-            response = self.session.post(self.destination.url, data=body, headers=headers,
-                                         timeout=self.destination.timeout_seconds)
+            response = self.session.post(
+                self.destination.url, data=body, headers=headers, timeout=self.destination.timeout_seconds
+            )
         except requests.RequestException as error:
             return Delivery(False, self.destination.max_tries, f"{type(error).__name__}: {error}"[:500], body)
         tries = len(response.raw.retries.history) + 1 if response.raw.retries else 1
@@ -86,14 +97,18 @@ class FileSender:
     def __init__(self, destination: Destination, lake: LakeResource):
         self.destination = destination
         if destination.uri:
-            self.target, self.prefix = LakeResource(base_uri=destination.uri, s3_endpoint_url=lake.s3_endpoint_url,
-                                                    s3_region=lake.s3_region), ""
+            self.target, self.prefix = (
+                LakeResource(base_uri=destination.uri, s3_endpoint_url=lake.s3_endpoint_url, s3_region=lake.s3_region),
+                "",
+            )
         else:
             self.target, self.prefix = lake, f"exports/{destination.name}/"
 
     def key(self, audience: dict, batch: int) -> str:
-        return (f"{self.prefix}{audience['tenant']}/{audience['segment']}/date={audience['date']}/"
-                f"{audience['mode']}-{batch:05d}.parquet")
+        return (
+            f"{self.prefix}{audience['tenant']}/{audience['segment']}/date={audience['date']}/"
+            f"{audience['mode']}-{batch:05d}.parquet"
+        )
 
     def send(self, audience: dict, batch: int, records: list[dict]) -> Delivery:
         sink = pa.BufferOutputStream()

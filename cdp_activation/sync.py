@@ -58,7 +58,9 @@ def _rows(lake: LakeResource, tenant: str, segment: str, day: date, ids: pa.Arra
         yield part if ids is None else part.filter(pc.is_in(part["cdp_customer_id"], value_set=ids))
 
 
-def _planned(lake, destination: Destination, tenant: str, segment: str, day: date, since: date | None, result: AudienceSync):
+def _planned(
+    lake, destination: Destination, tenant: str, segment: str, day: date, since: date | None, result: AudienceSync
+):
     """(op, rows) in the order they are sent: upserts, then removals."""
     changes = changes_between(lake, tenant, segment, since, day)
     kinds = changes["change"].to_pylist()
@@ -74,14 +76,24 @@ def _planned(lake, destination: Destination, tenant: str, segment: str, day: dat
         yield from (("remove", part) for part in _rows(lake, tenant, segment, since, removals.combine_chunks()))
 
 
-def sync_audience(lake: LakeResource, destination: Destination, sender, dead_letters: DeadLetterWriter,
-                  tenant: str, segment: str, day: date) -> AudienceSync:
+def sync_audience(
+    lake: LakeResource,
+    destination: Destination,
+    sender,
+    dead_letters: DeadLetterWriter,
+    tenant: str,
+    segment: str,
+    day: date,
+) -> AudienceSync:
     result = AudienceSync(tenant, segment)
     if day not in export_dates(lake, tenant, segment):
         result.skipped = f"no export of {day}"
         return result
-    state = json.loads(lake.read_bytes(state_key(destination.name, tenant, segment))) \
-        if lake.list(state_key(destination.name, tenant, segment)) else {}
+    state = (
+        json.loads(lake.read_bytes(state_key(destination.name, tenant, segment)))
+        if lake.list(state_key(destination.name, tenant, segment))
+        else {}
+    )
     if state and date.fromisoformat(state["date"]) > day:
         result.skipped = f"already synced the later export of {state['date']}"
         return result
@@ -90,8 +102,13 @@ def sync_audience(lake: LakeResource, destination: Destination, sender, dead_let
     since_text = state.get("since") if state.get("date") == day.isoformat() else state.get("delivered")
     since = date.fromisoformat(since_text) if since_text else None
     result.members = read_manifest(lake, tenant, segment, day)["members"]
-    audience = {"tenant": tenant, "segment": segment, "date": day.isoformat(), "mode": destination.mode,
-                "since": since_text}
+    audience = {
+        "tenant": tenant,
+        "segment": segment,
+        "date": day.isoformat(),
+        "mode": destination.mode,
+        "since": since_text,
+    }
     sender.clear(audience)
     pending: list[dict] = []
 
@@ -101,25 +118,41 @@ def sync_audience(lake: LakeResource, destination: Destination, sender, dead_let
             result.sent += len(records)
         else:
             result.failed += len(records)
-            dead_letters.add(json.loads(delivery.body), DELIVERY_FAILED, delivery.reason, destination.name,
-                             retry_count=delivery.tries, day=day)
+            dead_letters.add(
+                json.loads(delivery.body),
+                DELIVERY_FAILED,
+                delivery.reason,
+                destination.name,
+                retry_count=delivery.tries,
+                day=day,
+            )
         result.batches += 1
 
     for op, rows in _planned(lake, destination, tenant, segment, day, since, result):
         pending += _records(rows, op, destination)
         while len(pending) >= destination.batch_size:
-            send(pending[:destination.batch_size])
-            pending = pending[destination.batch_size:]
+            send(pending[: destination.batch_size])
+            pending = pending[destination.batch_size :]
     if pending:
         send(pending)
-    lake.write_bytes(state_key(destination.name, tenant, segment), json.dumps(
-        {"date": day.isoformat(), "since": since_text, "delivered": since_text if result.failed else day.isoformat(),
-         "sent": result.sent, "failed": result.failed}).encode())
+    lake.write_bytes(
+        state_key(destination.name, tenant, segment),
+        json.dumps(
+            {
+                "date": day.isoformat(),
+                "since": since_text,
+                "delivered": since_text if result.failed else day.isoformat(),
+                "sent": result.sent,
+                "failed": result.failed,
+            }
+        ).encode(),
+    )
     return result
 
 
-def sync_destination(lake: LakeResource, destination: Destination, audiences: list[tuple[str, str]],
-                     day: date) -> list[AudienceSync]:
+def sync_destination(
+    lake: LakeResource, destination: Destination, audiences: list[tuple[str, str]], day: date
+) -> list[AudienceSync]:
     """Sync every audience (tenant, segment) the destination takes, for the export of `day`."""
     sender = HttpSender(destination) if destination.type == "http" else FileSender(destination, lake)
     results = []

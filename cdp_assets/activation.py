@@ -9,7 +9,15 @@ range have no membership of their own to export, and a destination wants the aud
 
 from datetime import timedelta
 
-from dagster import AssetExecutionContext, AssetKey, AssetsDefinition, BackfillPolicy, MaterializeResult, MetadataValue, asset
+from dagster import (
+    AssetExecutionContext,
+    AssetKey,
+    AssetsDefinition,
+    BackfillPolicy,
+    MaterializeResult,
+    MetadataValue,
+    asset,
+)
 
 from cdp_activation.audiences import audiences_of, export_audiences
 from cdp_activation.config import Destination, load_destinations, raw_pii_wanted
@@ -27,54 +35,98 @@ def _last_day(context: AssetExecutionContext):
     return context.partition_time_window.end.date() - timedelta(days=1)
 
 
-@asset(key=AUDIENCES_KEY, deps=[MEMBERSHIP_KEY], group_name="activation", owners=ACTIVATION_OWNERS,
-       kinds={"parquet", "postgres"}, partitions_def=daily_partitions, backfill_policy=BackfillPolicy.single_run(),
-       description="Every segment's members of the day with their personalisation fields (segment_membership ⋈ "
-                   "marts.customer_360 in one streamed query) as Parquet under audiences/{tenant}/{segment}/date=…/, "
-                   "identifiers hashed for ad platforms, plus the members added, changed and removed since the "
-                   "previous export. A range exports its last day.")
+@asset(
+    key=AUDIENCES_KEY,
+    deps=[MEMBERSHIP_KEY],
+    group_name="activation",
+    owners=ACTIVATION_OWNERS,
+    kinds={"parquet", "postgres"},
+    partitions_def=daily_partitions,
+    backfill_policy=BackfillPolicy.single_run(),
+    description="Every segment's members of the day with their personalisation fields (segment_membership ⋈ "
+    "marts.customer_360 in one streamed query) as Parquet under audiences/{tenant}/{segment}/date=…/, "
+    "identifiers hashed for ad platforms, plus the members added, changed and removed since the "
+    "previous export. A range exports its last day.",
+)
 def audiences(context: AssetExecutionContext, lake: LakeResource, warehouse: WarehouseResource) -> MaterializeResult:
     day = _last_day(context)
     destinations = load_destinations()
     with warehouse.connect() as conn:
-        exports = export_audiences(conn, lake, day, lambda tenant, segment: raw_pii_wanted(destinations, tenant, segment))
-    by_audience = {f"{e.tenant}/{e.segment}": {"members": e.members, "added": e.added, "changed": e.changed,
-                                               "removed": e.removed, "files": len(e.files)} for e in exports}
+        exports = export_audiences(
+            conn, lake, day, lambda tenant, segment: raw_pii_wanted(destinations, tenant, segment)
+        )
+    by_audience = {
+        f"{e.tenant}/{e.segment}": {
+            "members": e.members,
+            "added": e.added,
+            "changed": e.changed,
+            "removed": e.removed,
+            "files": len(e.files),
+        }
+        for e in exports
+    }
     context.log.info(f"audiences of {day}: {by_audience}")
-    return MaterializeResult(metadata={
-        "as_of_date": day.isoformat(), "audiences": len(exports), "dagster/row_count": sum(e.members for e in exports),
-        "added": sum(e.added for e in exports), "removed": sum(e.removed for e in exports),
-        "files": sum(len(e.files) for e in exports), "by_audience": MetadataValue.json(by_audience),
-        "path": MetadataValue.path(lake.spark_path("audiences/")),
-    })
+    return MaterializeResult(
+        metadata={
+            "as_of_date": day.isoformat(),
+            "audiences": len(exports),
+            "dagster/row_count": sum(e.members for e in exports),
+            "added": sum(e.added for e in exports),
+            "removed": sum(e.removed for e in exports),
+            "files": sum(len(e.files) for e in exports),
+            "by_audience": MetadataValue.json(by_audience),
+            "path": MetadataValue.path(lake.spark_path("audiences/")),
+        }
+    )
 
 
 def sync_asset(destination: Destination) -> AssetsDefinition:
-    @asset(key=AssetKey(["activation", f"sync_{destination.name}"]), deps=[AUDIENCES_KEY], group_name="activation",
-           owners=ACTIVATION_OWNERS, kinds={"parquet" if destination.type == "file" else "api"},
-           partitions_def=daily_partitions, backfill_policy=BackfillPolicy.single_run(),
-           description=f"Sync ({destination.mode}) of the day's audiences to the {destination.type} destination "
-                       f"`{destination.name}` (destinations.yaml); undeliverable batches go to the lake's "
-                       "dead-letter zone under dlq/{tenant}/activation/delivery_failed/.",
-           metadata={"mode": destination.mode, "raw_pii": destination.raw_pii})
+    @asset(
+        key=AssetKey(["activation", f"sync_{destination.name}"]),
+        deps=[AUDIENCES_KEY],
+        group_name="activation",
+        owners=ACTIVATION_OWNERS,
+        kinds={"parquet" if destination.type == "file" else "api"},
+        partitions_def=daily_partitions,
+        backfill_policy=BackfillPolicy.single_run(),
+        description=f"Sync ({destination.mode}) of the day's audiences to the {destination.type} destination "
+        f"`{destination.name}` (destinations.yaml); undeliverable batches go to the lake's "
+        "dead-letter zone under dlq/{tenant}/activation/delivery_failed/.",
+        metadata={"mode": destination.mode, "raw_pii": destination.raw_pii},
+    )
     def _sync(context: AssetExecutionContext, lake: LakeResource, warehouse: WarehouseResource) -> MaterializeResult:
         day = _last_day(context)
         with warehouse.connect() as conn:
             candidates = audiences_of(conn, day)
         results = sync_destination(lake, destination, candidates, day)
-        by_audience = {f"{r.tenant}/{r.segment}": {"members": r.members, "added": r.added, "changed": r.changed,
-                                                   "removed": r.removed, "sent": r.sent, "failed": r.failed,
-                                                   **({"skipped": r.skipped} if r.skipped else {})} for r in results}
+        by_audience = {
+            f"{r.tenant}/{r.segment}": {
+                "members": r.members,
+                "added": r.added,
+                "changed": r.changed,
+                "removed": r.removed,
+                "sent": r.sent,
+                "failed": r.failed,
+                **({"skipped": r.skipped} if r.skipped else {}),
+            }
+            for r in results
+        }
         failed = sum(r.failed for r in results)
         if failed:
             context.log.warning(f"{destination.name}: {failed} records not delivered, dead-lettered")
-        return MaterializeResult(metadata={
-            "as_of_date": day.isoformat(), "members": sum(r.members for r in results),
-            "added": sum(r.added for r in results), "removed": sum(r.removed for r in results),
-            "sent": sum(r.sent for r in results), "failed": failed, "batches": sum(r.batches for r in results),
-            "by_audience": MetadataValue.json(by_audience),
-            "dead_letter_files": MetadataValue.json(sorted({f for r in results for f in r.dead_letter_files})),
-        })
+        return MaterializeResult(
+            metadata={
+                "as_of_date": day.isoformat(),
+                "members": sum(r.members for r in results),
+                "added": sum(r.added for r in results),
+                "removed": sum(r.removed for r in results),
+                "sent": sum(r.sent for r in results),
+                "failed": failed,
+                "batches": sum(r.batches for r in results),
+                "by_audience": MetadataValue.json(by_audience),
+                "dead_letter_files": MetadataValue.json(sorted({f for r in results for f in r.dead_letter_files})),
+            }
+        )
 
     return _sync
 

@@ -20,7 +20,7 @@ import os
 import re
 import unicodedata
 from collections.abc import Iterator
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from urllib.parse import quote
 
 from dagster import (
@@ -91,8 +91,10 @@ _GLOB_CHARACTERS = re.compile(r"([\\{}\[\]*?])")  # what Hadoop reads as a patte
 def uri_quoted(tail: str) -> str:
     """A raw file's path tail as Spark gives it in `input_file_name()`: its Hadoop Path's URI, where
     a space or `%` in a tenant id is percent-encoded."""
-    return "".join(c if ord(c) > 127 and unicodedata.category(c) not in _URI_QUOTED_CATEGORIES
-                   else quote(c, safe=_URI_PATH_SAFE) for c in tail)
+    return "".join(
+        c if ord(c) > 127 and unicodedata.category(c) not in _URI_QUOTED_CATEGORIES else quote(c, safe=_URI_PATH_SAFE)
+        for c in tail
+    )
 
 
 def literal_path(path: str) -> str:
@@ -110,8 +112,15 @@ def raw_file_lineage(session: SparkSession, files: tuple[str, ...]) -> DataFrame
     for index, path in enumerate(files):
         tail = "/".join(path.split("/")[-7:])
         key = RAW_KEY.match(f"raw/{tail}")
-        rows.append((uri_quoted(tail), key["tenant"], date(int(key["year"]), int(key["month"]), int(key["day"])), index,
-                     datetime.strptime(key["ts"], "%Y%m%dT%H%M%SZ").replace(tzinfo=timezone.utc)))
+        rows.append(
+            (
+                uri_quoted(tail),
+                key["tenant"],
+                date(int(key["year"]), int(key["month"]), int(key["day"])),
+                index,
+                datetime.strptime(key["ts"], "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC),
+            )
+        )
     return local_frame(session, rows, f"_file_tail string, {CARRIED_SCHEMA}")
 
 
@@ -124,12 +133,22 @@ def read_raw(session: SparkSession, spec: EntitySpec, lineage: RunLineage) -> Da
         return session.createDataFrame([], f"{spec.read_schema}, {CARRIED_SCHEMA}")
     frame = session.read.schema(spec.read_schema).json([literal_path(path) for path in lineage.files])
     tail = F.substring_index(F.input_file_name(), "/", -7).alias("_file_tail")
-    return frame.select("*", tail).join(F.broadcast(raw_file_lineage(session, lineage.files)), "_file_tail") \
+    return (
+        frame.select("*", tail)
+        .join(F.broadcast(raw_file_lineage(session, lineage.files)), "_file_tail")
         .select(*frame.columns, *CARRIED)
+    )
 
 
-def replace_partitions(frame: DataFrame, path: str, column: str, first: date, last: date,
-                       stats_columns: list[str] | None = None, dictionary_columns: list[str] | None = None) -> None:
+def replace_partitions(
+    frame: DataFrame,
+    path: str,
+    column: str,
+    first: date,
+    last: date,
+    stats_columns: list[str] | None = None,
+    dictionary_columns: list[str] | None = None,
+) -> None:
     """Overwrite the date partitions first..last of the Delta table at `path` in one transaction
     (the first one creates the table). Table settings, kept for every later write (OPTIMIZE too):
     `stats_columns`, the only columns Delta keeps statistics on (data skipping, Z-order; the
@@ -154,14 +173,25 @@ def replace_partitions(frame: DataFrame, path: str, column: str, first: date, la
     writer.save(path)
 
 
-def _create_table(frame: DataFrame, path: str, column: str, first: date, last: date,
-                  stats_columns: list[str] | None, dictionary_columns: list[str] | None) -> None:
+def _create_table(
+    frame: DataFrame,
+    path: str,
+    column: str,
+    first: date,
+    last: date,
+    stats_columns: list[str] | None,
+    dictionary_columns: list[str] | None,
+) -> None:
     """A new table at `path`, partitioned by `column`, with its settings as table properties, made
     with its first rows in one transaction (CREATE TABLE AS SELECT). Rows outside first..last fail
     the write, as `replaceWhere` makes them fail on an existing table."""
     in_range = F.col(column).between(F.lit(first), F.lit(last))
-    checked = frame.withColumn(column, F.when(in_range, F.col(column)).otherwise(
-        F.raise_error(F.format_string(f"{column} %s is outside {first}..{last}", F.col(column).cast("string")))))
+    checked = frame.withColumn(
+        column,
+        F.when(in_range, F.col(column)).otherwise(
+            F.raise_error(F.format_string(f"{column} %s is outside {first}..{last}", F.col(column).cast("string")))
+        ),
+    )
     writer = checked.writeTo(delta_table_name(path)).using("delta").partitionedBy(F.col(column))
     if stats_columns:
         writer = writer.tableProperty("delta.dataSkippingStatsColumns", ",".join(stats_columns))
@@ -180,7 +210,9 @@ def may_hold_dead_letters(lake: LakeResource, table: str, first: date, last: dat
     return any(o.key.split("/")[-2] in days for o in lake.list(f"{dead_letter_table(table)}/event_date="))
 
 
-def raw_files_for(lake: LakeResource, provider: str, stream: str, first: date, last: date) -> tuple[list[str], list[str], int]:
+def raw_files_for(
+    lake: LakeResource, provider: str, stream: str, first: date, last: date
+) -> tuple[list[str], list[str], int]:
     """Spark paths of the readable raw files of days first..last as their manifests list them, the
     keys of damaged ones (left out; the raw asset reports them) and the readable files' bytes."""
     paths, damaged, size = [], [], 0
@@ -223,8 +255,16 @@ def _enforce_threshold(spec: EntitySpec, stats: dict[str, DayStats]) -> None:
             )
 
 
-def _metadata(spec: EntitySpec, stats: dict[str, DayStats], curated: DataFrame, files: list[str], damaged: list[str],
-              table_path: str, first: date, last: date) -> dict:
+def _metadata(
+    spec: EntitySpec,
+    stats: dict[str, DayStats],
+    curated: DataFrame,
+    files: list[str],
+    damaged: list[str],
+    table_path: str,
+    first: date,
+    last: date,
+) -> dict:
     total = DayStats()
     dead_by_rule, warnings = {}, {}
     for day_stats in stats.values():
@@ -244,9 +284,20 @@ def _metadata(spec: EntitySpec, stats: dict[str, DayStats], curated: DataFrame, 
         "dead_lettered": total.dead_lettered,
         "dead_lettered_by_rule": MetadataValue.json(dict(sorted(dead_by_rule.items()))),
         "warnings_by_rule": MetadataValue.json(dict(sorted(warnings.items()))),
-        "quality_score": MetadataValue.float(round(passing / total.rows_after_dedup, 4) if total.rows_after_dedup else 1.0),
-        "per_day": MetadataValue.json({day: {"rows_in": s.rows_in, "duplicates": s.duplicates, "dead_lettered": s.dead_lettered,
-                                             "curated": s.curated} for day, s in sorted(stats.items())}),
+        "quality_score": MetadataValue.float(
+            round(passing / total.rows_after_dedup, 4) if total.rows_after_dedup else 1.0
+        ),
+        "per_day": MetadataValue.json(
+            {
+                day: {
+                    "rows_in": s.rows_in,
+                    "duplicates": s.duplicates,
+                    "dead_lettered": s.dead_lettered,
+                    "curated": s.curated,
+                }
+                for day, s in sorted(stats.items())
+            }
+        ),
         "first_day": first.isoformat(),
         "last_day": last.isoformat(),
         "raw_files_read": len(files),
@@ -256,30 +307,48 @@ def _metadata(spec: EntitySpec, stats: dict[str, DayStats], curated: DataFrame, 
     }
 
 
-def _run_checks(spec: EntitySpec, checks: tuple[str, ...], session: SparkSession, lake: LakeResource, first: date,
-                last: date, per_day: dict) -> list[AssetCheckResult]:
+def _run_checks(
+    spec: EntitySpec,
+    checks: tuple[str, ...],
+    session: SparkSession,
+    lake: LakeResource,
+    first: date,
+    last: date,
+    per_day: dict,
+) -> list[AssetCheckResult]:
     """The results of `checks` (names) of `spec`'s table on its days first..last, as the lake holds
     them. Checks that cannot run (mostly: cannot read the table) fail, naming the error, rather
     than raise: in the run that wrote the table, its materialisation is still reported."""
     if not checks:
         return []
     try:
-        table, dead_letters = (StoredTable.at(session, lake, key) for key in (f"curated/{spec.table}", dead_letter_table(spec.table)))
+        table, dead_letters = (
+            StoredTable.at(session, lake, key) for key in (f"curated/{spec.table}", dead_letter_table(spec.table))
+        )
         return run_checks(spec, curated_key(spec.table), checks, table, dead_letters, lake, first, last, per_day)
     except Exception as error:  # any reader's error: Spark's, delta-rs's, the lake's
         reason = f"the checks could not run: {type(error).__name__}: {error}"[:2000]
-        return [AssetCheckResult(asset_key=curated_key(spec.table), check_name=name, passed=False, metadata={"error": reason})
-                for name in checks]
+        return [
+            AssetCheckResult(
+                asset_key=curated_key(spec.table), check_name=name, passed=False, metadata={"error": reason}
+            )
+            for name in checks
+        ]
 
 
-def checks_of_last_materialisation(context: AssetExecutionContext, spec: EntitySpec, checks: tuple[str, ...],
-                                   session: SparkSession, lake: LakeResource) -> list[AssetCheckResult]:
+def checks_of_last_materialisation(
+    context: AssetExecutionContext, spec: EntitySpec, checks: tuple[str, ...], session: SparkSession, lake: LakeResource
+) -> list[AssetCheckResult]:
     """`checks` run alone (the table not materialised in this run): on the days the table's latest
     materialisation wrote; passed, with nothing checked, when it has none."""
     event = context.instance.get_latest_materialization_event(curated_key(spec.table))
     if event is None:
-        return [AssetCheckResult(asset_key=curated_key(spec.table), check_name=name, passed=True, metadata={"days_checked": 0})
-                for name in checks]
+        return [
+            AssetCheckResult(
+                asset_key=curated_key(spec.table), check_name=name, passed=True, metadata={"days_checked": 0}
+            )
+            for name in checks
+        ]
     metadata = event.asset_materialization.metadata
     first, last = date.fromisoformat(metadata["first_day"].value), date.fromisoformat(metadata["last_day"].value)
     return _run_checks(spec, checks, session, lake, first, last, metadata["per_day"].value)
@@ -299,12 +368,27 @@ def curated_workers() -> int:
     return int(os.environ.get("CDP_CURATED_WORKERS", "2"))
 
 
-def curate_table(spec: EntitySpec, lake: LakeResource, session: SparkSession, run_id: str, first: date, last: date,
-                 files: list[str], damaged: list[str], checks: tuple[str, ...] = ()) -> MaterializeResult:
+def curate_table(
+    spec: EntitySpec,
+    lake: LakeResource,
+    session: SparkSession,
+    run_id: str,
+    first: date,
+    last: date,
+    files: list[str],
+    damaged: list[str],
+    checks: tuple[str, ...] = (),
+) -> MaterializeResult:
     """Curates the raw `files` of days first..last into `spec`'s table and dead-letter table, then
     runs its `checks` (names) on what was written."""
-    fx = (read_table(session, lake, "fx_rates", first, last)
-          or session.createDataFrame([], "event_date date, currency string, rate double")) if spec.needs_fx else None
+    fx = (
+        (
+            read_table(session, lake, "fx_rates", first, last)
+            or session.createDataFrame([], "event_date date, currency string, rate double")
+        )
+        if spec.needs_fx
+        else None
+    )
     customers = read_table(session, lake, "shopify_customers", None, last) if spec.customer_must_exist else None
     earlier = read_table(session, lake, spec.table, None, first - timedelta(days=1)) if spec.email_unique_per else None
     # Kept once, as the rows were computed (no columnar encoding, never recomputed), for the
@@ -313,29 +397,57 @@ def curate_table(spec: EntitySpec, lake: LakeResource, session: SparkSession, ru
     # the collector copied: GC 5.2 -> 3.1 s in the counts job, the events' write 7.1 -> 5.4 s).
     lineage = RunLineage(spec.provider, run_id, tuple(sorted(files)))
     ruled = curate(spec, read_raw(session, spec, lineage), fx, customers, earlier).localCheckpoint(
-        eager=False, storageLevel=StorageLevel.MEMORY_AND_DISK)
+        eager=False, storageLevel=StorageLevel.MEMORY_AND_DISK
+    )
     stats = partition_stats(spec, ruled)
     _enforce_threshold(spec, stats)
     curated, dead = split(spec, ruled, lineage)
     table_path = lake.spark_path(f"curated/{spec.table}")
-    replace_partitions(curated, table_path, "event_date", first, last, stats_columns=statistics_columns(spec),
-                       dictionary_columns=spec.dictionary_columns)
+    replace_partitions(
+        curated,
+        table_path,
+        "event_date",
+        first,
+        last,
+        stats_columns=statistics_columns(spec),
+        dictionary_columns=spec.dictionary_columns,
+    )
     # A day without dead letters, that had none before either, leaves the dead-letter table as
     # it is: no empty transaction (0.7-1.8 s each) for every clean table of every run.
     if any(s.dead_lettered for s in stats.values()) or may_hold_dead_letters(lake, spec.table, first, last):
-        replace_partitions(dead.select(*DEAD_LETTER_COLUMNS), lake.spark_path(dead_letter_table(spec.table)), "event_date",
-                           first, last, stats_columns=DEAD_LETTER_FILTER_COLUMNS, dictionary_columns=DEAD_LETTER_DICTIONARY_COLUMNS)
+        replace_partitions(
+            dead.select(*DEAD_LETTER_COLUMNS),
+            lake.spark_path(dead_letter_table(spec.table)),
+            "event_date",
+            first,
+            last,
+            stats_columns=DEAD_LETTER_FILTER_COLUMNS,
+            dictionary_columns=DEAD_LETTER_DICTIONARY_COLUMNS,
+        )
     metadata = _metadata(spec, stats, curated, files, damaged, table_path, first, last)
-    return MaterializeResult(asset_key=curated_key(spec.table), metadata=metadata,
-                             check_results=_run_checks(spec, checks, session, lake, first, last, metadata["per_day"].value))
+    return MaterializeResult(
+        asset_key=curated_key(spec.table),
+        metadata=metadata,
+        check_results=_run_checks(spec, checks, session, lake, first, last, metadata["per_day"].value),
+    )
 
 
 def _asset_spec(spec: EntitySpec) -> AssetSpec:
     return AssetSpec(
-        curated_key(spec.table), group_name="curated", owners=CURATED_OWNERS, kinds={"spark", "delta"},
-        description=spec.description, deps=_upstream(spec), tags={"layer": "curated"}, skippable=True,
-        metadata={"natural_key": ", ".join(spec.key), "rules": MetadataValue.json(
-            {r.name: {"severity": r.severity, "condition": r.condition} for r in spec.rules})},
+        curated_key(spec.table),
+        group_name="curated",
+        owners=CURATED_OWNERS,
+        kinds={"spark", "delta"},
+        description=spec.description,
+        deps=_upstream(spec),
+        tags={"layer": "curated"},
+        skippable=True,
+        metadata={
+            "natural_key": ", ".join(spec.key),
+            "rules": MetadataValue.json(
+                {r.name: {"severity": r.severity, "condition": r.condition} for r in spec.rules}
+            ),
+        },
     )
 
 
@@ -347,10 +459,12 @@ def _asset_spec(spec: EntitySpec) -> AssetSpec:
     backfill_policy=BackfillPolicy.single_run(),
     can_subset=True,
     description="Every selected curated table, CDP_CURATED_WORKERS (default 2) at a time in one Spark session, "
-                "each after the curated tables it reads, and its checks as soon as it is written; one failing table "
-                "fails the step, not the others.",
+    "each after the curated tables it reads, and its checks as soon as it is written; one failing table "
+    "fails the step, not the others.",
 )
-def curated_tables(context: AssetExecutionContext, lake: LakeResource, spark: SparkDeltaResource) -> Iterator[MaterializeResult | AssetCheckResult]:
+def curated_tables(
+    context: AssetExecutionContext, lake: LakeResource, spark: SparkDeltaResource
+) -> Iterator[MaterializeResult | AssetCheckResult]:
     session: SparkSession = spark.session_for(lake)
     checks: dict[str, tuple[str, ...]] = {}
     for check in context.selected_asset_check_keys:
@@ -366,8 +480,9 @@ def curated_tables(context: AssetExecutionContext, lake: LakeResource, spark: Sp
     for spec in selected:
         files, damaged, size[spec.table] = raw_files_for(lake, spec.provider, spec.stream, first, last)
         context.log.info(f"{spec.table} {first}..{last}: reading {len(files)} raw files")
-        work[spec.table] = functools.partial(curate_table, spec, lake, session, context.run_id, first, last, files, damaged,
-                                             checks.get(spec.table, ()))
+        work[spec.table] = functools.partial(
+            curate_table, spec, lake, session, context.run_id, first, last, files, damaged, checks.get(spec.table, ())
+        )
     # Largest first, so that the run does not end on one big table alone.
     work = dict(sorted(work.items(), key=lambda item: -size[item[0]]))
     upstream = {spec.table: {key.path[-1] for key in _upstream(spec) if key.path[0] == "curated"} for spec in ENTITIES}

@@ -30,11 +30,24 @@ DAY = "event_date"  # the curated tables' partition column
 
 def check_specs(spec: EntitySpec, key: AssetKey) -> list[AssetCheckSpec]:
     """The checks of `spec`'s table (asset `key`); pandera's schema blocks what reads the table."""
-    specs = [AssetCheckSpec(SCHEMA_CHECK, asset=key, blocking=True,
-                            description=f"pandera: {spec.table}'s columns, types and non-null keys, on the days just written.")]
+    specs = [
+        AssetCheckSpec(
+            SCHEMA_CHECK,
+            asset=key,
+            blocking=True,
+            description=f"pandera: {spec.table}'s columns, types and non-null keys, on the days just written.",
+        )
+    ]
     if spec.reconciles:
-        specs.append(AssetCheckSpec(RECONCILIATION_CHECK, asset=key, description=(
-            "Per day: raw records (manifests) = curated rows + dead-lettered rows + duplicates removed.")))
+        specs.append(
+            AssetCheckSpec(
+                RECONCILIATION_CHECK,
+                asset=key,
+                description=(
+                    "Per day: raw records (manifests) = curated rows + dead-lettered rows + duplicates removed."
+                ),
+            )
+        )
     return specs
 
 
@@ -68,14 +81,19 @@ class StoredTable:
         return cls(session.read.format("delta").option("versionAsOf", log.version()).load(lake.spark_path(key)), log)
 
 
-def logged_counts(log: DeltaTable, first: date, last: date, columns: list[str]) -> tuple[dict[str, int], dict[str, int]] | None:
+def logged_counts(
+    log: DeltaTable, first: date, last: date, columns: list[str]
+) -> tuple[dict[str, int], dict[str, int]] | None:
     """Rows per day first..last and the nulls of `columns` in them, summed over the statistics of
     the table's files of those days in its log; None when a file lacks them, or when the table may
     have deletion vectors (a file's statistics also count the rows its vector deleted since)."""
     if "deletionVectors" in (log.protocol().reader_features or []):
         return None
-    files = [f for f in pa.table(log.get_add_actions(flatten=True)).to_pylist()
-             if f[f"partition.{DAY}"] is not None and first <= f[f"partition.{DAY}"] <= last]
+    files = [
+        f
+        for f in pa.table(log.get_add_actions(flatten=True)).to_pylist()
+        if f[f"partition.{DAY}"] is not None and first <= f[f"partition.{DAY}"] <= last
+    ]
     if any(f["num_records"] is None or any(f.get(f"null_count.{name}") is None for name in columns) for f in files):
         return None
     per_day, nulls = Counter(), Counter(dict.fromkeys(columns, 0))
@@ -85,12 +103,16 @@ def logged_counts(log: DeltaTable, first: date, last: date, columns: list[str]) 
     return dict(per_day), dict(nulls)
 
 
-def counted_counts(rows: DataFrame, first: date, last: date, columns: list[str]) -> tuple[dict[str, int], dict[str, int]]:
+def counted_counts(
+    rows: DataFrame, first: date, last: date, columns: list[str]
+) -> tuple[dict[str, int], dict[str, int]]:
     """What `logged_counts` gives, counted over the rows in one Spark job."""
     in_range = rows.where(F.col(DAY).between(F.lit(first), F.lit(last)))
     days = in_range.groupBy(DAY).agg(F.count(F.lit(1)), *null_counts(columns)).collect()
     # By position: the counts are named after their columns, the day among them.
-    return {str(day[0]): day[1] for day in days}, {name: sum(day[2 + i] for day in days) for i, name in enumerate(columns)}
+    return {str(day[0]): day[1] for day in days}, {
+        name: sum(day[2 + i] for day in days) for i, name in enumerate(columns)
+    }
 
 
 def counts(table: StoredTable, first: date, last: date, columns: list[str]) -> tuple[dict[str, int], dict[str, int]]:
@@ -115,7 +137,9 @@ class ReadBack:
 def read_back(spec: EntitySpec, table: StoredTable, first: date, last: date) -> ReadBack:
     """`table`'s days first..last as both checks need them: rows per day and nulls of pandera's
     required columns."""
-    required = [name for name in required_columns(pandera_schema(spec)) if table.rows is None or name in table.rows.columns]
+    required = [
+        name for name in required_columns(pandera_schema(spec)) if table.rows is None or name in table.rows.columns
+    ]
     per_day, nulls = counts(table, first, last, [name for name in required if name != DAY])
     # Every row of days first..last has its day.
     return ReadBack(table.rows, per_day, nulls | ({DAY: 0} if DAY in required else {}))
@@ -126,13 +150,28 @@ def schema_check(spec: EntitySpec, key: AssetKey, table: ReadBack) -> AssetCheck
     if table.rows is None:
         return AssetCheckResult(asset_key=key, check_name=SCHEMA_CHECK, passed=True, metadata={"rows_checked": 0})
     errors = schema_errors(pandera_schema(spec), table.rows, table.nulls)
-    return AssetCheckResult(asset_key=key, check_name=SCHEMA_CHECK, passed=not errors, severity=AssetCheckSeverity.ERROR,
-                            metadata={"rows_checked": sum(table.per_day.values()),
-                                      "errors": MetadataValue.json(json.loads(json.dumps(errors, default=str)))})
+    return AssetCheckResult(
+        asset_key=key,
+        check_name=SCHEMA_CHECK,
+        passed=not errors,
+        severity=AssetCheckSeverity.ERROR,
+        metadata={
+            "rows_checked": sum(table.per_day.values()),
+            "errors": MetadataValue.json(json.loads(json.dumps(errors, default=str))),
+        },
+    )
 
 
-def reconciliation_check(spec: EntitySpec, key: AssetKey, lake: LakeResource, first: date, last: date, table: ReadBack,
-                         dead_letters: StoredTable, per_day: dict) -> AssetCheckResult:
+def reconciliation_check(
+    spec: EntitySpec,
+    key: AssetKey,
+    lake: LakeResource,
+    first: date,
+    last: date,
+    table: ReadBack,
+    dead_letters: StoredTable,
+    per_day: dict,
+) -> AssetCheckResult:
     """Per day first..last: the manifests' raw records against the rows of the table (`table`) and
     of its `dead_letters`, as the lake holds them, plus the duplicates the run removed (`per_day`,
     the materialisation's metadata of that name)."""
@@ -144,16 +183,36 @@ def reconciliation_check(spec: EntitySpec, key: AssetKey, lake: LakeResource, fi
         raw = sum(e["records"] for e in manifest["files"] if "error" not in e)
         curated, duplicates = table.per_day.get(day, 0), per_day.get(day, {}).get("duplicates", 0)
         if raw != curated + dead.get(day, 0) + duplicates:
-            mismatches[day] = {"raw": raw, "curated": curated, "dead_lettered": dead.get(day, 0), "duplicates": duplicates}
-    return AssetCheckResult(asset_key=key, check_name=RECONCILIATION_CHECK, passed=not mismatches,
-                            metadata={"days_checked": (last - first).days + 1, "mismatches": MetadataValue.json(mismatches)})
+            mismatches[day] = {
+                "raw": raw,
+                "curated": curated,
+                "dead_lettered": dead.get(day, 0),
+                "duplicates": duplicates,
+            }
+    return AssetCheckResult(
+        asset_key=key,
+        check_name=RECONCILIATION_CHECK,
+        passed=not mismatches,
+        metadata={"days_checked": (last - first).days + 1, "mismatches": MetadataValue.json(mismatches)},
+    )
 
 
-def run_checks(spec: EntitySpec, key: AssetKey, checks: tuple[str, ...], table: StoredTable, dead_letters: StoredTable,
-               lake: LakeResource, first: date, last: date, per_day: dict) -> list[AssetCheckResult]:
+def run_checks(
+    spec: EntitySpec,
+    key: AssetKey,
+    checks: tuple[str, ...],
+    table: StoredTable,
+    dead_letters: StoredTable,
+    lake: LakeResource,
+    first: date,
+    last: date,
+    per_day: dict,
+) -> list[AssetCheckResult]:
     """The results of `checks` (names) of `spec`'s table (asset `key`; `table` as the lake holds
     it) on its days first..last, with its `dead_letters` table."""
     read = read_back(spec, table, first, last)
-    run = {SCHEMA_CHECK: lambda: schema_check(spec, key, read),
-           RECONCILIATION_CHECK: lambda: reconciliation_check(spec, key, lake, first, last, read, dead_letters, per_day)}
+    run = {
+        SCHEMA_CHECK: lambda: schema_check(spec, key, read),
+        RECONCILIATION_CHECK: lambda: reconciliation_check(spec, key, lake, first, last, read, dead_letters, per_day),
+    }
     return [run[name]() for name in checks]

@@ -45,10 +45,18 @@ DBT_EXECUTABLE = str(Path(sys.executable).parent / "dbt")
 def cdp_dbt_project(project_dir: Path = PROJECT_DIR / "dbt_project") -> DbtProject:
     """The dbt project with its manifest prepared: parsed now when missing or older than any project file."""
     checkout = hashlib.sha1(str(project_dir.resolve()).encode()).hexdigest()[:8]  # one target per project copy
-    project = DbtProject(project_dir=project_dir, profiles_dir=project_dir,
-                         target_path=state_dir() / "dbt" / f"{project_dir.name}-{checkout}" / "target")
-    sources = [p for p in project_dir.rglob("*") if p.is_file() and p.suffix in {".sql", ".yml", ".md"}
-               and not {"target", "logs", "dbt_packages"} & set(p.relative_to(project_dir).parts)]
+    project = DbtProject(
+        project_dir=project_dir,
+        profiles_dir=project_dir,
+        target_path=state_dir() / "dbt" / f"{project_dir.name}-{checkout}" / "target",
+    )
+    sources = [
+        p
+        for p in project_dir.rglob("*")
+        if p.is_file()
+        and p.suffix in {".sql", ".yml", ".md"}
+        and not {"target", "logs", "dbt_packages"} & set(p.relative_to(project_dir).parts)
+    ]
     manifest = project.manifest_path
     if not manifest.exists() or manifest.stat().st_mtime < max(p.stat().st_mtime for p in sources):
         dbt_cli(project).cli(["parse", "--quiet"], target_path=project.target_path).wait()
@@ -85,8 +93,11 @@ def dbt_vars(window: TimeWindow) -> dict[str, str]:
 
 def segment_models(manifest: Mapping[str, Any]) -> dict[str, str]:
     """Every model under models/segments/: name -> its relation (schema.table; the database is the connection's)."""
-    return {node["name"]: f'"{node["schema"]}"."{node["alias"]}"' for node in manifest["nodes"].values()
-            if node["resource_type"] == "model" and node["fqn"][1] == SEGMENT_FOLDER}
+    return {
+        node["name"]: f'"{node["schema"]}"."{node["alias"]}"'
+        for node in manifest["nodes"].values()
+        if node["resource_type"] == "model" and node["fqn"][1] == SEGMENT_FOLDER
+    }
 
 
 def build_dbt_definitions(project: DbtProject) -> tuple[list, list]:
@@ -94,48 +105,81 @@ def build_dbt_definitions(project: DbtProject) -> tuple[list, list]:
     manifest = json.loads(project.manifest_path.read_text())
     segments = segment_models(manifest)
 
-    @dbt_assets(manifest=manifest, project=project, dagster_dbt_translator=TRANSLATOR, partitions_def=daily_partitions,
-                backfill_policy=BackfillPolicy.single_run(), name="dbt_models")
+    @dbt_assets(
+        manifest=manifest,
+        project=project,
+        dagster_dbt_translator=TRANSLATOR,
+        partitions_def=daily_partitions,
+        backfill_policy=BackfillPolicy.single_run(),
+        name="dbt_models",
+    )
     def dbt_models(context: AssetExecutionContext, dbt: DbtCliResource, warehouse: WarehouseResource):
         os.environ.update(warehouse.dbt_env())
         args = ["build", "--vars", json.dumps(dbt_vars(context.partition_time_window))]
         yield from dbt.cli(args, context=context).stream()
 
-    segment_keys = [TRANSLATOR.get_asset_key(manifest["nodes"][f"model.{manifest['metadata']['project_name']}.{name}"])
-                    for name in sorted(segments)]
+    segment_keys = [
+        TRANSLATOR.get_asset_key(manifest["nodes"][f"model.{manifest['metadata']['project_name']}.{name}"])
+        for name in sorted(segments)
+    ]
 
-    @asset(key=MEMBERSHIP_KEY, deps=segment_keys, group_name="segments", owners=ANALYTICS_OWNERS, kinds={"postgres"},
-           partitions_def=daily_partitions, backfill_policy=BackfillPolicy.single_run(),
-           description="Every member of every segment, one row per (tenant, segment, cdp_customer_id) and as-of day, "
-                       "collected from all models in dbt_project/models/segments/ (custom/ included).")
+    @asset(
+        key=MEMBERSHIP_KEY,
+        deps=segment_keys,
+        group_name="segments",
+        owners=ANALYTICS_OWNERS,
+        kinds={"postgres"},
+        partitions_def=daily_partitions,
+        backfill_policy=BackfillPolicy.single_run(),
+        description="Every member of every segment, one row per (tenant, segment, cdp_customer_id) and as-of day, "
+        "collected from all models in dbt_project/models/segments/ (custom/ included).",
+    )
     def segment_membership(context: AssetExecutionContext, warehouse: WarehouseResource) -> MaterializeResult:
         as_of = dbt_vars(context.partition_time_window)["as_of_date"]
         with warehouse.connect() as conn:
             sizes = publish_membership(conn, segments, as_of)
         context.log.info(f"segment membership as of {as_of}: {sizes}")
-        return MaterializeResult(metadata={
-            "as_of_date": as_of, "dagster/row_count": sum(sizes.values()), "segments": len(sizes),
-            "segment_sizes": MetadataValue.json(sizes), "models": MetadataValue.json(sorted(segments)),
-            "dagster/table_name": f"cdp.{MEMBERSHIP}",
-        })
+        return MaterializeResult(
+            metadata={
+                "as_of_date": as_of,
+                "dagster/row_count": sum(sizes.values()),
+                "segments": len(sizes),
+                "segment_sizes": MetadataValue.json(sizes),
+                "models": MetadataValue.json(sorted(segments)),
+                "dagster/table_name": f"cdp.{MEMBERSHIP}",
+            }
+        )
 
     @asset_check(asset=MEMBERSHIP_KEY, blocking=True, description="Every member is a person in marts.customer_360.")
     def members_are_customers(warehouse: WarehouseResource) -> AssetCheckResult:
         with warehouse.connect() as conn:
             (orphans,) = conn.execute(
                 f"SELECT count(*) FROM {MEMBERSHIP} m WHERE NOT EXISTS (SELECT 1 FROM marts.customer_360 c "
-                "WHERE c.tenant_id = m.tenant_id AND c.cdp_customer_id = m.cdp_customer_id)").fetchone()
+                "WHERE c.tenant_id = m.tenant_id AND c.cdp_customer_id = m.cdp_customer_id)"
+            ).fetchone()
         return AssetCheckResult(passed=orphans == 0, metadata={"members_not_in_customer_360": orphans})
 
-    @asset(key=AssetKey(["docs", "dbt_docs"]), deps=sorted(dbt_models.keys), group_name="docs", owners=ANALYTICS_OWNERS,
-           kinds={"dbt"}, description="dbt's documentation site (models, columns, tests, lineage from the loaded tables to "
-                                      "every segment), generated against the warehouse. Serve it with `cdp dbt docs`.")
-    def dbt_docs(context: AssetExecutionContext, dbt: DbtCliResource, warehouse: WarehouseResource) -> MaterializeResult:
+    @asset(
+        key=AssetKey(["docs", "dbt_docs"]),
+        deps=sorted(dbt_models.keys),
+        group_name="docs",
+        owners=ANALYTICS_OWNERS,
+        kinds={"dbt"},
+        description="dbt's documentation site (models, columns, tests, lineage from the loaded tables to "
+        "every segment), generated against the warehouse. Serve it with `cdp dbt docs`.",
+    )
+    def dbt_docs(
+        context: AssetExecutionContext, dbt: DbtCliResource, warehouse: WarehouseResource
+    ) -> MaterializeResult:
         os.environ.update(warehouse.dbt_env())
         target = docs_path(project)
         dbt.cli(["docs", "generate"], target_path=target).wait()
-        return MaterializeResult(metadata={"index": MetadataValue.path(str(target / "index.html")),
-                                           "serve": "cdp dbt docs  (http://127.0.0.1:8080)"})
+        return MaterializeResult(
+            metadata={
+                "index": MetadataValue.path(str(target / "index.html")),
+                "serve": "cdp dbt docs  (http://127.0.0.1:8080)",
+            }
+        )
 
     return [dbt_models, segment_membership, dbt_docs], [members_are_customers]
 
@@ -150,15 +194,24 @@ def publish_membership(conn, segments: Mapping[str, str], as_of: str) -> dict[st
     conn.execute(f"""CREATE TABLE IF NOT EXISTS {MEMBERSHIP} (
         tenant_id text NOT NULL, segment text NOT NULL, cdp_customer_id text NOT NULL, as_of_date date NOT NULL,
         source_model text NOT NULL, PRIMARY KEY (as_of_date, tenant_id, segment, cdp_customer_id))""")
-    union = " UNION ALL ".join(f"SELECT tenant_id, segment, cdp_customer_id, '{name}' AS model FROM {relation}"
-                               for name, relation in sorted(segments.items()))
+    union = " UNION ALL ".join(
+        f"SELECT tenant_id, segment, cdp_customer_id, '{name}' AS model FROM {relation}"
+        for name, relation in sorted(segments.items())
+    )
     with conn.transaction():
         conn.execute(f"DELETE FROM {MEMBERSHIP} WHERE as_of_date = %s", (as_of,))
         if union:
-            conn.execute(f"INSERT INTO {MEMBERSHIP} SELECT tenant_id, segment, cdp_customer_id, %s::date, min(model) "
-                         f"FROM ({union}) AS members GROUP BY tenant_id, segment, cdp_customer_id", (as_of,))
-    return dict(conn.execute(f"SELECT segment, count(*) FROM {MEMBERSHIP} WHERE as_of_date = %s GROUP BY segment "
-                             "ORDER BY segment", (as_of,)).fetchall())
+            conn.execute(
+                f"INSERT INTO {MEMBERSHIP} SELECT tenant_id, segment, cdp_customer_id, %s::date, min(model) "
+                f"FROM ({union}) AS members GROUP BY tenant_id, segment, cdp_customer_id",
+                (as_of,),
+            )
+    return dict(
+        conn.execute(
+            f"SELECT segment, count(*) FROM {MEMBERSHIP} WHERE as_of_date = %s GROUP BY segment ORDER BY segment",
+            (as_of,),
+        ).fetchall()
+    )
 
 
 dbt_project = cdp_dbt_project()

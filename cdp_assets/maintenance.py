@@ -13,8 +13,10 @@ from cdp_resources.spark import SparkDeltaResource, delta_table_name
 from cdp_transform.entities import ENTITIES
 
 # Table path in the lake -> columns queries filter on (the partition column, event_date, is not Z-ordered).
-ZORDER = {**{f"curated/{spec.table}": spec.filter_columns[:2] for spec in ENTITIES},
-          **{dead_letter_table(spec.table): DEAD_LETTER_FILTER_COLUMNS for spec in ENTITIES}}
+ZORDER = {
+    **{f"curated/{spec.table}": spec.filter_columns[:2] for spec in ENTITIES},
+    **{dead_letter_table(spec.table): DEAD_LETTER_FILTER_COLUMNS for spec in ENTITIES},
+}
 
 
 class MaintenanceConfig(Config):
@@ -23,8 +25,9 @@ class MaintenanceConfig(Config):
 
 
 @op(description="OPTIMIZE … ZORDER BY and VACUUM every curated Delta table.")
-def optimize_and_vacuum(context: OpExecutionContext, config: MaintenanceConfig, lake: LakeResource,
-                        spark: SparkDeltaResource) -> Output[None]:
+def optimize_and_vacuum(
+    context: OpExecutionContext, config: MaintenanceConfig, lake: LakeResource, spark: SparkDeltaResource
+) -> Output[None]:
     session = spark.session_for(lake)
     if config.retention_hours < 168:
         session.conf.set("spark.databricks.delta.retentionDurationCheck.enabled", "false")
@@ -33,11 +36,16 @@ def optimize_and_vacuum(context: OpExecutionContext, config: MaintenanceConfig, 
         if (config.tables and path not in config.tables) or not lake.is_delta_table(path):
             continue
         table = delta_table_name(lake.spark_path(path))
-        metrics = session.sql(f"OPTIMIZE {table} ZORDER BY ({', '.join(columns)})") \
-            .select("metrics.numFilesAdded", "metrics.numFilesRemoved").first()
+        metrics = (
+            session.sql(f"OPTIMIZE {table} ZORDER BY ({', '.join(columns)})")
+            .select("metrics.numFilesAdded", "metrics.numFilesRemoved")
+            .first()
+        )
         session.sql(f"VACUUM {table} RETAIN {config.retention_hours} HOURS").collect()
         report[path] = {"files_added": metrics[0], "files_removed": metrics[1]}
-        context.log.info(f"{path}: optimized ({metrics[1]} files → {metrics[0]}), vacuumed ({config.retention_hours} h kept)")
+        context.log.info(
+            f"{path}: optimized ({metrics[1]} files → {metrics[0]}), vacuumed ({config.retention_hours} h kept)"
+        )
     return Output(None, metadata={"tables": len(report), "optimize": MetadataValue.json(report)})
 
 
@@ -46,4 +54,6 @@ def delta_maintenance():
     optimize_and_vacuum()
 
 
-weekly_maintenance_schedule = ScheduleDefinition(job=delta_maintenance, cron_schedule="0 3 * * 0", execution_timezone="UTC")
+weekly_maintenance_schedule = ScheduleDefinition(
+    job=delta_maintenance, cron_schedule="0 3 * * 0", execution_timezone="UTC"
+)

@@ -98,8 +98,10 @@ def raw_stream_asset(registered: RegisteredSchema) -> AssetsDefinition:
                 totals["bytes"] += entry["bytes"]
                 tenants[entry["tenant"]] += entry["records"]
         dead_letters = dead_letter_counts(lake, provider, stream, context.partition_keys)
-        context.log.info(f"{provider}/{stream}: {totals['files']} files, {totals['records']} records "
-                         f"over {len(manifests)} days; drift fields: {sorted(drift.counts)}")
+        context.log.info(
+            f"{provider}/{stream}: {totals['files']} files, {totals['records']} records "
+            f"over {len(manifests)} days; drift fields: {sorted(drift.counts)}"
+        )
         return MaterializeResult(
             metadata={
                 "partitions": len(context.partition_keys),

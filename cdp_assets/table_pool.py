@@ -4,15 +4,16 @@ The threads share one Spark session, so one table's driver work (Python, plannin
 about 40% of the curated zone's wall time, one core at most) overlaps another table's Spark tasks."""
 
 from collections.abc import Callable, Iterator
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 
 
 class UpstreamFailed(Exception):
     """A table was not run because a table it reads failed in the same step."""
 
 
-def run_in_dependency_order(work: dict[str, Callable[[], object]], upstream: dict[str, set[str]], workers: int
-                            ) -> Iterator[tuple[str, object | None, BaseException | None]]:
+def run_in_dependency_order(
+    work: dict[str, Callable[[], object]], upstream: dict[str, set[str]], workers: int
+) -> Iterator[tuple[str, object | None, BaseException | None]]:
     """Yields (name, result, error) for each name of `work` as it finishes, in the calling thread.
     `work` is started in its own order as upstream allows; `upstream[name]`: names (of `work`; others
     are ignored) that must succeed first, or `name` is not run and yields `UpstreamFailed`."""

@@ -5,7 +5,15 @@ swapping them in one transaction (`cdp_warehouse/load.py`)."""
 
 from datetime import timedelta
 
-from dagster import AssetExecutionContext, AssetKey, AssetsDefinition, BackfillPolicy, MaterializeResult, MetadataValue, asset
+from dagster import (
+    AssetExecutionContext,
+    AssetKey,
+    AssetsDefinition,
+    BackfillPolicy,
+    MaterializeResult,
+    MetadataValue,
+    asset,
+)
 from psycopg import sql
 
 from cdp_assets.curated import curated_key, read_table
@@ -26,27 +34,40 @@ def warehouse_key(table: str) -> AssetKey:
 
 
 def _preview(conn, table: WarehouseTable, rows: int = 5) -> MetadataValue:
-    cursor = conn.execute(sql.SQL("SELECT * FROM {} LIMIT {}").format(sql.Identifier(SCHEMA, table.name), sql.Literal(rows)))
+    cursor = conn.execute(
+        sql.SQL("SELECT * FROM {} LIMIT {}").format(sql.Identifier(SCHEMA, table.name), sql.Literal(rows))
+    )
     columns = [c.name for c in cursor.description if not c.name.startswith("_")][:8]
     positions = [i for i, c in enumerate(cursor.description) if c.name in columns]
     header = "| " + " | ".join(columns) + " |\n|" + "---|" * len(columns) + "\n"
-    return MetadataValue.md(header + "".join("| " + " | ".join(str(row[i]) for i in positions) + " |\n" for row in cursor))
+    return MetadataValue.md(
+        header + "".join("| " + " | ".join(str(row[i]) for i in positions) + " |\n" for row in cursor)
+    )
 
 
 def warehouse_asset(table: WarehouseTable) -> AssetsDefinition:
     upstream = curated_key(table.name) if table.dated else _UPSTREAM[table.name]
 
     @asset(
-        key=warehouse_key(table.name), deps=[upstream], group_name="warehouse", owners=WAREHOUSE_OWNERS,
-        kinds={"postgres", "spark"}, partitions_def=daily_partitions, backfill_policy=BackfillPolicy.single_run(),
+        key=warehouse_key(table.name),
+        deps=[upstream],
+        group_name="warehouse",
+        owners=WAREHOUSE_OWNERS,
+        kinds={"postgres", "spark"},
+        partitions_def=daily_partitions,
+        backfill_policy=BackfillPolicy.single_run(),
         description=f"`{SCHEMA}.{table.name}` in PostgreSQL, loaded with COPY from the Delta table `{table.lake_table}`. "
-                    + ("One PostgreSQL partition per event day; a run swaps in the days of its range in one transaction. "
-                       if table.dated else "Current state, one PostgreSQL partition per tenant, all swapped in one transaction. ")
-                    + table.description,
+        + (
+            "One PostgreSQL partition per event day; a run swaps in the days of its range in one transaction. "
+            if table.dated
+            else "Current state, one PostgreSQL partition per tenant, all swapped in one transaction. "
+        )
+        + table.description,
         metadata={"dagster/table_name": f"cdp.{SCHEMA}.{table.name}", "key": MetadataValue.json(list(table.key))},
     )
-    def _load(context: AssetExecutionContext, lake: LakeResource, spark: SparkDeltaResource,
-              warehouse: WarehouseResource) -> MaterializeResult:
+    def _load(
+        context: AssetExecutionContext, lake: LakeResource, spark: SparkDeltaResource, warehouse: WarehouseResource
+    ) -> MaterializeResult:
         window = context.partition_time_window
         first, last = window.start.date(), window.end.date() - timedelta(days=1)
         session = spark.session_for(lake)
@@ -58,18 +79,36 @@ def warehouse_asset(table: WarehouseTable) -> AssetsDefinition:
             units = [r.tenant_id for r in frame.select("tenant_id").distinct().collect()] if frame is not None else []
         if frame is None:
             return MaterializeResult(metadata={"rows_loaded": 0, "note": f"no Delta table at {table.lake_table} yet"})
-        result = load_table(table, frame, warehouse.dsn(), units, context.run_id[:8], drop_others=not table.dated,
-                            connections=warehouse.copy_connections)
+        result = load_table(
+            table,
+            frame,
+            warehouse.dsn(),
+            units,
+            context.run_id[:8],
+            drop_others=not table.dated,
+            connections=warehouse.copy_connections,
+        )
         with warehouse.connect() as conn:
-            total = conn.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(SCHEMA, table.name))).fetchone()[0]
+            total = conn.execute(
+                sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(SCHEMA, table.name))
+            ).fetchone()[0]
             preview = _preview(conn, table)
-        context.log.info(f"{SCHEMA}.{table.name}: {result.rows:,} rows in {result.seconds['total']:.1f}s {result.seconds}")
-        return MaterializeResult(metadata={
-            "rows_loaded": result.rows, "dagster/row_count": total, "partitions_replaced": result.partitions_replaced,
-            "partitions_added": len(set(units)) - result.partitions_replaced, "partitions_dropped": result.partitions_dropped,
-            "seconds": MetadataValue.json(result.seconds), "first_day": first.isoformat(), "last_day": last.isoformat(),
-            "preview": preview,
-        })
+        context.log.info(
+            f"{SCHEMA}.{table.name}: {result.rows:,} rows in {result.seconds['total']:.1f}s {result.seconds}"
+        )
+        return MaterializeResult(
+            metadata={
+                "rows_loaded": result.rows,
+                "dagster/row_count": total,
+                "partitions_replaced": result.partitions_replaced,
+                "partitions_added": len(set(units)) - result.partitions_replaced,
+                "partitions_dropped": result.partitions_dropped,
+                "seconds": MetadataValue.json(result.seconds),
+                "first_day": first.isoformat(),
+                "last_day": last.isoformat(),
+                "preview": preview,
+            }
+        )
 
     return _load
 

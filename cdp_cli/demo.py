@@ -19,9 +19,13 @@ def sample_is_current(lake: LakeResource, config: GeneratorConfig) -> bool:
     if not lake.list("truth/manifest.json"):
         return False
     written = json.loads(lake.read_bytes("truth/manifest.json"))["config"]
-    return written["seed"] == config.seed and written["days"] == config.days and \
-        written["customers"] == config.customers and written["tenants"] == list(config.tenants) and \
-        written["start"] == config.start.isoformat()
+    return (
+        written["seed"] == config.seed
+        and written["days"] == config.days
+        and written["customers"] == config.customers
+        and written["tenants"] == list(config.tenants)
+        and written["start"] == config.start.isoformat()
+    )
 
 
 def run_demo(config: GeneratorConfig, workers: int) -> dict:
@@ -32,7 +36,9 @@ def run_demo(config: GeneratorConfig, workers: int) -> dict:
     if not sample_is_current(lake, config):
         summary = generate(lake, config, workers=workers)
         print(f"generated {summary.total_records:,} records in {summary.files} files ({summary.seconds:.1f}s)")
-    for zone in DERIVED_ZONES:  # rebuilt from the raw zone every time, so tables of an older version never get in the way
+    for (
+        zone
+    ) in DERIVED_ZONES:  # rebuilt from the raw zone every time, so tables of an older version never get in the way
         for obj in lake.list(zone):
             lake.delete(obj.key)
     first = config.start
@@ -58,10 +64,12 @@ def accuracy_lines(lake: LakeResource) -> list[str]:
         return [f"no identity map in {lake.spark_path(MAP)}: materialise identity/customer_ids first"]
     spark = SparkDeltaResource().session_for(lake)
     score = pair_accuracy(spark, lake, spark.read.format("delta").load(lake.spark_path(MAP)))
-    return [f"identity:          {score['profiles']:,} profiles for {score['persons']:,} people in the truth; "
-            f"pair precision {score['pair_precision']:.4f}, pair recall {score['pair_recall']:.4f} "
-            f"({score['correct_pairs']:,} of {score['predicted_pairs']:,} predicted pairs right, "
-            f"{score['true_pairs']:,} true pairs)"]
+    return [
+        f"identity:          {score['profiles']:,} profiles for {score['persons']:,} people in the truth; "
+        f"pair precision {score['pair_precision']:.4f}, pair recall {score['pair_recall']:.4f} "
+        f"({score['correct_pairs']:,} of {score['predicted_pairs']:,} predicted pairs right, "
+        f"{score['true_pairs']:,} true pairs)"
+    ]
 
 
 def segment_lines(as_of: date) -> list[str]:
@@ -70,13 +78,17 @@ def segment_lines(as_of: date) -> list[str]:
     from cdp_resources.warehouse import WarehouseResource
 
     with WarehouseResource().connect() as conn:
-        rows = conn.execute(f"SELECT segment, tenant_id, count(*) FROM {MEMBERSHIP} WHERE as_of_date = %s "
-                            "GROUP BY 1, 2 ORDER BY 1, 2", (as_of,)).fetchall()
+        rows = conn.execute(
+            f"SELECT segment, tenant_id, count(*) FROM {MEMBERSHIP} WHERE as_of_date = %s GROUP BY 1, 2 ORDER BY 1, 2",
+            (as_of,),
+        ).fetchall()
     by_segment: dict[str, list[str]] = {}
     for segment, tenant, members in rows:
         by_segment.setdefault(segment, []).append(f"{tenant} {members:,}")
-    return [f"segments as of {as_of} ({MEMBERSHIP}, {len(by_segment)} segments):",
-            *(f"  {segment:<32} {', '.join(counts)}" for segment, counts in by_segment.items())]
+    return [
+        f"segments as of {as_of} ({MEMBERSHIP}, {len(by_segment)} segments):",
+        *(f"  {segment:<32} {', '.join(counts)}" for segment, counts in by_segment.items()),
+    ]
 
 
 def audience_lines(lake: LakeResource, as_of: date) -> list[str]:
@@ -88,27 +100,32 @@ def audience_lines(lake: LakeResource, as_of: date) -> list[str]:
     by_segment: dict[str, list[str]] = {}
     for m in sorted(manifests, key=lambda m: (m["segment"], m["tenant"])):
         by_segment.setdefault(m["segment"], []).append(
-            f"{m['tenant']} {m['members']:,} members (+{m['added']:,} -{m['removed']:,})")
-    return [f"audiences as of {as_of} ({lake.spark_path(ROOT + '/')}, {sum(len(m['files']) for m in manifests)} "
-            f"Parquet files, {len(by_segment)} segments; + added, - removed since the previous export):",
-            *(f"  {segment:<32} {', '.join(counts)}" for segment, counts in by_segment.items())]
+            f"{m['tenant']} {m['members']:,} members (+{m['added']:,} -{m['removed']:,})"
+        )
+    return [
+        f"audiences as of {as_of} ({lake.spark_path(ROOT + '/')}, {sum(len(m['files']) for m in manifests)} "
+        f"Parquet files, {len(by_segment)} segments; + added, - removed since the previous export):",
+        *(f"  {segment:<32} {', '.join(counts)}" for segment, counts in by_segment.items()),
+    ]
 
 
 def describe(outcome: dict) -> str:
     lake: LakeResource = outcome["lake"]
-    return "\n".join([
-        f"run {outcome['run_id']}: {'succeeded' if outcome['success'] else 'FAILED'}",
-        f"raw zone:          {lake.spark_path('raw/')}",
-        f"curated tables:    {lake.spark_path('curated/')} (Delta; dead letters in curated/_dead_letters/{{table}})",
-        f"identity, profiles: {lake.spark_path('identity/')}, {lake.spark_path('profiles/')} (Delta)",
-        *(accuracy_lines(lake) if outcome["success"] else []),
-        "warehouse:         PostgreSQL schemas raw_cdp (loaded tables), staging, intermediate, marts, segments (dbt)",
-        *(segment_lines(outcome["last"]) if outcome["success"] else []),
-        *(audience_lines(lake, outcome["last"]) if outcome["success"] else []),
-        "dbt docs:          .venv/bin/cdp dbt docs   (then http://127.0.0.1:8080)",
-        f"ground truth:      {lake.spark_path('truth/')}",
-        "open the UI:       make dev   (then http://127.0.0.1:3000)",
-    ])
+    return "\n".join(
+        [
+            f"run {outcome['run_id']}: {'succeeded' if outcome['success'] else 'FAILED'}",
+            f"raw zone:          {lake.spark_path('raw/')}",
+            f"curated tables:    {lake.spark_path('curated/')} (Delta; dead letters in curated/_dead_letters/{{table}})",
+            f"identity, profiles: {lake.spark_path('identity/')}, {lake.spark_path('profiles/')} (Delta)",
+            *(accuracy_lines(lake) if outcome["success"] else []),
+            "warehouse:         PostgreSQL schemas raw_cdp (loaded tables), staging, intermediate, marts, segments (dbt)",
+            *(segment_lines(outcome["last"]) if outcome["success"] else []),
+            *(audience_lines(lake, outcome["last"]) if outcome["success"] else []),
+            "dbt docs:          .venv/bin/cdp dbt docs   (then http://127.0.0.1:8080)",
+            f"ground truth:      {lake.spark_path('truth/')}",
+            "open the UI:       make dev   (then http://127.0.0.1:3000)",
+        ]
+    )
 
 
 def default_demo_config(start: date) -> GeneratorConfig:

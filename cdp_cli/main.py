@@ -17,13 +17,20 @@ def _generate(args) -> int:
     from cdp_sampledata.generator import generate
 
     config = GeneratorConfig(
-        tenants=tuple(args.tenants.split(",")), days=args.days, customers=args.customers, seed=args.seed,
-        start=date.fromisoformat(args.start), late_days=late_days(), rates=DirtRates(),
+        tenants=tuple(args.tenants.split(",")),
+        days=args.days,
+        customers=args.customers,
+        seed=args.seed,
+        start=date.fromisoformat(args.start),
+        late_days=late_days(),
+        rates=DirtRates(),
     )
     lake = _lake_from(args.lake)
     summary = generate(lake, config, workers=args.workers)
     rate = summary.total_records / summary.seconds
-    print(f"{summary.total_records:,} records in {summary.files:,} files, {summary.seconds:.1f}s ({rate:,.0f} records/s)")
+    print(
+        f"{summary.total_records:,} records in {summary.files:,} files, {summary.seconds:.1f}s ({rate:,.0f} records/s)"
+    )
     for kind, count in sorted(summary.dirt.items()):
         print(f"  dirt {kind}: {count:,}")
     return 0
@@ -47,10 +54,20 @@ def _dev(args) -> int:
         from cdp_resources.spark_server import SparkConnectServer
 
         os.environ["CDP_SPARK_MASTER"] = SparkConnectServer.default().start().url()
-        print(f"runs use the Spark Connect server at {os.environ['CDP_SPARK_MASTER']} (`cdp spark-server stop` stops it)")
+        print(
+            f"runs use the Spark Connect server at {os.environ['CDP_SPARK_MASTER']} (`cdp spark-server stop` stops it)"
+        )
     # The virtualenv's dagster: `make dev` runs `.venv/bin/cdp` with the virtualenv not on PATH.
-    command = [os.path.join(os.path.dirname(sys.executable), "dagster"), "dev", "-w", str(PROJECT_DIR / "workspace.yaml"),
-               "-h", args.host, "-p", str(args.port)]
+    command = [
+        os.path.join(os.path.dirname(sys.executable), "dagster"),
+        "dev",
+        "-w",
+        str(PROJECT_DIR / "workspace.yaml"),
+        "-h",
+        args.host,
+        "-p",
+        str(args.port),
+    ]
     os.execv(command[0], command)
 
 
@@ -87,8 +104,10 @@ def _spark_server(args) -> int:
 def _lake_from(uri: str | None):
     from cdp_resources.lake import LakeResource
 
-    return LakeResource(base_uri=uri or os.environ.get("CDP_LAKE_URI") or default_lake_uri(),
-                        s3_endpoint_url=os.environ.get("CDP_S3_ENDPOINT_URL"))
+    return LakeResource(
+        base_uri=uri or os.environ.get("CDP_LAKE_URI") or default_lake_uri(),
+        s3_endpoint_url=os.environ.get("CDP_S3_ENDPOINT_URL"),
+    )
 
 
 def _drops(args) -> int:
@@ -99,8 +118,10 @@ def _drops(args) -> int:
     outcomes = process_drops(_lake_from(args.drops) if args.drops else lake, lake, SchemaRegistry())
     for outcome in outcomes:
         note = f" ({outcome.error})" if outcome.error else ""
-        print(f"{outcome.key}: {outcome.records} records, {outcome.landed} landed, "
-              f"{outcome.dead_lettered} dead-lettered{note}")
+        print(
+            f"{outcome.key}: {outcome.records} records, {outcome.landed} landed, "
+            f"{outcome.dead_lettered} dead-lettered{note}"
+        )
     print(f"{len(outcomes)} drop files processed")
     return 0
 
@@ -109,9 +130,13 @@ def _dlq(args) -> int:
     from cdp_ingest.registry import SchemaRegistry
     from cdp_ingest.reprocess import reprocess
 
-    outcome = reprocess(_lake_from(args.lake), SchemaRegistry(), args.tenant, args.provider, args.error_type, args.stream)
-    print(f"{outcome.resubmitted} dead letters resubmitted: {sum(outcome.landed.values())} landed "
-          f"{dict(outcome.landed)}, {sum(outcome.still_failing.values())} still failing {dict(outcome.still_failing)}")
+    outcome = reprocess(
+        _lake_from(args.lake), SchemaRegistry(), args.tenant, args.provider, args.error_type, args.stream
+    )
+    print(
+        f"{outcome.resubmitted} dead letters resubmitted: {sum(outcome.landed.values())} landed "
+        f"{dict(outcome.landed)}, {sum(outcome.still_failing.values())} still failing {dict(outcome.still_failing)}"
+    )
     return 0
 
 
@@ -131,9 +156,25 @@ def _dbt_docs(args) -> int:
     if args.regenerate or not (target / "index.html").exists():
         dbt_cli(dbt_project).cli(["docs", "generate"], target_path=target).wait()
     print(f"dbt docs on http://{args.host}:{args.port} (Ctrl-C stops)")
-    os.execv(DBT_EXECUTABLE, [DBT_EXECUTABLE, "docs", "serve", "--project-dir", str(dbt_project.project_dir),
-                              "--profiles-dir", str(dbt_project.profiles_dir), "--target-path", str(target),
-                              "--host", args.host, "--port", str(args.port), "--no-browser"])
+    os.execv(
+        DBT_EXECUTABLE,
+        [
+            DBT_EXECUTABLE,
+            "docs",
+            "serve",
+            "--project-dir",
+            str(dbt_project.project_dir),
+            "--profiles-dir",
+            str(dbt_project.profiles_dir),
+            "--target-path",
+            str(target),
+            "--host",
+            args.host,
+            "--port",
+            str(args.port),
+            "--no-browser",
+        ],
+    )
 
 
 def _jars(args) -> int:
@@ -167,8 +208,11 @@ def parser() -> argparse.ArgumentParser:
     dev = commands.add_parser("dev", help="start the Dagster UI on the embedded defaults")
     dev.add_argument("--host", default="127.0.0.1")
     dev.add_argument("--port", type=int, default=3000)
-    dev.add_argument("--spark-server", action="store_true",
-                     help="runs share one warm Spark JVM (`cdp spark-server`, started if needed) instead of starting one each")
+    dev.add_argument(
+        "--spark-server",
+        action="store_true",
+        help="runs share one warm Spark JVM (`cdp spark-server`, started if needed) instead of starting one each",
+    )
     dev.set_defaults(handler=_dev)
 
     drops = commands.add_parser("drops", help="convert pending file drops (CSV, JSON-lines, Parquet) into raw files")
@@ -199,8 +243,11 @@ def parser() -> argparse.ArgumentParser:
     pg.add_argument("action", choices=["start", "stop", "status", "url", "bindir"])
     pg.set_defaults(handler=_postgres)
 
-    spark_server = commands.add_parser("spark-server", help="a long-lived Spark Connect server under .cdp/spark-server: "
-                                       "runs reach it with CDP_SPARK_MASTER=<its url> instead of starting a Spark JVM each")
+    spark_server = commands.add_parser(
+        "spark-server",
+        help="a long-lived Spark Connect server under .cdp/spark-server: "
+        "runs reach it with CDP_SPARK_MASTER=<its url> instead of starting a Spark JVM each",
+    )
     spark_server.add_argument("action", choices=["start", "stop", "status", "url"])
     spark_server.set_defaults(handler=_spark_server)
 
@@ -209,7 +256,10 @@ def parser() -> argparse.ArgumentParser:
     identity.add_argument("--lake", help="lake URI (default: CDP_LAKE_URI or .cdp/lake)")
     identity.set_defaults(handler=_identity)
 
-    jars = commands.add_parser("jars", help="Spark's jars (Delta, libphonenumber, the project's JVM functions): fetch or build them (list: their paths)")
+    jars = commands.add_parser(
+        "jars",
+        help="Spark's jars (Delta, libphonenumber, the project's JVM functions): fetch or build them (list: their paths)",
+    )
     jars.add_argument("action", choices=["fetch", "list"])
     jars.set_defaults(handler=_jars)
     return root

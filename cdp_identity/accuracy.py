@@ -12,15 +12,22 @@ from pyspark.sql import functions as F
 from cdp_resources.lake import LakeResource
 from cdp_resources.raw_zone import decode_ndjson_gz
 
-TRUTH_TYPES = {"email": "email", "phone": "phone_e164", "shopify_customer_id": "shopify_customer_id",
-               "stripe_customer_id": "stripe_customer_id", "salesforce_contact_id": "salesforce_contact_id",
-               "app_user_id": "app_user_id"}
+TRUTH_TYPES = {
+    "email": "email",
+    "phone": "phone_e164",
+    "shopify_customer_id": "shopify_customer_id",
+    "stripe_customer_id": "stripe_customer_id",
+    "salesforce_contact_id": "salesforce_contact_id",
+    "app_user_id": "app_user_id",
+}
 
 
 def truth_identifiers(spark: SparkSession, lake: LakeResource) -> DataFrame:
     """(tenant_id, id_type, id_value, person_id) for every identifier the generator gave a person."""
     rows = []
-    for tenant in sorted({obj.key.split("/")[1] for obj in lake.list("truth/") if obj.key.endswith("persons.ndjson.gz")}):
+    for tenant in sorted(
+        {obj.key.split("/")[1] for obj in lake.list("truth/") if obj.key.endswith("persons.ndjson.gz")}
+    ):
         for person in decode_ndjson_gz(lake.read_bytes(f"truth/{tenant}/persons.ndjson.gz")):
             for id_type, field in TRUTH_TYPES.items():
                 if person[field] is not None:
@@ -39,15 +46,21 @@ def pair_scores(points: DataFrame, *person: str) -> dict[str, float]:
     person in the columns `person`)."""
     predicted, true = _pairs(points, "cdp_customer_id"), _pairs(points, *person)
     correct = _pairs(points, "cdp_customer_id", *person)
-    return {"predicted_pairs": int(predicted), "true_pairs": int(true), "correct_pairs": int(correct),
-            "pair_precision": correct / predicted if predicted else 1.0, "pair_recall": correct / true if true else 1.0}
+    return {
+        "predicted_pairs": int(predicted),
+        "true_pairs": int(true),
+        "correct_pairs": int(correct),
+        "pair_precision": correct / predicted if predicted else 1.0,
+        "pair_recall": correct / true if true else 1.0,
+    }
 
 
 def pair_accuracy(spark: SparkSession, lake: LakeResource, identity_map: DataFrame) -> dict[str, float]:
     """Pair precision and recall of `identity_map` against the truth in `lake`, with the counts behind them."""
     points = identity_map.join(truth_identifiers(spark, lake), ["tenant_id", "id_type", "id_value"]).cache()
     result = {
-        "identifiers_evaluated": points.count(), **pair_scores(points, "tenant_id", "person_id"),
+        "identifiers_evaluated": points.count(),
+        **pair_scores(points, "tenant_id", "person_id"),
         "profiles": identity_map.select("cdp_customer_id").distinct().count(),
         "persons": points.select("tenant_id", "person_id").distinct().count(),
     }

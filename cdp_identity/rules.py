@@ -53,10 +53,20 @@ def rules_frame(spark: SparkSession, tenants: list[str]) -> DataFrame:
     rows = []
     for tenant in tenants:
         rules = rules_for(tenant)
-        rows += [(tenant, kind, rules.rank(kind), rules.limits[kind], kind in rules.people_types, rules.max_people_per_identifier)
-                 for kind in rules.priority]
-    return spark.createDataFrame(rows, "tenant_id string, id_type string, rank int, max_per_profile int, "
-                                       "counts_people boolean, max_people int")
+        rows += [
+            (
+                tenant,
+                kind,
+                rules.rank(kind),
+                rules.limits[kind],
+                kind in rules.people_types,
+                rules.max_people_per_identifier,
+            )
+            for kind in rules.priority
+        ]
+    return spark.createDataFrame(
+        rows, "tenant_id string, id_type string, rank int, max_per_profile int, counts_people boolean, max_people int"
+    )
 
 
 def blocked_pattern(tenants: list[str], tenant: Column, id_type: Column, value: Column) -> Column:
@@ -66,5 +76,7 @@ def blocked_pattern(tenants: list[str], tenant: Column, id_type: Column, value: 
         rules = rules_for(name)
         for kind in rules.priority:
             for pattern in reversed(rules.blocked_patterns(kind)):
-                matched = F.when((tenant == name) & (id_type == kind) & value.rlike(pattern), F.lit(pattern)).otherwise(matched)
+                matched = F.when((tenant == name) & (id_type == kind) & value.rlike(pattern), F.lit(pattern)).otherwise(
+                    matched
+                )
     return matched

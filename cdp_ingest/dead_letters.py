@@ -12,7 +12,7 @@ import re
 from collections import Counter, defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING
 
 from cdp_resources.raw_zone import encode_ndjson_gz, publish_new
@@ -55,18 +55,40 @@ class DeadLetterWriter:
     """Buffers dead letters of one tenant/provider and publishes them with `flush` (through `publish`,
     named by `clock`'s time: `publish_new` by default)."""
 
-    def __init__(self, lake: LakeResource, tenant: str, provider: str, source: str,
-                 clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc), publish: Callable = publish_new):
+    def __init__(
+        self,
+        lake: LakeResource,
+        tenant: str,
+        provider: str,
+        source: str,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        publish: Callable = publish_new,
+    ):
         self.lake, self.tenant, self.provider, self.source = lake, tenant, provider, source
         self.clock, self.publish = clock, publish
         self._pending: dict[tuple[str, str], list[dict]] = defaultdict(list)
         self.counts: Counter = Counter()
 
-    def add(self, payload: object, rule: str, reason: str, stream: str | None,
-            first_seen: str | None = None, retry_count: int = 0, day: date | None = None) -> None:
+    def add(
+        self,
+        payload: object,
+        rule: str,
+        reason: str,
+        stream: str | None,
+        first_seen: str | None = None,
+        retry_count: int = 0,
+        day: date | None = None,
+    ) -> None:
         now = self.clock()
-        letter = DeadLetter(payload, reason, rule, stream or "_unknown", self.source,
-                            first_seen or now.isoformat(timespec="seconds"), retry_count)
+        letter = DeadLetter(
+            payload,
+            reason,
+            rule,
+            stream or "_unknown",
+            self.source,
+            first_seen or now.isoformat(timespec="seconds"),
+            retry_count,
+        )
         self._pending[(rule, letter.stream, day or now.date())].append(letter.as_dict())
         self.counts[rule] += 1
 

@@ -128,8 +128,9 @@ def process_drop(obj: LakeObject, drops: LakeResource, lake: LakeResource, regis
     match = DROP_KEY.match(obj.key)
     outcome = DropOutcome(obj.key)
     tenant, provider, stream, name = match["tenant"], match["provider"], match["stream"], match["name"]
-    writer = RawBatchWriter(lake, registry, tenant, provider, source=f"drop:{drops.spark_path(obj.key)}",
-                            clock=lambda: obj.last_modified)
+    writer = RawBatchWriter(
+        lake, registry, tenant, provider, source=f"drop:{drops.spark_path(obj.key)}", clock=lambda: obj.last_modified
+    )
     if drop_format(name) is None:
         writer.dead_letter({"drop": obj.key}, UNREADABLE_FILE, f"unsupported file type: {name}", stream)
     else:
@@ -144,7 +145,11 @@ def process_drop(obj: LakeObject, drops: LakeResource, lake: LakeResource, regis
         if outcome.error:
             writer.dead_letter({"drop": obj.key, "incomplete_line": tail}, UNREADABLE_FILE, outcome.error, stream)
     writer.flush()
-    outcome.landed, outcome.dead_lettered, outcome.files = sum(writer.landed.values()), writer.dead_lettered, writer.files
+    outcome.landed, outcome.dead_lettered, outcome.files = (
+        sum(writer.landed.values()),
+        writer.dead_lettered,
+        writer.files,
+    )
     return outcome
 
 

@@ -11,7 +11,7 @@ webhook batcher passes a batch's fixed time and `publish_once`, so a repeated fl
 import time
 from collections import Counter, defaultdict
 from collections.abc import Callable
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 
 from cdp_ingest.dead_letters import SCHEMA_VIOLATION, UNKNOWN_STREAM, DeadLetterWriter
 from cdp_ingest.registry import DriftReport, SchemaRegistry
@@ -22,9 +22,18 @@ from cdp_resources.raw_zone import MAX_RECORDS_PER_FILE, encode_ndjson_gz, event
 class RawBatchWriter:
     """Validated, batched writes of one tenant/provider into the raw zone."""
 
-    def __init__(self, lake: LakeResource, registry: SchemaRegistry, tenant: str, provider: str, source: str,
-                 max_records: int = MAX_RECORDS_PER_FILE, max_age_seconds: float = 300.0,
-                 clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc), publish: Callable = publish_new):
+    def __init__(
+        self,
+        lake: LakeResource,
+        registry: SchemaRegistry,
+        tenant: str,
+        provider: str,
+        source: str,
+        max_records: int = MAX_RECORDS_PER_FILE,
+        max_age_seconds: float = 300.0,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        publish: Callable = publish_new,
+    ):
         self.lake, self.registry, self.tenant, self.provider = lake, registry, tenant, provider
         self.max_records, self.max_age_seconds, self.clock, self.publish = max_records, max_age_seconds, clock, publish
         self.dead_letters = DeadLetterWriter(lake, tenant, provider, source, clock, publish)
@@ -35,13 +44,25 @@ class RawBatchWriter:
         self.files: list[str] = []
 
     # intake --------------------------------------------------------------------------------
-    def add(self, stream: str, record: dict, extra_errors: list[str] = (), first_seen: str | None = None,
-            retry_count: int = 0) -> bool:
+    def add(
+        self,
+        stream: str,
+        record: dict,
+        extra_errors: list[str] = (),
+        first_seen: str | None = None,
+        retry_count: int = 0,
+    ) -> bool:
         """Validate and buffer one record; True when accepted, False when dead-lettered."""
         self._touch()
         if not self.registry.knows(self.provider, stream):
-            self.dead_letters.add(record, UNKNOWN_STREAM, f"no schema registered for {self.provider}/{stream}",
-                                  stream, first_seen, retry_count)
+            self.dead_letters.add(
+                record,
+                UNKNOWN_STREAM,
+                f"no schema registered for {self.provider}/{stream}",
+                stream,
+                first_seen,
+                retry_count,
+            )
             return False
         registered = self.registry.latest(self.provider, stream)
         if not isinstance(record, dict):
@@ -59,8 +80,9 @@ class RawBatchWriter:
             self._publish(stream, day)
         return True
 
-    def dead_letter(self, payload: object, rule: str, reason: str, stream: str | None,
-                    first_seen: str | None = None) -> None:
+    def dead_letter(
+        self, payload: object, rule: str, reason: str, stream: str | None, first_seen: str | None = None
+    ) -> None:
         self._touch()
         self.dead_letters.add(payload, rule, reason, stream, first_seen)
 
@@ -81,8 +103,13 @@ class RawBatchWriter:
 
     def _publish(self, stream: str, day: date) -> None:
         records = self._buffers.pop((stream, day))
-        key = self.publish(self.lake, raw_prefix(self.tenant, self.provider, stream, day), f"{stream}_",
-                           self.clock(), encode_ndjson_gz(records))
+        key = self.publish(
+            self.lake,
+            raw_prefix(self.tenant, self.provider, stream, day),
+            f"{stream}_",
+            self.clock(),
+            encode_ndjson_gz(records),
+        )
         self.files.append(key)
         self.landed[stream] += len(records)
 

@@ -7,6 +7,7 @@ tell the platform about a stream: `x-cdp-event-time` (the field that dates a rec
 `x-cdp-key` (its natural key). Fields seen in data but not in the schema are drift.
 """
 
+import itertools
 import json
 import re
 from collections import Counter
@@ -105,8 +106,13 @@ def tap_schema_conflicts(registered: dict, tap: dict, path: str = "") -> list[tu
         if name in tap_props and _types(tap_props[name]) and _types(field_schema):
             extra = _types(tap_props[name]) - _types(field_schema) - {"null"}
             if extra and not (extra == {"integer"} and "number" in _types(field_schema)):
-                problems.append((f"{path}{name}", f"is {sorted(_types(tap_props[name]))} in the source, "
-                                                  f"{sorted(_types(field_schema))} in the registry"))
+                problems.append(
+                    (
+                        f"{path}{name}",
+                        f"is {sorted(_types(tap_props[name]))} in the source, "
+                        f"{sorted(_types(field_schema))} in the registry",
+                    )
+                )
             problems.extend(tap_schema_conflicts(field_schema, tap_props[name], f"{path}{name}."))
     return problems
 
@@ -182,7 +188,7 @@ class SchemaRegistry:
             provider, stream = stream_dir.parent.name, stream_dir.name
             files = sorted((int(m[1]), p) for p in stream_dir.iterdir() if (m := _VERSION_FILE.match(p.name)))
             versions = [RegisteredSchema(provider, stream, n, json.loads(p.read_text())) for n, p in files]
-            for before, after in zip(versions, versions[1:]):
+            for before, after in itertools.pairwise(versions):
                 self._raise_if_breaking(before, after.schema)
             if versions:
                 self._versions[(provider, stream)] = versions

@@ -37,8 +37,14 @@ def _as_record(letter: dict) -> tuple[str | None, object]:
     return stream, payload
 
 
-def reprocess(lake: LakeResource, registry: SchemaRegistry, tenant: str, provider: str,
-              error_type: str | None = None, stream: str | None = None) -> ReprocessOutcome:
+def reprocess(
+    lake: LakeResource,
+    registry: SchemaRegistry,
+    tenant: str,
+    provider: str,
+    error_type: str | None = None,
+    stream: str | None = None,
+) -> ReprocessOutcome:
     outcome = ReprocessOutcome()
     for obj in lake.list(dlq_prefix(tenant, provider, error_type or "")):
         match = DLQ_KEY.match(obj.key)
@@ -50,8 +56,9 @@ def reprocess(lake: LakeResource, registry: SchemaRegistry, tenant: str, provide
             record_stream, record = _as_record(letter)
             retry = letter["retry_count"] + 1
             if letter["rule"] == UNREADABLE_FILE or record_stream is None or not isinstance(record, dict):
-                writer.dead_letters.add(letter["payload"], letter["rule"], letter["reason"], letter["stream"],
-                                        letter["first_seen"], retry)
+                writer.dead_letters.add(
+                    letter["payload"], letter["rule"], letter["reason"], letter["stream"], letter["first_seen"], retry
+                )
             else:
                 writer.add(record_stream, record, first_seen=letter["first_seen"], retry_count=retry)
         writer.flush()

@@ -16,6 +16,7 @@ import os
 import queue
 import sys
 import threading
+from pathlib import Path
 from typing import IO
 
 import orjson
@@ -123,7 +124,7 @@ def _settings(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--max-records", type=int)
     parser.add_argument("--max-age", type=float, help="seconds a record may wait before a flush (default 300)")
     args = parser.parse_args(argv)
-    config = json.loads(open(args.config).read()) if args.config else {}
+    config = json.loads(Path(args.config).read_text()) if args.config else {}
     merged = {
         "tenant": args.tenant or config.get("tenant"),
         "provider": args.provider or config.get("provider"),
@@ -139,13 +140,23 @@ def _settings(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     settings = _settings(argv)
     lake = LakeResource(base_uri=settings.lake_uri, s3_endpoint_url=os.environ.get("CDP_S3_ENDPOINT_URL"))
-    writer = RawBatchWriter(lake, SchemaRegistry(), settings.tenant, settings.provider, source="singer",
-                            max_records=min(settings.max_records, MAX_RECORDS_PER_FILE), max_age_seconds=settings.max_age)
+    writer = RawBatchWriter(
+        lake,
+        SchemaRegistry(),
+        settings.tenant,
+        settings.provider,
+        source="singer",
+        max_records=min(settings.max_records, MAX_RECORDS_PER_FILE),
+        max_age_seconds=settings.max_age,
+    )
     target = SingerTarget(writer, sys.stdout)
     target.run(sys.stdin)
     landed = sum(writer.landed.values())
-    print(f"cdp-target: {target.received} records received, {landed} landed in {len(writer.files)} files, "
-          f"{writer.dead_lettered} dead-lettered {dict(writer.dead_letters.counts)}", file=sys.stderr)
+    print(
+        f"cdp-target: {target.received} records received, {landed} landed in {len(writer.files)} files, "
+        f"{writer.dead_lettered} dead-lettered {dict(writer.dead_letters.counts)}",
+        file=sys.stderr,
+    )
     return 0
 
 

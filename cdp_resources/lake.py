@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import NamedTuple
 from urllib.parse import urlparse
@@ -54,7 +54,7 @@ class _LocalLake:
                 key = full.relative_to(self.root).as_posix()
                 if key.startswith(prefix):
                     stat = full.stat()
-                    yield LakeObject(key, stat.st_size, datetime.fromtimestamp(stat.st_mtime, timezone.utc))
+                    yield LakeObject(key, stat.st_size, datetime.fromtimestamp(stat.st_mtime, UTC))
 
     def list_since(self, prefix: str, since: datetime) -> Iterator[LakeObject]:
         return (obj for obj in self.list(prefix) if obj.last_modified >= since)
@@ -109,15 +109,18 @@ class _S3Lake:
 
     def list(self, prefix: str) -> Iterator[LakeObject]:
         strip = len(self.prefix) + 1 if self.prefix else 0
-        for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=self._full(prefix)):
+        for page in self.client.get_paginator("list_objects_v2").paginate(
+            Bucket=self.bucket, Prefix=self._full(prefix)
+        ):
             for obj in page.get("Contents", []):
                 yield LakeObject(obj["Key"][strip:], obj["Size"], obj["LastModified"])
 
     def list_since(self, prefix: str, since: datetime) -> Iterator[LakeObject]:
         strip = len(self.prefix) + 1 if self.prefix else 0
         # get_objects is exclusive of `since`; S3 times have 1-second granularity, so include it.
-        for obj in get_objects(self.bucket, self._full(prefix), since_last_modified=since - timedelta(microseconds=1),
-                               client=self.client):
+        for obj in get_objects(
+            self.bucket, self._full(prefix), since_last_modified=since - timedelta(microseconds=1), client=self.client
+        ):
             yield LakeObject(obj["Key"][strip:], obj["Size"], obj["LastModified"])
 
     def read_bytes(self, key: str) -> bytes:
@@ -215,8 +218,10 @@ class LakeResource(ConfigurableResource):
         if not self.is_s3:
             return {}
         bucket = f"fs.s3a.bucket.{urlparse(self.base_uri).netloc}"
-        settings = {f"{bucket}.endpoint.region": self.s3_region,
-                    f"{bucket}.aws.credentials.provider": "software.amazon.awssdk.auth.credentials.DefaultCredentialsProvider"}
+        settings = {
+            f"{bucket}.endpoint.region": self.s3_region,
+            f"{bucket}.aws.credentials.provider": "software.amazon.awssdk.auth.credentials.DefaultCredentialsProvider",
+        }
         if self.s3_endpoint_url:
             # S3-compatible servers (MinIO, moto, Ceph) name buckets in the path, not the host.
             settings |= {f"{bucket}.endpoint": self.s3_endpoint_url, f"{bucket}.path.style.access": "true"}

@@ -49,7 +49,10 @@ def find_bindir() -> Path:
 
 def _postgres_user_can_reach(path: Path) -> bool:
     """As root: can the `postgres` OS user enter every directory above `path`?"""
-    return subprocess.run(["runuser", "-u", "postgres", "--", "test", "-x", str(path)], capture_output=True).returncode == 0
+    return (
+        subprocess.run(["runuser", "-u", "postgres", "--", "test", "-x", str(path)], capture_output=True).returncode
+        == 0
+    )
 
 
 @dataclass
@@ -132,7 +135,9 @@ class EmbeddedPostgres:
         self._write_port(free_port())
 
     def running(self) -> bool:
-        return self.initialised() and self._run("pg_ctl", "status", "-D", str(self.data_dir), check=False).returncode == 0
+        return (
+            self.initialised() and self._run("pg_ctl", "status", "-D", str(self.data_dir), check=False).returncode == 0
+        )
 
     def start(self) -> "EmbeddedPostgres":
         """Start the cluster (initialising it first if needed); reuse it when it is already running."""

@@ -10,7 +10,7 @@ import gzip
 import re
 import zlib
 from collections.abc import Iterator
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 
 import orjson
 
@@ -57,13 +57,13 @@ def event_day(value) -> date | None:
         if isinstance(value, str) and value.strip().isdigit():
             value = int(value.strip())
         if isinstance(value, (int, float)):
-            return datetime.fromtimestamp(value / 1000 if value > 10**11 else value, timezone.utc).date()
+            return datetime.fromtimestamp(value / 1000 if value > 10**11 else value, UTC).date()
         if len(value) == 10:
             return date.fromisoformat(value)
         moment = datetime.fromisoformat(value.strip())
     except (ValueError, TypeError, OverflowError, OSError):
         return None
-    return (moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)).astimezone(timezone.utc).date()
+    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).astimezone(UTC).date()
 
 
 def _publish(lake, prefix: str, stem: str, flushed_at: datetime, data: bytes, seq: int, accept_identical: bool) -> str:

@@ -25,12 +25,17 @@ from cdp_resources.spark_jars import JVM_SOURCES, ensure_functions_jar, ensure_j
 JVM_FUNCTIONS = [("cdp_e164", "cdp.E164", "string")]
 FUNCTIONS_REGISTERED = "cdp.jvmFunctions.registered"
 # What makes Spark hash every row a shuffle writes (either of them).
-SHUFFLE_ROW_CHECKSUMS = ("spark.sql.shuffle.orderIndependentChecksum.enabled",
-                         "spark.sql.shuffle.orderIndependentChecksum.enableFullRetryOnMismatch")
+SHUFFLE_ROW_CHECKSUMS = (
+    "spark.sql.shuffle.orderIndependentChecksum.enabled",
+    "spark.sql.shuffle.orderIndependentChecksum.enableFullRetryOnMismatch",
+)
 SNAPSHOT_PARTITIONS = "spark.databricks.delta.snapshotPartitions"
 # Hadoop's local file system for both its APIs (FileSystem; FileContext, which Delta's log store
 # commits through), as the project's JVM classes that start no `chmod` or `readlink` process.
-LOCAL_FILE_SYSTEM = {"spark.hadoop.fs.file.impl": "cdp.LocalFileSystem", "spark.hadoop.fs.AbstractFileSystem.file.impl": "cdp.LocalFs"}
+LOCAL_FILE_SYSTEM = {
+    "spark.hadoop.fs.file.impl": "cdp.LocalFileSystem",
+    "spark.hadoop.fs.AbstractFileSystem.file.impl": "cdp.LocalFs",
+}
 C2_LATER = "-XX:Tier4InvocationThreshold=15000 -XX:Tier4MinInvocationThreshold=1800 -XX:Tier4CompileThreshold=45000 -XX:Tier4BackEdgeThreshold=120000"
 # Code C2 never compiles (C1 alone does): Janino, the SQL parser, the analyzer and optimizer, the
 # generated query classes, serialisation. `-DisplayVMOutput` keeps the JVM's "directives added" off stdout.
@@ -171,7 +176,9 @@ def get_spark_session(master: str | None = None, overrides: dict[str, Any] | Non
 class SparkDeltaResource(LazyPySparkResource):
     """A lazily created Spark session with Delta Lake (dagster-pyspark's LazyPySparkResource)."""
 
-    master: str = Field(default_factory=spark_master, description="Spark master: local[*], spark://, k8s:// or sc:// (CDP_SPARK_MASTER)")
+    master: str = Field(
+        default_factory=spark_master, description="Spark master: local[*], spark://, k8s:// or sc:// (CDP_SPARK_MASTER)"
+    )
     spark_config: dict[str, Any] = Field(default_factory=dict, description="Spark settings overriding the defaults")
 
     @property

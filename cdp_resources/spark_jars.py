@@ -29,8 +29,10 @@ LIBPHONENUMBER_VERSION = "9.0.43"
 HADOOP_VERSION = "3.5.0"
 AWS_SDK_VERSION = "2.35.4"
 SPARK_ARTIFACTS = (
-    f"io.delta:delta-spark_4.2_2.13:{DELTA_VERSION}", f"com.googlecode.libphonenumber:libphonenumber:{LIBPHONENUMBER_VERSION}",
-    f"org.apache.hadoop:hadoop-aws:{HADOOP_VERSION}", f"software.amazon.awssdk:s3:{AWS_SDK_VERSION}",
+    f"io.delta:delta-spark_4.2_2.13:{DELTA_VERSION}",
+    f"com.googlecode.libphonenumber:libphonenumber:{LIBPHONENUMBER_VERSION}",
+    f"org.apache.hadoop:hadoop-aws:{HADOOP_VERSION}",
+    f"software.amazon.awssdk:s3:{AWS_SDK_VERSION}",
     f"software.amazon.awssdk:s3-transfer-manager:{AWS_SDK_VERSION}",
 )
 EXCLUDED_ARTIFACTS = ("software.amazon.awssdk:bundle",)
@@ -69,8 +71,10 @@ def spark_bundled_artifacts() -> set[str]:
 
 
 def _pom_for(artifacts: tuple[str, ...], excluded: tuple[str, ...]) -> str:
-    exclusions = "".join(f"<exclusion><groupId>{group}</groupId><artifactId>{artifact}</artifactId></exclusion>"
-                         for group, artifact in (coordinate.split(":") for coordinate in excluded))
+    exclusions = "".join(
+        f"<exclusion><groupId>{group}</groupId><artifactId>{artifact}</artifactId></exclusion>"
+        for group, artifact in (coordinate.split(":") for coordinate in excluded)
+    )
     deps = []
     for coordinate in artifacts:
         group, artifact, version = coordinate.split(":")
@@ -81,12 +85,17 @@ def _pom_for(artifacts: tuple[str, ...], excluded: tuple[str, ...]) -> str:
     return _POM.format(dependencies="\n".join(deps))
 
 
-def ensure_jars(artifacts: tuple[str, ...] = SPARK_ARTIFACTS, cache_dir: Path | None = None,
-                excluded: tuple[str, ...] = EXCLUDED_ARTIFACTS) -> list[str]:
+def ensure_jars(
+    artifacts: tuple[str, ...] = SPARK_ARTIFACTS,
+    cache_dir: Path | None = None,
+    excluded: tuple[str, ...] = EXCLUDED_ARTIFACTS,
+) -> list[str]:
     """Absolute paths of `artifacts` and their runtime dependencies but the `excluded` ones
     (`group:artifact`), fetching them on first use."""
     cache_dir = cache_dir or jar_cache_dir()
-    key = hashlib.sha256("\n".join([*sorted(artifacts), *(f"-{e}" for e in sorted(excluded))]).encode()).hexdigest()[:12]
+    key = hashlib.sha256("\n".join([*sorted(artifacts), *(f"-{e}" for e in sorted(excluded))]).encode()).hexdigest()[
+        :12
+    ]
     target = cache_dir / key
     listing = target / "jars.txt"
     if listing.exists():
@@ -99,15 +108,22 @@ def ensure_jars(artifacts: tuple[str, ...] = SPARK_ARTIFACTS, cache_dir: Path | 
     staging = Path(tempfile.mkdtemp(prefix=f"{key}-", dir=cache_dir))
     (staging / "pom.xml").write_text(_pom_for(artifacts, excluded))
     command = [
-        mvn, "-B", "-q", "-f", str(staging / "pom.xml"),
+        mvn,
+        "-B",
+        "-q",
+        "-f",
+        str(staging / "pom.xml"),
         f"-Dmaven.repo.local={cache_dir / 'm2'}",
         f"{DEPENDENCY_PLUGIN}:copy-dependencies",
-        f"-DoutputDirectory={staging}", "-DincludeScope=runtime",
+        f"-DoutputDirectory={staging}",
+        "-DincludeScope=runtime",
     ]
     result = subprocess.run(command, capture_output=True, text=True)
     if result.returncode != 0:
         shutil.rmtree(staging, ignore_errors=True)
-        raise JarFetchError(f"mvn could not fetch {', '.join(artifacts)}:\n{result.stdout[-3000:]}{result.stderr[-2000:]}")
+        raise JarFetchError(
+            f"mvn could not fetch {', '.join(artifacts)}:\n{result.stdout[-3000:]}{result.stderr[-2000:]}"
+        )
 
     bundled = spark_bundled_artifacts()
     kept = []
@@ -147,12 +163,27 @@ def _compiled_jar(name: str, source_dir: Path, classpath: list[str], cache_dir: 
         return str(jar)
     javac = shutil.which("javac")
     if javac is None:
-        raise JarFetchError(f"the project's JVM classes ({name}) are not compiled and `javac` is not on PATH: install a JDK 17")
+        raise JarFetchError(
+            f"the project's JVM classes ({name}) are not compiled and `javac` is not on PATH: install a JDK 17"
+        )
     jar.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=jar.parent) as classes:
         spark_jars = str(Path(pyspark.__file__).parent / "jars" / "*")
-        result = subprocess.run([javac, "--release", "17", "-nowarn", "-d", classes, "-cp", ":".join([spark_jars, *classpath]),
-                                 *map(str, sources)], capture_output=True, text=True)
+        result = subprocess.run(
+            [
+                javac,
+                "--release",
+                "17",
+                "-nowarn",
+                "-d",
+                classes,
+                "-cp",
+                ":".join([spark_jars, *classpath]),
+                *map(str, sources),
+            ],
+            capture_output=True,
+            text=True,
+        )
         if result.returncode != 0:
             raise JarFetchError(f"javac could not compile {source_dir}:\n{result.stderr[-3000:]}")
         staging = jar.with_suffix(".partial")

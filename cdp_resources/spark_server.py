@@ -83,12 +83,24 @@ class SparkConnectServer:
 
     def command(self, port: int) -> list[str]:
         """pyspark's own `spark-submit` starting the server on 127.0.0.1:`port` with the project's settings."""
-        settings = delta_spark_config(self.master, {"spark.connect.grpc.binding.address": "127.0.0.1",
-                                                    "spark.connect.grpc.binding.port": port,
-                                                    # INFO logs a line per request: 26,000 for one curated run
-                                                    "spark.log.level": "WARN", **self.overrides})
+        settings = delta_spark_config(
+            self.master,
+            {
+                "spark.connect.grpc.binding.address": "127.0.0.1",
+                "spark.connect.grpc.binding.port": port,
+                # INFO logs a line per request: 26,000 for one curated run
+                "spark.log.level": "WARN",
+                **self.overrides,
+            },
+        )
         spark_submit = Path(pyspark.__file__).parent / "bin" / "spark-submit"
-        return [str(spark_submit), "--class", SERVER_CLASS, *(f"--conf={key}={value}" for key, value in settings.items()), "spark-internal"]
+        return [
+            str(spark_submit),
+            "--class",
+            SERVER_CLASS,
+            *(f"--conf={key}={value}" for key, value in settings.items()),
+            "spark-internal",
+        ]
 
     def start(self, timeout: float = 180) -> "SparkConnectServer":
         """Start the server and wait until it listens; reuse it when it is already running. A
@@ -99,19 +111,33 @@ class SparkConnectServer:
         self.home.mkdir(parents=True, exist_ok=True)
         port = self.port if self.port is not None and not port_in_use(self.port) else free_port()
         (self.home / "port").write_text(str(port))
-        env = {**os.environ, "SPARK_HOME": str(Path(pyspark.__file__).parent), "SPARK_LOCAL_IP": "127.0.0.1",
-               "PYSPARK_PYTHON": sys.executable}  # the server's Python workers (Arrow UDFs) run this interpreter
+        env = {
+            **os.environ,
+            "SPARK_HOME": str(Path(pyspark.__file__).parent),
+            "SPARK_LOCAL_IP": "127.0.0.1",
+            "PYSPARK_PYTHON": sys.executable,
+        }  # the server's Python workers (Arrow UDFs) run this interpreter
         with open(self.log_file, "ab") as log:
-            server = subprocess.Popen(self.command(port), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                      env=env, start_new_session=True)
+            server = subprocess.Popen(
+                self.command(port),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env=env,
+                start_new_session=True,
+            )
         (self.home / "pid").write_text(str(server.pid))
         deadline = time.monotonic() + timeout
         while not port_in_use(port):
             if server.poll() is not None:
-                raise SparkServerError(f"the Spark Connect server exited ({server.returncode}); its log, {self.log_file}, ends:\n{self._log_tail()}")
+                raise SparkServerError(
+                    f"the Spark Connect server exited ({server.returncode}); its log, {self.log_file}, ends:\n{self._log_tail()}"
+                )
             if time.monotonic() > deadline:
                 self.stop()
-                raise SparkServerError(f"the Spark Connect server did not listen within {timeout:.0f} s; its log ends:\n{self._log_tail()}")
+                raise SparkServerError(
+                    f"the Spark Connect server did not listen within {timeout:.0f} s; its log ends:\n{self._log_tail()}"
+                )
             time.sleep(0.25)
         return self
 
@@ -149,12 +175,12 @@ class SparkConnectServer:
         while self._alive():
             if time.monotonic() > deadline:
                 return False
-            try:
+            with contextlib.suppress(ChildProcessError):  # not this process's child
                 os.waitpid(pid, os.WNOHANG)
-            except ChildProcessError:  # not this process's child
-                pass
             time.sleep(0.1)
         return True
 
     def _log_tail(self, lines: int = 30) -> str:
-        return "\n".join(self.log_file.read_text(errors="replace").splitlines()[-lines:]) if self.log_file.exists() else ""
+        return (
+            "\n".join(self.log_file.read_text(errors="replace").splitlines()[-lines:]) if self.log_file.exists() else ""
+        )

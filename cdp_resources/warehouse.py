@@ -13,11 +13,16 @@ from cdp_resources.settings import env_or_default
 class WarehouseResource(ConfigurableResource):
     """Where the warehouse tables, dbt's models and the segments live."""
 
-    url: str | None = Field(default_factory=lambda: env_or_default("CDP_POSTGRES_URL", None),
-                            description="PostgreSQL URL (CDP_POSTGRES_URL); unset: the embedded server's `cdp` database")
+    url: str | None = Field(
+        default_factory=lambda: env_or_default("CDP_POSTGRES_URL", None),
+        description="PostgreSQL URL (CDP_POSTGRES_URL); unset: the embedded server's `cdp` database",
+    )
 
-    copy_connections: int = Field(default=4, description="parallel COPY streams per table load (the server's ingest "
-                                                          "parallelism, not Spark's: more than its cores rarely helps)")
+    copy_connections: int = Field(
+        default=4,
+        description="parallel COPY streams per table load (the server's ingest "
+        "parallelism, not Spark's: more than its cores rarely helps)",
+    )
 
     def dsn(self) -> str:
         return self.url or EmbeddedPostgres.default().start().url("cdp")
@@ -28,6 +33,10 @@ class WarehouseResource(ConfigurableResource):
     def dbt_env(self) -> dict[str, str]:
         """The connection as the environment variables `dbt_project/profiles.yml` reads."""
         parts = conninfo_to_dict(self.dsn())
-        return {"CDP_DBT_HOST": str(parts.get("host", "127.0.0.1")), "CDP_DBT_PORT": str(parts.get("port", 5432)),
-                "CDP_DBT_USER": str(parts.get("user", "cdp")), "CDP_DBT_PASSWORD": str(parts.get("password", "")),
-                "CDP_DBT_DBNAME": str(parts.get("dbname", "cdp"))}
+        return {
+            "CDP_DBT_HOST": str(parts.get("host", "127.0.0.1")),
+            "CDP_DBT_PORT": str(parts.get("port", 5432)),
+            "CDP_DBT_USER": str(parts.get("user", "cdp")),
+            "CDP_DBT_PASSWORD": str(parts.get("password", "")),
+            "CDP_DBT_DBNAME": str(parts.get("dbname", "cdp")),
+        }

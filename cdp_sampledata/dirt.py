@@ -28,8 +28,22 @@ class DirtRates:
         return asdict(self)
 
 
-INVALID_EMAIL_SHAPES = ("{local}@", "{local} at {domain}", "{local}@@{domain}", "@{domain}", "{local}@{domain_no_dot}", "n/a")
-OFFSETS = (timedelta(hours=-8), timedelta(hours=-5), timedelta(0), timedelta(hours=1), timedelta(hours=2), timedelta(hours=5, minutes=30))
+INVALID_EMAIL_SHAPES = (
+    "{local}@",
+    "{local} at {domain}",
+    "{local}@@{domain}",
+    "@{domain}",
+    "{local}@{domain_no_dot}",
+    "n/a",
+)
+OFFSETS = (
+    timedelta(hours=-8),
+    timedelta(hours=-5),
+    timedelta(0),
+    timedelta(hours=1),
+    timedelta(hours=2),
+    timedelta(hours=5, minutes=30),
+)
 COUNTRY_SPELLINGS = {
     "US": ("US", "USA", "United States", "us"),
     "GB": ("GB", "GBR", "United Kingdom", "gb"),

@@ -12,13 +12,14 @@ import multiprocessing
 import time
 from collections import Counter
 from dataclasses import asdict, dataclass, field
-from datetime import date, datetime, time as clock, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
+from datetime import time as clock
 
 from tqdm import tqdm
 
 from cdp_resources.lake import LakeResource
-from cdp_sampledata.dirt import DirtRates
 from cdp_resources.raw_zone import batches, encode_ndjson_gz, raw_key
+from cdp_sampledata.dirt import DirtRates
 from cdp_sampledata.population import Population, build_population
 from cdp_sampledata.streams import DRIFT_FIELD, DRIFTING_STREAM, generate_day
 
@@ -64,12 +65,13 @@ def _population(config: GeneratorConfig, tenant: str) -> Population:
 
 def _flush_time(day: date, days_late: int) -> datetime:
     """When a batch of `day`'s records reached the lake: 23:00 UTC on the day they arrived."""
-    return datetime.combine(day + timedelta(days=days_late), clock(23), timezone.utc)
+    return datetime.combine(day + timedelta(days=days_late), clock(23), UTC)
 
 
 def _make_day(config: GeneratorConfig, tenant: str, day_index: int) -> tuple[Counter, Counter, int]:
-    output = generate_day(_population(config, tenant), day_index, config.start, config.days,
-                          config.rates, config.late_days, config.seed)
+    output = generate_day(
+        _population(config, tenant), day_index, config.start, config.days, config.rates, config.late_days, config.seed
+    )
     day = config.start + timedelta(days=day_index)
     records, files = Counter(), 0
     for ((provider, stream), days_late), rows in sorted(output.records.items()):
@@ -128,16 +130,21 @@ def generate(lake: LakeResource, config: GeneratorConfig, workers: int = 2, prog
     for tenant in config.tenants:
         population = _population(config, tenant)
         lake.write_bytes(f"truth/{tenant}/persons.ndjson.gz", encode_ndjson_gz(_person_truth(population)))
-        lake.write_bytes(f"truth/{tenant}/companies.ndjson.gz",
-                         encode_ndjson_gz([asdict(company) for company in population.companies]))
+        lake.write_bytes(
+            f"truth/{tenant}/companies.ndjson.gz",
+            encode_ndjson_gz([asdict(company) for company in population.companies]),
+        )
     summary.seconds = time.perf_counter() - started
     manifest = {
         "config": {**asdict(config), "start": config.start.isoformat(), "tenants": list(config.tenants)},
         "records": dict(sorted(summary.records.items())),
         "dirt": dict(sorted(summary.dirt.items())),
         "files": summary.files,
-        "schema_drift": {"stream": "/".join(DRIFTING_STREAM), "field": DRIFT_FIELD,
-                         "from_day": (config.start + timedelta(days=config.days // 2)).isoformat()},
+        "schema_drift": {
+            "stream": "/".join(DRIFTING_STREAM),
+            "field": DRIFT_FIELD,
+            "from_day": (config.start + timedelta(days=config.days // 2)).isoformat(),
+        },
     }
     lake.write_bytes("truth/manifest.json", json.dumps(manifest, indent=2).encode())
     return summary

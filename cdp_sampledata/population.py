@@ -12,24 +12,133 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
-FIRST_NAMES = (
-    "james mary robert patricia john jennifer michael linda david elizabeth william barbara richard susan "
-    "joseph jessica thomas sarah charles karen lena jonas mila noah emma liam olivia lucas sofia leon "
-    "hannah felix clara paul marie louis alice hugo chloe arthur jade oscar isla theo freya ava omar yuki"
-).split()
-LAST_NAMES = (
-    "smith johnson williams brown jones garcia miller davis rodriguez martinez hernandez lopez wilson "
-    "anderson thomas taylor moore jackson martin lee thompson white harris clark lewis walker young allen "
-    "muller schmidt schneider fischer weber meyer wagner becker dubois moreau laurent simon bernard tanaka"
-).split()
+FIRST_NAMES = [
+    "james",
+    "mary",
+    "robert",
+    "patricia",
+    "john",
+    "jennifer",
+    "michael",
+    "linda",
+    "david",
+    "elizabeth",
+    "william",
+    "barbara",
+    "richard",
+    "susan",
+    "joseph",
+    "jessica",
+    "thomas",
+    "sarah",
+    "charles",
+    "karen",
+    "lena",
+    "jonas",
+    "mila",
+    "noah",
+    "emma",
+    "liam",
+    "olivia",
+    "lucas",
+    "sofia",
+    "leon",
+    "hannah",
+    "felix",
+    "clara",
+    "paul",
+    "marie",
+    "louis",
+    "alice",
+    "hugo",
+    "chloe",
+    "arthur",
+    "jade",
+    "oscar",
+    "isla",
+    "theo",
+    "freya",
+    "ava",
+    "omar",
+    "yuki",
+]
+LAST_NAMES = [
+    "smith",
+    "johnson",
+    "williams",
+    "brown",
+    "jones",
+    "garcia",
+    "miller",
+    "davis",
+    "rodriguez",
+    "martinez",
+    "hernandez",
+    "lopez",
+    "wilson",
+    "anderson",
+    "thomas",
+    "taylor",
+    "moore",
+    "jackson",
+    "martin",
+    "lee",
+    "thompson",
+    "white",
+    "harris",
+    "clark",
+    "lewis",
+    "walker",
+    "young",
+    "allen",
+    "muller",
+    "schmidt",
+    "schneider",
+    "fischer",
+    "weber",
+    "meyer",
+    "wagner",
+    "becker",
+    "dubois",
+    "moreau",
+    "laurent",
+    "simon",
+    "bernard",
+    "tanaka",
+]
 # The companies B2B people work at come from the platform's own enrichment reference (90 %).
 COMPANY_REFERENCE = Path(__file__).parent.parent / "cdp_transform" / "reference" / "company_domains.csv"
 FREE_MAIL_DOMAINS = ("gmail.com", "yahoo.com", "outlook.com", "hotmail.com", "icloud.com", "gmx.de", "orange.fr")
 INDUSTRIES = ("Technology", "Retail", "Healthcare", "Finance", "Manufacturing", "Education", "Media", "Logistics")
-COMPANY_WORDS = (
-    "acme globex initech umbrella stark wayne hooli vandelay wonka soylent tyrell cyberdyne aperture "
-    "monarch oscorp gringotts dunder pied nakatomi virtucon massive blue north summit river pixel quantum"
-).split()
+COMPANY_WORDS = [
+    "acme",
+    "globex",
+    "initech",
+    "umbrella",
+    "stark",
+    "wayne",
+    "hooli",
+    "vandelay",
+    "wonka",
+    "soylent",
+    "tyrell",
+    "cyberdyne",
+    "aperture",
+    "monarch",
+    "oscorp",
+    "gringotts",
+    "dunder",
+    "pied",
+    "nakatomi",
+    "virtucon",
+    "massive",
+    "blue",
+    "north",
+    "summit",
+    "river",
+    "pixel",
+    "quantum",
+]
 COMPANY_SUFFIXES = ("labs", "systems", "group", "works", "retail", "health", "capital", "logistics")
 PRODUCT_TYPES = ("Shoes", "Shirts", "Bags", "Watches", "Hats", "Jackets", "Accessories", "Home")
 # (ISO alpha-2, weight, E.164 country code, national-number builder, currency)
@@ -96,7 +205,9 @@ class Population:
     products: list[Product]
 
 
-def _token(rng: random.Random, length: int, alphabet: str = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789") -> str:
+def _token(
+    rng: random.Random, length: int, alphabet: str = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
+) -> str:
     return "".join(rng.choices(alphabet, k=length))
 
 
@@ -134,7 +245,11 @@ def build_population(seed: int, tenant: str, customers: int, days: int) -> Popul
             continue
         companies.append(
             Company(
-                account_id=f"001{_token(rng, 15)}", name=name, domain=domain, industry=industry, employees=employees,
+                account_id=f"001{_token(rng, 15)}",
+                name=name,
+                domain=domain,
+                industry=industry,
+                employees=employees,
                 annual_revenue=rng.randrange(200_000, 900_000_000, 1000),
                 country=rng.choices([c[0] for c in COUNTRIES], [c[1] for c in COUNTRIES])[0],
             )
@@ -181,6 +296,8 @@ def build_population(seed: int, tenant: str, customers: int, days: int) -> Popul
             person.salesforce_contact_id = f"003{_token(rng, 15)}"
         if rng.random() < 0.7:
             person.app_user_id = f"u_{_token(rng, 12)}"
-            person.anonymous_ids = [str(uuid.UUID(int=rng.getrandbits(128), version=4)) for _ in range(rng.randint(1, 3))]
+            person.anonymous_ids = [
+                str(uuid.UUID(int=rng.getrandbits(128), version=4)) for _ in range(rng.randint(1, 3))
+            ]
         people.append(person)
     return Population(tenant, people, companies, products)

@@ -9,7 +9,7 @@ import random
 import uuid
 from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import UTC, date, datetime, time, timedelta
 
 from cdp_activation.hashing import hashed_email
 from cdp_sampledata.dirt import (
@@ -41,7 +41,12 @@ STREAMS = (
 )
 # Campaigns the sample's email platform sends each day, and the funnel of their results.
 CAMPAIGN_SEGMENTS = ("rfm_champions", "lifecycle_active", "behaviour_highly_engaged")
-CAMPAIGN_FUNNEL = (("delivered", 0.97), ("opened", 0.4), ("clicked", 0.3), ("converted", 0.2))  # each of the step before
+CAMPAIGN_FUNNEL = (
+    ("delivered", 0.97),
+    ("opened", 0.4),
+    ("clicked", 0.3),
+    ("converted", 0.2),
+)  # each of the step before
 UNSUBSCRIBE_RATE = 0.03
 # The stream that gains a field part-way through the date range.
 DRIFTING_STREAM, DRIFT_FIELD = ("shopify", "customers"), "sms_marketing_consent"
@@ -62,18 +67,28 @@ def fx_rates_for(day: date) -> dict[str, float]:
 
 
 class _DayMaker:
-    def __init__(self, population: Population, day_index: int, first_day: date, days: int,
-                 rates: DirtRates, late_days: int, seed: int):
+    def __init__(
+        self,
+        population: Population,
+        day_index: int,
+        first_day: date,
+        days: int,
+        rates: DirtRates,
+        late_days: int,
+        seed: int,
+    ):
         self.pop, self.day_index, self.days = population, day_index, days
         self.day = first_day + timedelta(days=day_index)
-        self.midnight = datetime.combine(self.day, time(0), timezone.utc)
+        self.midnight = datetime.combine(self.day, time(0), UTC)
         self.rates, self.late_days = rates, late_days
         self.rng = random.Random(f"{seed}:{population.tenant}:{self.day.isoformat()}")
         # Identity dirt draws from its own stream, so adding it left every other record unchanged.
         self.identity_rng = random.Random(f"{seed}:{population.tenant}:{self.day.isoformat()}:identity")
         self.campaign_rng = random.Random(f"{seed}:{population.tenant}:{self.day.isoformat()}:campaigns")
         self.store_inbox = f"instore@{population.tenant.replace('_', '')}-shop.com"
-        self.kiosk_id = str(uuid.UUID(int=random.Random(f"{seed}:{population.tenant}:kiosk").getrandbits(128), version=4))
+        self.kiosk_id = str(
+            uuid.UUID(int=random.Random(f"{seed}:{population.tenant}:kiosk").getrandbits(128), version=4)
+        )
         self.out = DayOutput()
         self.fx = fx_rates_for(self.day)
         self.next_id = (day_index + 1) * 10_000_000
@@ -118,39 +133,72 @@ class _DayMaker:
     # streams -------------------------------------------------------------------------------
     def reference_data(self) -> None:
         for currency, rate in self.fx.items():
-            self.emit("fx", "rates", {"date": self.day.isoformat(), "base": "USD", "currency": currency, "rate": rate}, currency)
+            self.emit(
+                "fx",
+                "rates",
+                {"date": self.day.isoformat(), "base": "USD", "currency": currency, "rate": rate},
+                currency,
+            )
         if self.day_index == 0:
             for company in self.pop.companies:
                 created = self.moment()
-                self.emit("salesforce", "accounts", {
-                    "Id": company.account_id, "Name": company.name, "Website": f"www.{company.domain}",
-                    "Industry": company.industry, "NumberOfEmployees": company.employees,
-                    "AnnualRevenue": company.annual_revenue, "BillingCountry": country_variant(self.rng, company.country),
-                    "CreatedDate": salesforce_timestamp(created), "LastModifiedDate": salesforce_timestamp(created),
-                }, company.account_id)
+                self.emit(
+                    "salesforce",
+                    "accounts",
+                    {
+                        "Id": company.account_id,
+                        "Name": company.name,
+                        "Website": f"www.{company.domain}",
+                        "Industry": company.industry,
+                        "NumberOfEmployees": company.employees,
+                        "AnnualRevenue": company.annual_revenue,
+                        "BillingCountry": country_variant(self.rng, company.country),
+                        "CreatedDate": salesforce_timestamp(created),
+                        "LastModifiedDate": salesforce_timestamp(created),
+                    },
+                    company.account_id,
+                )
         for product in self.pop.products:
             if self.day_index == 0 or self.rng.random() < 0.01:
                 stamp = iso_with_offset(self.moment(), self.rng)
                 price = product.price if self.day_index == 0 else round(product.price * self.rng.uniform(0.8, 1.2), 2)
-                self.emit("shopify", "products", {
-                    "id": product.product_id, "title": product.title, "product_type": product.product_type,
-                    "vendor": self.pop.tenant, "created_at": stamp, "updated_at": stamp,
-                    "variants": [{"id": product.variant_id, "sku": product.sku, "price": f"{price:.2f}"}],
-                }, product.product_id)
+                self.emit(
+                    "shopify",
+                    "products",
+                    {
+                        "id": product.product_id,
+                        "title": product.title,
+                        "product_type": product.product_type,
+                        "vendor": self.pop.tenant,
+                        "created_at": stamp,
+                        "updated_at": stamp,
+                        "variants": [{"id": product.variant_id, "sku": product.sku, "price": f"{price:.2f}"}],
+                    },
+                    product.product_id,
+                )
 
     def shopify_customer(self, person: Person, stamp: datetime, created: datetime) -> None:
         record = {
             "id": person.shopify_customer_id,
             "email": self.email_for("shopify", "customers", person.shopify_customer_id, person),
-            "first_name": person.first_name, "last_name": person.last_name,
+            "first_name": person.first_name,
+            "last_name": person.last_name,
             "phone": phone_variant(self.rng, person) if self.rng.random() < 0.9 else None,
-            "created_at": iso_with_offset(created, self.rng), "updated_at": iso_with_offset(stamp, self.rng),
-            "accepts_marketing": self.rng.random() < 0.5, "tags": "",
-            "default_address": {"city": CITIES[person.country], "country_code": person.country,
-                                "country": country_variant(self.rng, person.country)},
+            "created_at": iso_with_offset(created, self.rng),
+            "updated_at": iso_with_offset(stamp, self.rng),
+            "accepts_marketing": self.rng.random() < 0.5,
+            "tags": "",
+            "default_address": {
+                "city": CITIES[person.country],
+                "country_code": person.country,
+                "country": country_variant(self.rng, person.country),
+            },
         }
         if self.day_index >= self.days // 2:
-            record[DRIFT_FIELD] = {"state": self.rng.choice(("subscribed", "not_subscribed")), "opt_in_level": "single_opt_in"}
+            record[DRIFT_FIELD] = {
+                "state": self.rng.choice(("subscribed", "not_subscribed")),
+                "opt_in_level": "single_opt_in",
+            }
         self.emit("shopify", "customers", record, person.shopify_customer_id)
 
     def signups(self, people: list[Person]) -> None:
@@ -165,30 +213,56 @@ class _DayMaker:
                 if valid and person.company and self.identity_rng.random() < self.rates.role_inbox:
                     email = f"billing@{person.company.domain}"
                     self.dirt("stripe", "customers", person.stripe_customer_id, "role_inbox", value=email)
-                self.emit("stripe", "customers", {
-                    "id": person.stripe_customer_id, "object": "customer",
-                    "email": email,
-                    "name": f"{person.first_name} {person.last_name}",
-                    "phone": phone_variant(self.rng, person) if self.rng.random() < 0.6 else None,
-                    "created": int(created.timestamp()), "address": {"country": person.country}, "metadata": {},
-                }, person.stripe_customer_id)
+                self.emit(
+                    "stripe",
+                    "customers",
+                    {
+                        "id": person.stripe_customer_id,
+                        "object": "customer",
+                        "email": email,
+                        "name": f"{person.first_name} {person.last_name}",
+                        "phone": phone_variant(self.rng, person) if self.rng.random() < 0.6 else None,
+                        "created": int(created.timestamp()),
+                        "address": {"country": person.country},
+                        "metadata": {},
+                    },
+                    person.stripe_customer_id,
+                )
             if person.salesforce_contact_id:
-                self.emit("salesforce", "contacts", {
-                    "Id": person.salesforce_contact_id,
-                    "AccountId": person.company.account_id if person.company else None,
-                    "FirstName": person.first_name, "LastName": person.last_name,
-                    "Email": self.email_for("salesforce", "contacts", person.salesforce_contact_id, person),
-                    "Phone": phone_variant(self.rng, person), "MailingCountry": country_variant(self.rng, person.country),
-                    "CreatedDate": salesforce_timestamp(created), "LastModifiedDate": salesforce_timestamp(created),
-                }, person.salesforce_contact_id)
+                self.emit(
+                    "salesforce",
+                    "contacts",
+                    {
+                        "Id": person.salesforce_contact_id,
+                        "AccountId": person.company.account_id if person.company else None,
+                        "FirstName": person.first_name,
+                        "LastName": person.last_name,
+                        "Email": self.email_for("salesforce", "contacts", person.salesforce_contact_id, person),
+                        "Phone": phone_variant(self.rng, person),
+                        "MailingCountry": country_variant(self.rng, person.country),
+                        "CreatedDate": salesforce_timestamp(created),
+                        "LastModifiedDate": salesforce_timestamp(created),
+                    },
+                    person.salesforce_contact_id,
+                )
             if person.app_user_id:
                 event_id = self.uuid()
-                self.app_event(event_id, {
-                    "message_id": event_id, "type": "identify", "event": None, "user_id": person.app_user_id,
-                    "anonymous_id": person.anonymous_ids[0], "timestamp": app_timestamp(created, self.rng),
-                    "traits": {"email": email_variant(self.rng, person.email), "phone": phone_variant(self.rng, person)},
-                    "properties": {},
-                })
+                self.app_event(
+                    event_id,
+                    {
+                        "message_id": event_id,
+                        "type": "identify",
+                        "event": None,
+                        "user_id": person.app_user_id,
+                        "anonymous_id": person.anonymous_ids[0],
+                        "timestamp": app_timestamp(created, self.rng),
+                        "traits": {
+                            "email": email_variant(self.rng, person.email),
+                            "phone": phone_variant(self.rng, person),
+                        },
+                        "properties": {},
+                    },
+                )
 
     def customer_updates(self, existing: list[Person]) -> None:
         shoppers = [p for p in existing if p.shopify_customer_id]
@@ -233,10 +307,18 @@ class _DayMaker:
                 properties.update(order_id=order["id"], revenue=float(order["total_price"]), currency=order["currency"])
             if on_kiosk and index == 0:
                 self.dirt("app", "events", event_id, "shared_device", value=anonymous_id)
-            self.app_event(event_id, {
-                "message_id": event_id, "type": "track", "event": step, "user_id": record_user,
-                "anonymous_id": anonymous_id, "timestamp": app_timestamp(clock, self.rng), "properties": properties,
-            })
+            self.app_event(
+                event_id,
+                {
+                    "message_id": event_id,
+                    "type": "track",
+                    "event": step,
+                    "user_id": record_user,
+                    "anonymous_id": anonymous_id,
+                    "timestamp": app_timestamp(clock, self.rng),
+                    "properties": properties,
+                },
+            )
 
     def order_email(self, order_id: int, person: Person) -> str:
         email = email_variant(self.rng, person.email)
@@ -251,28 +333,53 @@ class _DayMaker:
         lines = []
         for product in self.rng.sample(self.pop.products, self.rng.randint(1, 4)):
             quantity = self.rng.randint(1, 3)
-            lines.append({"id": self.new_id(), "product_id": product.product_id, "variant_id": product.variant_id,
-                          "sku": product.sku, "quantity": quantity, "price": f"{self.local_price(product.price, person.currency):.2f}"})
+            lines.append(
+                {
+                    "id": self.new_id(),
+                    "product_id": product.product_id,
+                    "variant_id": product.variant_id,
+                    "sku": product.sku,
+                    "quantity": quantity,
+                    "price": f"{self.local_price(product.price, person.currency):.2f}",
+                }
+            )
         total = round(sum(float(line["price"]) * line["quantity"] for line in lines), 2)
         total = self.amount("shopify", "orders", order_id, total)
         record = {
-            "id": order_id, "order_number": order_id % 10_000_000, "email": self.order_email(order_id, person),
-            "customer": {"id": person.shopify_customer_id}, "created_at": iso_with_offset(placed, self.rng),
-            "currency": person.currency, "total_price": f"{total:.2f}", "financial_status": "paid",
+            "id": order_id,
+            "order_number": order_id % 10_000_000,
+            "email": self.order_email(order_id, person),
+            "customer": {"id": person.shopify_customer_id},
+            "created_at": iso_with_offset(placed, self.rng),
+            "currency": person.currency,
+            "total_price": f"{total:.2f}",
+            "financial_status": "paid",
             "line_items": lines,
         }
         self.emit("shopify", "orders", record, order_id, can_be_late=True)
         if person.stripe_customer_id:
             charge_id = f"ch_{self.uuid().replace('-', '')[:24]}"
             cents = int(round(self.amount("stripe", "charges", charge_id, abs(total) or 1.0) * 100))
-            self.emit("stripe", "charges", {
-                "id": charge_id, "object": "charge", "amount": cents, "currency": person.currency.lower(),
-                "customer": person.stripe_customer_id, "status": "succeeded",
-                "created": int((placed + timedelta(seconds=self.rng.randint(1, 60))).timestamp()),
-                "billing_details": {"email": email_variant(self.rng, person.email),
-                                    "phone": phone_variant(self.rng, person) if self.rng.random() < 0.5 else None},
-                "metadata": {"order_id": str(order_id)},
-            }, charge_id, can_be_late=True)
+            self.emit(
+                "stripe",
+                "charges",
+                {
+                    "id": charge_id,
+                    "object": "charge",
+                    "amount": cents,
+                    "currency": person.currency.lower(),
+                    "customer": person.stripe_customer_id,
+                    "status": "succeeded",
+                    "created": int((placed + timedelta(seconds=self.rng.randint(1, 60))).timestamp()),
+                    "billing_details": {
+                        "email": email_variant(self.rng, person.email),
+                        "phone": phone_variant(self.rng, person) if self.rng.random() < 0.5 else None,
+                    },
+                    "metadata": {"order_id": str(order_id)},
+                },
+                charge_id,
+                can_be_late=True,
+            )
         return record
 
     def opportunities(self) -> None:
@@ -280,12 +387,22 @@ class _DayMaker:
             company = self.rng.choice(self.pop.companies)
             opportunity_id = f"006{self.uuid().replace('-', '')[:15]}"
             created = self.moment()
-            self.emit("salesforce", "opportunities", {
-                "Id": opportunity_id, "AccountId": company.account_id, "Name": f"{company.name} renewal",
-                "StageName": self.rng.choice(OPPORTUNITY_STAGES), "Amount": round(self.rng.uniform(1_000, 250_000), 2),
-                "CurrencyIsoCode": "USD", "CloseDate": (self.day + timedelta(days=self.rng.randint(10, 120))).isoformat(),
-                "CreatedDate": salesforce_timestamp(created), "LastModifiedDate": salesforce_timestamp(created),
-            }, opportunity_id)
+            self.emit(
+                "salesforce",
+                "opportunities",
+                {
+                    "Id": opportunity_id,
+                    "AccountId": company.account_id,
+                    "Name": f"{company.name} renewal",
+                    "StageName": self.rng.choice(OPPORTUNITY_STAGES),
+                    "Amount": round(self.rng.uniform(1_000, 250_000), 2),
+                    "CurrencyIsoCode": "USD",
+                    "CloseDate": (self.day + timedelta(days=self.rng.randint(10, 120))).isoformat(),
+                    "CreatedDate": salesforce_timestamp(created),
+                    "LastModifiedDate": salesforce_timestamp(created),
+                },
+                opportunity_id,
+            )
 
     def make(self) -> DayOutput:
         people = self.pop.people
@@ -321,15 +438,28 @@ class _DayMaker:
                 if rng.random() < UNSUBSCRIBE_RATE:
                     self._campaign_event(rng, campaign, segment, person, "unsubscribed", moment + timedelta(seconds=60))
 
-    def _campaign_event(self, rng: random.Random, campaign: str, segment: str, person: Person, event_type: str,
-                        moment: datetime) -> None:
+    def _campaign_event(
+        self, rng: random.Random, campaign: str, segment: str, person: Person, event_type: str, moment: datetime
+    ) -> None:
         event_id = str(uuid.UUID(int=rng.getrandbits(128), version=4))
-        self.emit("campaigns", "results", {
-            "event_id": event_id, "campaign_id": campaign, "destination": "email_platform", "segment": segment,
-            "cdp_customer_id": None, "email_sha256": hashed_email(person.email), "event_type": event_type,
-            "occurred_at": moment.strftime("%Y-%m-%dT%H:%M:%SZ")}, event_id)
+        self.emit(
+            "campaigns",
+            "results",
+            {
+                "event_id": event_id,
+                "campaign_id": campaign,
+                "destination": "email_platform",
+                "segment": segment,
+                "cdp_customer_id": None,
+                "email_sha256": hashed_email(person.email),
+                "event_type": event_type,
+                "occurred_at": moment.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            },
+            event_id,
+        )
 
 
-def generate_day(population: Population, day_index: int, first_day: date, days: int,
-                 rates: DirtRates, late_days: int, seed: int) -> DayOutput:
+def generate_day(
+    population: Population, day_index: int, first_day: date, days: int, rates: DirtRates, late_days: int, seed: int
+) -> DayOutput:
     return _DayMaker(population, day_index, first_day, days, rates, late_days, seed).make()

@@ -78,7 +78,9 @@ def conform(frame: DataFrame, fields: list[Field], carry: tuple[str, ...] = ()) 
     typed = typed.withColumn("_type_errors", names_where(failed)).drop(*(f"_present_{f.name}" for f in converting))
     for f in fields:
         if f.kind == "country":
-            typed = normalise.with_country(typed.withColumnRenamed(f.name, f"_country_{f.name}"), f"_country_{f.name}", f.name)
+            typed = normalise.with_country(
+                typed.withColumnRenamed(f.name, f"_country_{f.name}"), f"_country_{f.name}", f.name
+            )
     for f in fields:
         if f.kind == "phone":
             typed = typed.withColumn(f.name, normalise.phone(f"_phone_{f.name}", f.region)).drop(f"_phone_{f.name}")

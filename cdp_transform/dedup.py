@@ -21,5 +21,8 @@ def latest_version(frame: DataFrame, key: list[Column], newest_first: list[Colum
     # not copied into another column that the shuffle would carry too.
     window = Window.partitionBy(*key, "tenant_id", "event_date", "_keyless").orderBy(*order)
     whole = window.rowsBetween(Window.unboundedPreceding, Window.unboundedFollowing)
-    return (rows.select("*", F.row_number().over(window).alias("_rank"), F.count(F.lit(1)).over(whole).alias("_copies"))
-            .where("_rank = 1").drop("_rank", "_keyless"))
+    return (
+        rows.select("*", F.row_number().over(window).alias("_rank"), F.count(F.lit(1)).over(whole).alias("_copies"))
+        .where("_rank = 1")
+        .drop("_rank", "_keyless")
+    )

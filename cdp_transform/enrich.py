@@ -45,6 +45,8 @@ def to_usd(frame: DataFrame, fx_rates: DataFrame, amount: str, currency: str, ou
     `fx_rates` holds (event_date, currency, rate) with rate = units of the currency per USD; when
     several feeds quote a day's rate, their mean is used."""
     rates = fx_rates.groupBy("event_date", F.col("currency").alias("_fx_currency")).agg(F.avg("rate").alias("_fx_rate"))
-    joined = frame.join(F.broadcast(rates), (frame.event_date == rates.event_date) & (F.col(currency) == F.col("_fx_currency")), "left").drop(rates.event_date)
+    joined = frame.join(
+        F.broadcast(rates), (frame.event_date == rates.event_date) & (F.col(currency) == F.col("_fx_currency")), "left"
+    ).drop(rates.event_date)
     usd = F.when(F.col(currency) == "USD", F.col(amount)).otherwise(F.col(amount) / F.col("_fx_rate"))
     return joined.withColumn(output, usd.cast("decimal(18,2)")).drop("_fx_currency", "_fx_rate")

@@ -38,6 +38,8 @@ class RunLineage:
         `_ingest_ts`: the `LINEAGE` columns in the order they have in the tables."""
         # One string literal split in two: the optimiser folds it into one array constant.
         paths = F.split(F.lit(_SEPARATOR.join(self.files)), _SEPARATOR)
-        restored = {"_file": [F.lit(self.source).alias("_source"), F.get(paths, F.col("_file")).alias("_source_file")],
-                    "_ingest_ts": [F.col("_ingest_ts"), F.lit(self.run_id).alias("_run_id")]}
+        restored = {
+            "_file": [F.lit(self.source).alias("_source"), F.get(paths, F.col("_file")).alias("_source_file")],
+            "_ingest_ts": [F.col("_ingest_ts"), F.lit(self.run_id).alias("_run_id")],
+        }
         return frame.select(*(column for name in frame.columns for column in restored.get(name, [F.col(name)])))

@@ -20,5 +20,5 @@ def _json_value(value):
 def local_frame(session: SparkSession, rows: list[tuple], schema: str) -> DataFrame:
     """The rows (tuples in the order of `schema`, a DDL string) as a DataFrame."""
     fields = DataType.fromDDL(schema).fields
-    document = json.dumps([{f.name: _json_value(v) for f, v in zip(fields, row)} for row in rows])
+    document = json.dumps([{f.name: _json_value(v) for f, v in zip(fields, row, strict=True)} for row in rows])
     return session.range(1).select(F.inline(F.from_json(F.lit(document), f"array<struct<{schema}>>")))

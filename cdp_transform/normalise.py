@@ -11,8 +11,17 @@ from pyspark.sql import functions as F
 from cdp_transform.local_frame import local_frame
 
 # Names sources use that pycountry does not list.
-COUNTRY_ALIASES = {"uk": "GB", "u.k.": "GB", "great britain": "GB", "england": "GB", "u.s.": "US", "u.s.a.": "US",
-                   "america": "US", "deutschland": "DE", "holland": "NL"}
+COUNTRY_ALIASES = {
+    "uk": "GB",
+    "u.k.": "GB",
+    "great britain": "GB",
+    "england": "GB",
+    "u.s.": "US",
+    "u.s.a.": "US",
+    "america": "US",
+    "deutschland": "DE",
+    "holland": "NL",
+}
 
 
 # What regex `\s` matches: space, tab, newline, vertical tab, form feed, carriage return.
@@ -36,8 +45,13 @@ def country_names() -> dict[str, str]:
     """Every spelling pycountry knows (alpha-2, alpha-3, names), lower-cased, to alpha-2."""
     names = dict(COUNTRY_ALIASES)
     for country in pycountry.countries:
-        for spelling in (country.alpha_2, country.alpha_3, country.name,
-                         getattr(country, "official_name", None), getattr(country, "common_name", None)):
+        for spelling in (
+            country.alpha_2,
+            country.alpha_3,
+            country.name,
+            getattr(country, "official_name", None),
+            getattr(country, "common_name", None),
+        ):
             if spelling:
                 names[spelling.lower()] = country.alpha_2
     return names
@@ -61,8 +75,11 @@ def phone(column: str | Column, region: str | Column) -> Column:
     Google's libphonenumber in Spark's JVM (`cdp_e164`, registered on every session), at the version
     of Python's phonenumbers: a pandas UDF spent about 70 µs a number in Python (the customer
     tables' Python workers 21 s of CPU in one bench run)."""
-    return F.call_function("cdp_e164", F.col(column) if isinstance(column, str) else column,
-                           F.col(region) if isinstance(region, str) else region)
+    return F.call_function(
+        "cdp_e164",
+        F.col(column) if isinstance(column, str) else column,
+        F.col(region) if isinstance(region, str) else region,
+    )
 
 
 def timestamp(column: str | Column) -> Column:
@@ -71,6 +88,7 @@ def timestamp(column: str | Column) -> Column:
     value = strip(F.col(column) if isinstance(column, str) else column)
     # Text first: Spark's timestamp parser reads at most six year digits, so it never takes an
     # epoch of nine or more digits, and the patterns are matched only where it gave up.
-    epoch = (F.when(value.rlike(r"^[0-9]{11,}$"), F.timestamp_millis(value.cast("long")))
-             .when(value.rlike(r"^[0-9]{9,10}$"), F.timestamp_seconds(value.cast("long"))))
+    epoch = F.when(value.rlike(r"^[0-9]{11,}$"), F.timestamp_millis(value.cast("long"))).when(
+        value.rlike(r"^[0-9]{9,10}$"), F.timestamp_seconds(value.cast("long"))
+    )
     return F.coalesce(F.try_to_timestamp(value), epoch)

@@ -18,7 +18,18 @@ from cdp_transform.entities import EntitySpec
 from cdp_transform.lineage import CARRIED, RunLineage
 from cdp_transform.rules import CRITICAL, apply_rules, reasons
 
-DEAD_LETTER_COLUMNS = ["table", "tenant_id", "event_date", "rule", "rules", "reason", "record", "_source_file", "_ingest_ts", "_run_id"]
+DEAD_LETTER_COLUMNS = [
+    "table",
+    "tenant_id",
+    "event_date",
+    "rule",
+    "rules",
+    "reason",
+    "record",
+    "_source_file",
+    "_ingest_ts",
+    "_run_id",
+]
 
 
 @dataclass
@@ -46,10 +57,15 @@ def flag_shared_email(frame: DataFrame, id_column: str, earlier: DataFrame | Non
     is shared when the smallest and largest owner so far differ."""
     rows = frame.withColumn("_earlier", F.lit(False))
     if earlier is not None:
-        owners = earlier.where(F.col("email").isNotNull()).select("tenant_id", "email", "event_date", id_column,
-                                                                   F.lit(True).alias("_earlier"))
+        owners = earlier.where(F.col("email").isNotNull()).select(
+            "tenant_id", "email", "event_date", id_column, F.lit(True).alias("_earlier")
+        )
         rows = rows.unionByName(owners, allowMissingColumns=True)
-    so_far = Window.partitionBy("tenant_id", "email").orderBy("event_date").rangeBetween(Window.unboundedPreceding, Window.currentRow)
+    so_far = (
+        Window.partitionBy("tenant_id", "email")
+        .orderBy("event_date")
+        .rangeBetween(Window.unboundedPreceding, Window.currentRow)
+    )
     shared = F.col("email").isNotNull() & (F.min(id_column).over(so_far) != F.max(id_column).over(so_far))
     return rows.withColumn("_email_shared", F.coalesce(shared, F.lit(False))).where(~F.col("_earlier")).drop("_earlier")
 
@@ -61,8 +77,13 @@ def flag_known_customer(frame: DataFrame, customers: DataFrame | None) -> DataFr
     return frame.join(known, ["tenant_id", "customer_id"], "left").fillna(False, ["_customer_known"])
 
 
-def curate(spec: EntitySpec, raw: DataFrame, fx_rates: DataFrame | None = None,
-           customers: DataFrame | None = None, earlier: DataFrame | None = None) -> DataFrame:
+def curate(
+    spec: EntitySpec,
+    raw: DataFrame,
+    fx_rates: DataFrame | None = None,
+    customers: DataFrame | None = None,
+    earlier: DataFrame | None = None,
+) -> DataFrame:
     """The ruled rows (deduplicated, typed, enriched, with `_critical`, `_warnings` and `_copies`)
     for `raw` rows with lineage columns; `earlier`: the table's rows before these days (for the
     unique-email flag). The raw rows are deduplicated on their typed key and version fields before
@@ -71,7 +92,9 @@ def curate(spec: EntitySpec, raw: DataFrame, fx_rates: DataFrame | None = None,
     if spec.explode:
         raw = raw.withColumn("line", F.explode(spec.explode)).drop(spec.explode)
     fields = {f.name: f for f in spec.fields}
-    latest = latest_version(raw, [typed_value(fields[c]) for c in spec.key], [typed_value(fields[c]) for c in spec.newest_first])
+    latest = latest_version(
+        raw, [typed_value(fields[c]) for c in spec.key], [typed_value(fields[c]) for c in spec.newest_first]
+    )
     rows = conform(latest, spec.fields, carry=("_copies",))
     if spec.company_from:
         rows = company_by_domain(rows, spec.company_from)
@@ -90,14 +113,25 @@ def split(spec: EntitySpec, ruled: DataFrame, lineage: RunLineage) -> tuple[Data
     """(curated rows: no critical failure, helper columns dropped; dead letters: one row per record),
     each with its lineage columns restored from `lineage` (`RunLineage.restore`)."""
     helpers = [c for c in ruled.columns if c.startswith("_") and c not in CARRIED]
-    curated = ruled.where(F.size("_critical") == 0).withColumnRenamed("_warnings", "quality_warnings") \
+    curated = (
+        ruled.where(F.size("_critical") == 0)
+        .withColumnRenamed("_warnings", "quality_warnings")
         .drop(*[c for c in helpers if c != "_warnings"])
+    )
     why = F.create_map(*(F.lit(x) for pair in reasons(spec.rules).items() for x in pair))
     dead = lineage.restore(ruled.where(F.size("_critical") > 0)).select(
-        F.lit(spec.table).alias("table"), "tenant_id", "event_date",
-        F.col("_critical")[0].alias("rule"), F.col("_critical").alias("rules"),
-        F.array_join(F.transform("_critical", lambda r: F.concat(r, F.lit(": "), F.element_at(why, r))), "; ").alias("reason"),
-        F.to_json("_raw").alias("record"), "_source_file", "_ingest_ts", "_run_id",
+        F.lit(spec.table).alias("table"),
+        "tenant_id",
+        "event_date",
+        F.col("_critical")[0].alias("rule"),
+        F.col("_critical").alias("rules"),
+        F.array_join(F.transform("_critical", lambda r: F.concat(r, F.lit(": "), F.element_at(why, r))), "; ").alias(
+            "reason"
+        ),
+        F.to_json("_raw").alias("record"),
+        "_source_file",
+        "_ingest_ts",
+        "_run_id",
     )
     return lineage.restore(curated), dead
 
@@ -108,9 +142,15 @@ def partition_stats(spec: EntitySpec, ruled: DataFrame) -> dict[str, DayStats]:
     dead = F.size("_critical") > 0
     failed = [(rule, "_critical" if rule.severity == CRITICAL else "_warnings") for rule in spec.rules]
     summary = ruled.groupBy("event_date").agg(
-        F.sum("_copies").alias("rows_in"), F.count(F.lit(1)).alias("n"), F.sum(dead.cast("int")).alias("dead"),
+        F.sum("_copies").alias("rows_in"),
+        F.count(F.lit(1)).alias("n"),
+        F.sum(dead.cast("int")).alias("dead"),
         F.sum((~dead & (F.size("_warnings") > 0)).cast("int")).alias("warned"),
-        *(F.sum(F.array_contains(column, rule.name).cast("int")).alias(f"rule_{i}") for i, (rule, column) in enumerate(failed)))
+        *(
+            F.sum(F.array_contains(column, rule.name).cast("int")).alias(f"rule_{i}")
+            for i, (rule, column) in enumerate(failed)
+        ),
+    )
     stats: dict[str, DayStats] = {}
     for row in summary.collect():
         day = stats[str(row.event_date)] = DayStats(row.rows_in, row.n, row.dead, row.warned)

@@ -9,19 +9,28 @@ from pyspark.sql import types as T
 from cdp_transform.entities import EntitySpec
 
 _TYPES = {
-    "bigint": T.LongType(), "double": T.DoubleType(), "decimal": T.DecimalType(18, 2), "cents": T.DecimalType(18, 2),
-    "boolean": T.BooleanType(), "date": T.DateType(), "timestamp": T.TimestampType(),
+    "bigint": T.LongType(),
+    "double": T.DoubleType(),
+    "decimal": T.DecimalType(18, 2),
+    "cents": T.DecimalType(18, 2),
+    "boolean": T.BooleanType(),
+    "date": T.DateType(),
+    "timestamp": T.TimestampType(),
 }
 
 
 def pandera_schema(spec: EntitySpec) -> pa.DataFrameSchema:
-    columns = {f.name: pa.Column(_TYPES.get(f.kind, T.StringType()), nullable=f.name not in spec.key) for f in spec.fields}
-    columns.update({
-        "tenant_id": pa.Column(T.StringType(), nullable=False),
-        "event_date": pa.Column(T.DateType(), nullable=False),
-        "_source_file": pa.Column(T.StringType(), nullable=False),
-        "_run_id": pa.Column(T.StringType(), nullable=False),
-    })
+    columns = {
+        f.name: pa.Column(_TYPES.get(f.kind, T.StringType()), nullable=f.name not in spec.key) for f in spec.fields
+    }
+    columns.update(
+        {
+            "tenant_id": pa.Column(T.StringType(), nullable=False),
+            "event_date": pa.Column(T.DateType(), nullable=False),
+            "_source_file": pa.Column(T.StringType(), nullable=False),
+            "_run_id": pa.Column(T.StringType(), nullable=False),
+        }
+    )
     return pa.DataFrameSchema(columns, name=spec.table)
 
 
@@ -40,13 +49,25 @@ def schema_errors(schema: pa.DataFrameSchema, rows: DataFrame, nulls: dict[str, 
     has them (the curated checks read them from the Delta log), else counted in one Spark job,
     where pandera runs one per column (five a table: 0.50-0.66 s against 0.14-0.30 s)."""
     required = required_columns(schema)
-    errors = {scope: dict(reasons) for scope, reasons in schema.update_columns(
-        {name: {"nullable": True} for name in required}).validate(rows).pandera.errors.items()}
+    errors = {
+        scope: dict(reasons)
+        for scope, reasons in schema.update_columns({name: {"nullable": True} for name in required})
+        .validate(rows)
+        .pandera.errors.items()
+    }
     present = [name for name in required if name in rows.columns]
     if nulls is None:
         nulls = rows.agg(*null_counts(present)).first().asDict() if present else {}
-    found = [{"schema": schema.name, "column": name, "check": "not_nullable",
-              "error": f"non-nullable column '{name}' contains {nulls[name]} nulls"} for name in present if nulls[name]]
+    found = [
+        {
+            "schema": schema.name,
+            "column": name,
+            "check": "not_nullable",
+            "error": f"non-nullable column '{name}' contains {nulls[name]} nulls",
+        }
+        for name in present
+        if nulls[name]
+    ]
     if found:
         errors.setdefault("SCHEMA", {})["SERIES_CONTAINS_NULLS"] = found
     return errors

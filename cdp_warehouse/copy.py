@@ -18,9 +18,17 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 _SIMPLE_TYPES = {
-    T.StringType: "text", T.LongType: "bigint", T.IntegerType: "integer", T.ShortType: "smallint",
-    T.ByteType: "smallint", T.DoubleType: "double precision", T.FloatType: "real", T.BooleanType: "boolean",
-    T.DateType: "date", T.TimestampType: "timestamptz", T.TimestampNTZType: "timestamp",
+    T.StringType: "text",
+    T.LongType: "bigint",
+    T.IntegerType: "integer",
+    T.ShortType: "smallint",
+    T.ByteType: "smallint",
+    T.DoubleType: "double precision",
+    T.FloatType: "real",
+    T.BooleanType: "boolean",
+    T.DateType: "date",
+    T.TimestampType: "timestamptz",
+    T.TimestampNTZType: "timestamp",
 }
 _NESTED = (T.ArrayType, T.MapType, T.StructType)
 
@@ -54,8 +62,12 @@ def copyable(frame: DataFrame) -> DataFrame:
 
 def _binary_encoder(schema: pa.Schema, jsonb: frozenset[str]) -> ArrowToPostgresBinaryEncoder:
     """pgpq's encoder for the batches' schema; the JSON text of nested columns goes out as jsonb."""
-    encoders = {field.name: StringEncoderBuilder.new_with_output(field, Jsonb()) if field.name in jsonb
-                else ArrowToPostgresBinaryEncoder.infer_encoder(field) for field in schema}
+    encoders = {
+        field.name: StringEncoderBuilder.new_with_output(field, Jsonb())
+        if field.name in jsonb
+        else ArrowToPostgresBinaryEncoder.infer_encoder(field)
+        for field in schema
+    }
     return ArrowToPostgresBinaryEncoder.new_with_encoders(schema, encoders)
 
 
@@ -93,6 +105,7 @@ def _copy_partition(dsn: str, statement: str, jsonb: frozenset[str]):
                     for chunk in data:
                         stream.write(chunk)
         yield pa.RecordBatch.from_pydict({"rows": [rows]}, schema=pa.schema([("rows", pa.int64())]))
+
     return copy
 
 
@@ -102,7 +115,8 @@ def copy_frame(frame: DataFrame, dsn: str, schema: str, table: str, connections:
     and a connection); returns the number of rows sent."""
     rows = copyable(frame).coalesce(connections)
     statement = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT binary)").format(
-        sql.Identifier(schema, table), sql.SQL(", ").join(map(sql.Identifier, rows.columns)))
+        sql.Identifier(schema, table), sql.SQL(", ").join(map(sql.Identifier, rows.columns))
+    )
     # Composed SQL is rendered here: executors receive plain text, no connection state.
     text = statement.as_string(None)
     counts = rows.mapInArrow(_copy_partition(dsn, text, json_columns(frame)), "rows long")

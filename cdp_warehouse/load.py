@@ -50,10 +50,14 @@ def _bounds(table: WarehouseTable, unit: date | str) -> tuple[sql.Composable, sq
     column = sql.Identifier(table.partition_by)
     if table.dated:
         low, high = sql.Literal(unit), sql.Literal(unit + timedelta(days=1))
-        return (sql.SQL("FOR VALUES FROM ({}) TO ({})").format(low, high),
-                sql.SQL("{c} IS NOT NULL AND {c} >= {l} AND {c} < {h}").format(c=column, l=low, h=high))
+        return (
+            sql.SQL("FOR VALUES FROM ({}) TO ({})").format(low, high),
+            sql.SQL("{c} IS NOT NULL AND {c} >= {l} AND {c} < {h}").format(c=column, l=low, h=high),
+        )
     value = sql.Literal(unit)
-    return sql.SQL("FOR VALUES IN ({})").format(value), sql.SQL("{c} IS NOT NULL AND {c} = {v}").format(c=column, v=value)
+    return sql.SQL("FOR VALUES IN ({})").format(value), sql.SQL("{c} IS NOT NULL AND {c} = {v}").format(
+        c=column, v=value
+    )
 
 
 def _index_name(name: str, number: int) -> str:
@@ -64,11 +68,17 @@ def _index_name(name: str, number: int) -> str:
 def _index_statements(table: WarehouseTable, schema: str, name: str) -> list[sql.Composed]:
     target = sql.Identifier(schema, name)
     columns = lambda cols: sql.SQL(", ").join(map(sql.Identifier, cols))  # noqa: E731
-    statements = [sql.SQL("CREATE UNIQUE INDEX IF NOT EXISTS {} ON {} ({})").format(
-        sql.Identifier(_index_name(name, 0)), target, columns(table.key))]
+    statements = [
+        sql.SQL("CREATE UNIQUE INDEX IF NOT EXISTS {} ON {} ({})").format(
+            sql.Identifier(_index_name(name, 0)), target, columns(table.key)
+        )
+    ]
     for number, index in enumerate(table.indexes, start=1):
-        statements.append(sql.SQL("CREATE INDEX IF NOT EXISTS {} ON {} ({})").format(
-            sql.Identifier(_index_name(name, number)), target, columns(index)))
+        statements.append(
+            sql.SQL("CREATE INDEX IF NOT EXISTS {} ON {} ({})").format(
+                sql.Identifier(_index_name(name, number)), target, columns(index)
+            )
+        )
     return statements
 
 
@@ -76,32 +86,48 @@ def ensure_live_table(conn: psycopg.Connection, table: WarehouseTable, columns: 
     """Create the partitioned live table with its indexes, or add columns the source has gained."""
     conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(SCHEMA)))
     conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(STAGING_SCHEMA)))
-    existing = {row[0] for row in conn.execute(
-        "SELECT column_name FROM information_schema.columns WHERE table_schema = %s AND table_name = %s", (SCHEMA, table.name))}
+    existing = {
+        row[0]
+        for row in conn.execute(
+            "SELECT column_name FROM information_schema.columns WHERE table_schema = %s AND table_name = %s",
+            (SCHEMA, table.name),
+        )
+    }
     live = sql.Identifier(SCHEMA, table.name)
     if not existing:
         definition = sql.SQL(", ").join(sql.SQL("{} {}").format(sql.Identifier(n), sql.SQL(t)) for n, t in columns)
-        conn.execute(sql.SQL("CREATE TABLE {} ({}) PARTITION BY {} ({})").format(
-            live, definition, sql.SQL("RANGE" if table.dated else "LIST"), sql.Identifier(table.partition_by)))
+        conn.execute(
+            sql.SQL("CREATE TABLE {} ({}) PARTITION BY {} ({})").format(
+                live, definition, sql.SQL("RANGE" if table.dated else "LIST"), sql.Identifier(table.partition_by)
+            )
+        )
         if table.description:
             conn.execute(sql.SQL("COMMENT ON TABLE {} IS {}").format(live, sql.Literal(table.description)))
     for name, pg_type in columns:
         if existing and name not in existing:
-            conn.execute(sql.SQL("ALTER TABLE {} ADD COLUMN {} {}").format(live, sql.Identifier(name), sql.SQL(pg_type)))
+            conn.execute(
+                sql.SQL("ALTER TABLE {} ADD COLUMN {} {}").format(live, sql.Identifier(name), sql.SQL(pg_type))
+            )
     declared = _index_statements(table, SCHEMA, table.name)
     for statement in declared:
         conn.execute(statement)
     for (stale,) in conn.execute(
-            "SELECT indexname FROM pg_indexes WHERE schemaname = %s AND tablename = %s AND NOT indexname = ANY(%s)",
-            (SCHEMA, table.name, [_index_name(table.name, n) for n in range(len(declared))])).fetchall():
+        "SELECT indexname FROM pg_indexes WHERE schemaname = %s AND tablename = %s AND NOT indexname = ANY(%s)",
+        (SCHEMA, table.name, [_index_name(table.name, n) for n in range(len(declared))]),
+    ).fetchall():
         # An index no longer declared: attaching a partition would otherwise build it under the swap's lock.
         conn.execute(sql.SQL("DROP INDEX {}").format(sql.Identifier(SCHEMA, stale)))
 
 
 def _live_children(conn: psycopg.Connection, table: WarehouseTable) -> set[str]:
-    return {row[0] for row in conn.execute(
-        "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
-        "WHERE i.inhparent = to_regclass(%s)", (f"{SCHEMA}.{table.name}",))}
+    return {
+        row[0]
+        for row in conn.execute(
+            "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+            "WHERE i.inhparent = to_regclass(%s)",
+            (f"{SCHEMA}.{table.name}",),
+        )
+    }
 
 
 class _Shadow:
@@ -116,27 +142,46 @@ class _Shadow:
 
     def create(self, conn: psycopg.Connection) -> None:
         shadow = sql.Identifier(STAGING_SCHEMA, self.name)
-        conn.execute(sql.SQL("CREATE TABLE {} (LIKE {} INCLUDING DEFAULTS) PARTITION BY {} ({})").format(
-            shadow, sql.Identifier(SCHEMA, self.table.name), sql.SQL("RANGE" if self.table.dated else "LIST"),
-            sql.Identifier(self.table.partition_by)))
-        for unit in self.units:  # the bounds also as a CHECK, tested row by row by the COPY: attaching then needs no scan
+        conn.execute(
+            sql.SQL("CREATE TABLE {} (LIKE {} INCLUDING DEFAULTS) PARTITION BY {} ({})").format(
+                shadow,
+                sql.Identifier(SCHEMA, self.table.name),
+                sql.SQL("RANGE" if self.table.dated else "LIST"),
+                sql.Identifier(self.table.partition_by),
+            )
+        )
+        for (
+            unit
+        ) in self.units:  # the bounds also as a CHECK, tested row by row by the COPY: attaching then needs no scan
             bound, check = _bounds(self.table, unit)
-            conn.execute(sql.SQL("CREATE TABLE {} PARTITION OF {} (CONSTRAINT {} CHECK ({})) {}").format(
-                sql.Identifier(STAGING_SCHEMA, self.new_child(unit)), shadow,
-                sql.Identifier(f"{child_name(self.table, unit)}_bounds"), check, bound))
+            conn.execute(
+                sql.SQL("CREATE TABLE {} PARTITION OF {} (CONSTRAINT {} CHECK ({})) {}").format(
+                    sql.Identifier(STAGING_SCHEMA, self.new_child(unit)),
+                    shadow,
+                    sql.Identifier(f"{child_name(self.table, unit)}_bounds"),
+                    check,
+                    bound,
+                )
+            )
 
     def check(self, conn: psycopg.Connection, expected_rows: int) -> int:
         """Row count equal to the rows read from the Delta source, key unique (the index build checks it)."""
-        loaded = conn.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(STAGING_SCHEMA, self.name))).fetchone()[0]
+        loaded = conn.execute(
+            sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(STAGING_SCHEMA, self.name))
+        ).fetchone()[0]
         if loaded != expected_rows:
-            raise WarehouseLoadError(f"{self.table.name}: {loaded:,} rows loaded but the Delta source has {expected_rows:,}; "
-                                     "the live table is unchanged")
+            raise WarehouseLoadError(
+                f"{self.table.name}: {loaded:,} rows loaded but the Delta source has {expected_rows:,}; "
+                "the live table is unchanged"
+            )
         try:
             for statement in _index_statements(self.table, STAGING_SCHEMA, self.name):
                 conn.execute(statement)
         except psycopg.errors.UniqueViolation as error:
-            raise WarehouseLoadError(f"{self.table.name}: key ({', '.join(self.table.key)}) is not unique in the loaded rows "
-                                     f"({error.diag.message_detail}); the live table is unchanged") from error
+            raise WarehouseLoadError(
+                f"{self.table.name}: key ({', '.join(self.table.key)}) is not unique in the loaded rows "
+                f"({error.diag.message_detail}); the live table is unchanged"
+            ) from error
         return loaded
 
     def drop(self, conn: psycopg.Connection) -> None:
@@ -163,18 +208,36 @@ def _swap(conn: psycopg.Connection, shadow: _Shadow, drop_others: bool) -> tuple
                 conn.execute(sql.SQL("ALTER TABLE {} DETACH PARTITION {}").format(live, sql.Identifier(SCHEMA, name)))
                 conn.execute(sql.SQL("DROP TABLE {}").format(sql.Identifier(SCHEMA, name)))
                 replaced += 1
-            conn.execute(sql.SQL("ALTER TABLE {} DETACH PARTITION {}").format(
-                sql.Identifier(STAGING_SCHEMA, shadow.name), sql.Identifier(STAGING_SCHEMA, new)))
-            conn.execute(sql.SQL("ALTER TABLE {} SET SCHEMA {}").format(sql.Identifier(STAGING_SCHEMA, new), sql.Identifier(SCHEMA)))
-            conn.execute(sql.SQL("ALTER TABLE {} RENAME TO {}").format(sql.Identifier(SCHEMA, new), sql.Identifier(name)))
+            conn.execute(
+                sql.SQL("ALTER TABLE {} DETACH PARTITION {}").format(
+                    sql.Identifier(STAGING_SCHEMA, shadow.name), sql.Identifier(STAGING_SCHEMA, new)
+                )
+            )
+            conn.execute(
+                sql.SQL("ALTER TABLE {} SET SCHEMA {}").format(
+                    sql.Identifier(STAGING_SCHEMA, new), sql.Identifier(SCHEMA)
+                )
+            )
+            conn.execute(
+                sql.SQL("ALTER TABLE {} RENAME TO {}").format(sql.Identifier(SCHEMA, new), sql.Identifier(name))
+            )
             bound, _ = _bounds(table, unit)
-            conn.execute(sql.SQL("ALTER TABLE {} ATTACH PARTITION {} {}").format(live, sql.Identifier(SCHEMA, name), bound))
+            conn.execute(
+                sql.SQL("ALTER TABLE {} ATTACH PARTITION {} {}").format(live, sql.Identifier(SCHEMA, name), bound)
+            )
         shadow.drop(conn)
     return replaced, dropped
 
 
-def load_table(table: WarehouseTable, frame: DataFrame, dsn: str, units: list, token: str,
-               drop_others: bool = False, connections: int = 4) -> LoadResult:
+def load_table(
+    table: WarehouseTable,
+    frame: DataFrame,
+    dsn: str,
+    units: list,
+    token: str,
+    drop_others: bool = False,
+    connections: int = 4,
+) -> LoadResult:
     """Load `frame` (the Delta rows of `units`: days for a dated table, tenants otherwise) into the
     live table by building beside and swapping, with `connections` parallel COPY streams.
     `drop_others` also removes live partitions not in `units` (a current-state table's tenants

@@ -32,16 +32,30 @@ class WarehouseTable:
 
 
 CURATED = [
-    WarehouseTable(spec.table, f"curated/{spec.table}", BY_DAY, ("tenant_id", *spec.key, "event_date"),
-                   description=spec.description)
+    WarehouseTable(
+        spec.table,
+        f"curated/{spec.table}",
+        BY_DAY,
+        ("tenant_id", *spec.key, "event_date"),
+        description=spec.description,
+    )
     for spec in ENTITIES
 ]
 PROFILES = WarehouseTable(
-    "customer_profiles", "profiles/customer_profiles", BY_TENANT, ("tenant_id", "cdp_customer_id"),
-    description="The unified customer profiles (golden records) as of the last run.")
+    "customer_profiles",
+    "profiles/customer_profiles",
+    BY_TENANT,
+    ("tenant_id", "cdp_customer_id"),
+    description="The unified customer profiles (golden records) as of the last run.",
+)
 IDENTITY_MAP = WarehouseTable(
-    "customer_ids", "identity/customer_ids", BY_TENANT, ("tenant_id", "node_id"), (("tenant_id", "id_type", "id_value"),),
-    description="Every identifier with the cdp_customer_id it resolved to.")
+    "customer_ids",
+    "identity/customer_ids",
+    BY_TENANT,
+    ("tenant_id", "node_id"),
+    (("tenant_id", "id_type", "id_value"),),
+    description="Every identifier with the cdp_customer_id it resolved to.",
+)
 
 TABLES = [*CURATED, PROFILES, IDENTITY_MAP]
 BY_NAME = {table.name: table for table in TABLES}

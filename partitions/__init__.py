@@ -20,4 +20,3 @@ def late_days() -> int:
 
 
 daily_partitions = DailyPartitionsDefinition(start_date=start_date(), timezone="UTC")
-

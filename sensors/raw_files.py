@@ -69,8 +69,11 @@ def run_requests_for(new_keys: list[str], asset_graph, valid_day) -> tuple[list[
     return requests, skipped
 
 
-@sensor(job=lake_daily_job, minimum_interval_seconds=30,
-        description="Starts runs for the days that new raw files (on time or late) belong to.")
+@sensor(
+    job=lake_daily_job,
+    minimum_interval_seconds=30,
+    description="Starts runs for the days that new raw files (on time or late) belong to.",
+)
 def raw_file_sensor(context: SensorEvaluationContext, lake: LakeResource):
     cursor = RawFileCursor.parse(context.cursor)
     new_keys = []

@@ -16,8 +16,19 @@ from tests.conftest import run_assets
 SELECTION = ["raw/app/events", "curated/events", "raw/shopify/customers", "curated/shopify_customers"]
 
 if __name__ == "__main__":
-    lake, first, last, groups = LakeResource(base_uri=sys.argv[1]), date.fromisoformat(sys.argv[2]), date.fromisoformat(sys.argv[3]), sys.argv[4:]
+    lake, first, last, groups = (
+        LakeResource(base_uri=sys.argv[1]),
+        date.fromisoformat(sys.argv[2]),
+        date.fromisoformat(sys.argv[3]),
+        sys.argv[4:],
+    )
     with DagsterInstance.ephemeral() as instance:
-        result = run_assets(lake, instance, first, last, groups=groups) if groups else run_assets(lake, instance, first, last, SELECTION)
-    print(f"spark session: {type(SparkSession.active()).__module__}")  # the run's (`pyspark.sql.connect.session` on Spark Connect)
+        result = (
+            run_assets(lake, instance, first, last, groups=groups)
+            if groups
+            else run_assets(lake, instance, first, last, SELECTION)
+        )
+    print(
+        f"spark session: {type(SparkSession.active()).__module__}"
+    )  # the run's (`pyspark.sql.connect.session` on Spark Connect)
     sys.exit(0 if result.success else 1)

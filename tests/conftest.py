@@ -25,7 +25,11 @@ from cdp_sampledata.generator import GeneratorConfig, generate
 TEST_STATE = state_dir() / "test"
 # moto's credentials, in the environment before Spark's JVM starts (it inherits the environment
 # then, and S3A takes them from there as boto3 does).
-for key, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}.items():
+for key, value in {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_DEFAULT_REGION": "us-east-1",
+}.items():
     os.environ.setdefault(key, value)
 
 
@@ -89,8 +93,10 @@ def any_lake(request, tmp_path) -> LakeResource:
     """A lake on a local directory, then the same test on moto's S3 server (under a prefix)."""
     if request.param == "local":
         return LakeResource(base_uri=str(tmp_path / "lake"))
-    return LakeResource(base_uri=f"s3://{request.getfixturevalue('s3_bucket')}/lake",
-                        s3_endpoint_url=request.getfixturevalue("s3_endpoint"))
+    return LakeResource(
+        base_uri=f"s3://{request.getfixturevalue('s3_bucket')}/lake",
+        s3_endpoint_url=request.getfixturevalue("s3_endpoint"),
+    )
 
 
 @pytest.fixture(scope="session")
@@ -107,9 +113,18 @@ def dagster_instance(postgres, tmp_path_factory) -> DagsterInstance:
 RANGE_TAGS = ("dagster/asset_partition_range_start", "dagster/asset_partition_range_end")
 
 
-def run_assets(lake: LakeResource, instance: DagsterInstance, first, last, selection: list[str] | None = None,
-               raise_on_error: bool = True, checks: bool = False, groups: list[str] = ("raw", "curated"),
-               warehouse: WarehouseResource | None = None, only_checks: bool = False):
+def run_assets(
+    lake: LakeResource,
+    instance: DagsterInstance,
+    first,
+    last,
+    selection: list[str] | None = None,
+    raise_on_error: bool = True,
+    checks: bool = False,
+    groups: list[str] = ("raw", "curated"),
+    warehouse: WarehouseResource | None = None,
+    only_checks: bool = False,
+):
     """Materialise `selection` (asset keys like "curated/orders"; default: the asset `groups`) for the
     days first..last in one run on `lake` (and `warehouse`); the asset checks run too when `checks`,
     and alone (nothing materialised) when `only_checks`."""
@@ -118,16 +133,30 @@ def run_assets(lake: LakeResource, instance: DagsterInstance, first, last, selec
     from cdp_assets.definitions import defs
     from partitions import daily_partitions
 
-    keys = AssetSelection.keys(*(AssetKey(k.split("/")) for k in selection)) if selection else AssetSelection.groups(*groups)
+    keys = (
+        AssetSelection.keys(*(AssetKey(k.split("/")) for k in selection))
+        if selection
+        else AssetSelection.groups(*groups)
+    )
     keys = keys - keys.without_checks() if only_checks else keys if checks else keys.without_checks()
     job = define_asset_job("test_run", selection=keys, partitions_def=daily_partitions)
     test_defs = Definitions(
-        assets=list(defs.assets), asset_checks=list(defs.asset_checks), jobs=[job], executor=defs.executor,
-        resources={**defs.resources, "lake": lake, "warehouse": warehouse or WarehouseResource(),
-                   "spark": SparkDeltaResource(spark_config=TEST_SPARK_CONFIG)},
+        assets=list(defs.assets),
+        asset_checks=list(defs.asset_checks),
+        jobs=[job],
+        executor=defs.executor,
+        resources={
+            **defs.resources,
+            "lake": lake,
+            "warehouse": warehouse or WarehouseResource(),
+            "spark": SparkDeltaResource(spark_config=TEST_SPARK_CONFIG),
+        },
     )
     return test_defs.resolve_job_def("test_run").execute_in_process(
-        instance=instance, tags=dict(zip(RANGE_TAGS, (first.isoformat(), last.isoformat()))), raise_on_error=raise_on_error)
+        instance=instance,
+        tags=dict(zip(RANGE_TAGS, (first.isoformat(), last.isoformat()), strict=True)),
+        raise_on_error=raise_on_error,
+    )
 
 
 def comparable(frame):
@@ -144,6 +173,7 @@ def assert_same_rows(one, other, name: str = "") -> None:
     assert one.count() == other.count() > 0, name
     assert one.exceptAll(other).count() == 0 and other.exceptAll(one).count() == 0, name
 
+
 # A small sample shared by the graph tests: 2 tenants, 5 days.
 SAMPLE_CONFIG = GeneratorConfig(tenants=("acme_corp", "globex"), days=5, customers=1_500, seed=7)
 
@@ -151,7 +181,10 @@ SAMPLE_CONFIG = GeneratorConfig(tenants=("acme_corp", "globex"), days=5, custome
 def dictionary_encoded(parquet_file: str | Path) -> dict[str, bool]:
     """Per column of a Parquet file's first row group: whether it is dictionary-encoded."""
     chunks = pq.ParquetFile(parquet_file).metadata.row_group(0)
-    return {chunks.column(i).path_in_schema: any("DICTIONARY" in e for e in chunks.column(i).encodings) for i in range(chunks.num_columns)}
+    return {
+        chunks.column(i).path_in_schema: any("DICTIONARY" in e for e in chunks.column(i).encodings)
+        for i in range(chunks.num_columns)
+    }
 
 
 @pytest.fixture(scope="session")
@@ -179,8 +212,13 @@ def curated_lakes(tmp_path_factory) -> tuple[LakeResource, LakeResource]:
 def curated_historic(curated_lakes, dagster_instance):
     """The first lake after one historic run of the raw and curated assets (checks included)."""
     lake = curated_lakes[0]
-    result = run_assets(lake, dagster_instance, CURATED_CONFIG.start,
-                        CURATED_CONFIG.start + timedelta(days=CURATED_CONFIG.days - 1), checks=True)
+    result = run_assets(
+        lake,
+        dagster_instance,
+        CURATED_CONFIG.start,
+        CURATED_CONFIG.start + timedelta(days=CURATED_CONFIG.days - 1),
+        checks=True,
+    )
     assert result.success
     return lake, result
 
@@ -200,8 +238,13 @@ def copy_lake(lake: LakeResource, name: str) -> LakeResource:
 def identity_historic(curated_historic, dagster_instance):
     """A copy of the curated sample after one historic run of identity resolution and profiles."""
     lake = copy_lake(curated_historic[0], "identity-historic")
-    result = run_assets(lake, dagster_instance, CURATED_CONFIG.start,
-                        CURATED_CONFIG.start + timedelta(days=CURATED_CONFIG.days - 1), groups=IDENTITY_GROUPS)
+    result = run_assets(
+        lake,
+        dagster_instance,
+        CURATED_CONFIG.start,
+        CURATED_CONFIG.start + timedelta(days=CURATED_CONFIG.days - 1),
+        groups=IDENTITY_GROUPS,
+    )
     assert result.success
     return lake, result
 
@@ -210,8 +253,14 @@ def identity_historic(curated_historic, dagster_instance):
 def warehouse_loaded(identity_historic, dagster_instance, warehouse):
     """The identity sample (curated tables, identity map, profiles) loaded into the warehouse in one historic run."""
     lake, _ = identity_historic
-    result = run_assets(lake, dagster_instance, CURATED_CONFIG.start,
-                        CURATED_CONFIG.start + timedelta(days=CURATED_CONFIG.days - 1), groups=["warehouse"], warehouse=warehouse)
+    result = run_assets(
+        lake,
+        dagster_instance,
+        CURATED_CONFIG.start,
+        CURATED_CONFIG.start + timedelta(days=CURATED_CONFIG.days - 1),
+        groups=["warehouse"],
+        warehouse=warehouse,
+    )
     assert result.success
     return lake, result
 

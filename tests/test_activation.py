@@ -17,7 +17,14 @@ import pyarrow.parquet as pq
 import pytest
 from dagster import DagsterInstance, materialize
 
-from cdp_activation.audiences import audience_prefix, export_audiences, export_dates, read_manifest, read_members, read_parquet
+from cdp_activation.audiences import (
+    audience_prefix,
+    export_audiences,
+    export_dates,
+    read_manifest,
+    read_members,
+    read_parquet,
+)
 from cdp_activation.config import Destination, load_destinations
 from cdp_activation.hashing import hashed_email, hashed_phone, normalise_email, normalise_phone, sha256_hex
 from cdp_activation.sync import DELIVERY_FAILED, DLQ_PROVIDER, sync_destination
@@ -37,7 +44,7 @@ SOURCE = {"seg_source": '"segments"."seg_source"'}
 RULES = {
     DAY1: "SELECT 'spenders', n FROM g WHERE n % 3 = 0 UNION ALL SELECT 'recent', n FROM g WHERE n % 4 = 1",
     DAY2: "SELECT 'spenders', n FROM g WHERE n % 3 = 0 AND n <= 450 OR n % 5 = 0 UNION ALL "
-          "SELECT 'new_buyers', n FROM g WHERE n % 11 = 2",
+    "SELECT 'new_buyers', n FROM g WHERE n % 11 = 2",
 }
 PG_EMAIL_HASH = "encode(sha256(convert_to(lower(btrim(c.email)), 'UTF8')), 'hex')"  # the rules, written again in SQL
 PG_PHONE_HASH = "encode(sha256(convert_to(ltrim(c.phone, '+'), 'UTF8')), 'hex')"
@@ -75,9 +82,13 @@ def world(postgres, tmp_path_factory):
             FROM generate_series(1, 600) AS n, unnest(ARRAY['acme', 'globex']) AS t""")
         _publish(conn, DAY1)
         day1 = export_audiences(conn, lake, DAY1, _raw_pii, rows_per_file=ROWS_PER_FILE, chunk_rows=50)
-        changed = {r[0] for r in conn.execute(
-            "UPDATE marts.customer_360 SET lifetime_revenue_usd = lifetime_revenue_usd + 1 "
-            "WHERE split_part(cdp_customer_id, '-', 2)::int % 10 = 0 RETURNING cdp_customer_id").fetchall()}
+        changed = {
+            r[0]
+            for r in conn.execute(
+                "UPDATE marts.customer_360 SET lifetime_revenue_usd = lifetime_revenue_usd + 1 "
+                "WHERE split_part(cdp_customer_id, '-', 2)::int % 10 = 0 RETURNING cdp_customer_id"
+            ).fetchall()
+        }
         _publish(conn, DAY2)
         day2 = export_audiences(conn, lake, DAY2, _raw_pii, rows_per_file=ROWS_PER_FILE, chunk_rows=50)
     return {"url": url, "lake": lake, "changed": changed, "exports": {DAY1: day1, DAY2: day2}}
@@ -85,34 +96,50 @@ def world(postgres, tmp_path_factory):
 
 def members(world, tenant: str, segment: str, day: date) -> set[str]:
     with psycopg.connect(world["url"]) as conn:
-        return {r[0] for r in conn.execute(f"SELECT cdp_customer_id FROM {MEMBERSHIP} WHERE tenant_id = %s AND segment = %s "
-                                           "AND as_of_date = %s", (tenant, segment, day)).fetchall()}
+        return {
+            r[0]
+            for r in conn.execute(
+                f"SELECT cdp_customer_id FROM {MEMBERSHIP} WHERE tenant_id = %s AND segment = %s AND as_of_date = %s",
+                (tenant, segment, day),
+            ).fetchall()
+        }
 
 
 def exported(lake, tenant: str, segment: str, day: date) -> list[dict]:
     return [row for part in read_members(lake, tenant, segment, day) for row in part.to_pylist()]
 
 
-@pytest.mark.parametrize("raw, expected", [
-    (" John_Smith@gmail.com ", "john_smith@gmail.com"),
-    ("\tMIXED.Case@Example.COM\n", "mixed.case@example.com"),
-    ("no-at-sign", None), ("   ", None), (None, None),
-])
+@pytest.mark.parametrize(
+    "raw, expected",
+    [
+        (" John_Smith@gmail.com ", "john_smith@gmail.com"),
+        ("\tMIXED.Case@Example.COM\n", "mixed.case@example.com"),
+        ("no-at-sign", None),
+        ("   ", None),
+        (None, None),
+    ],
+)
 def test_email_normalisation(raw, expected):
     assert normalise_email(raw) == expected
     assert hashed_email(raw) == (sha256_hex(expected) if expected else None)
 
 
-@pytest.mark.parametrize("raw, country, expected", [
-    ("(650)555-1212", "US", "16505551212"),
-    ("+1 (650) 555-1212", None, "16505551212"),
-    ("650.555.1212", "us", "16505551212"),
-    ("+16505551212", None, "16505551212"),
-    ("020 7946 0958", "GB", "442079460958"),
-    ("+44 (0)20 7946 0958", "US", "442079460958"),
-    ("0049 30 901820", "DE", "4930901820"),
-    ("12", "US", None), ("not a phone", "US", None), ("6505551212", None, None), ("", "US", None),
-])
+@pytest.mark.parametrize(
+    "raw, country, expected",
+    [
+        ("(650)555-1212", "US", "16505551212"),
+        ("+1 (650) 555-1212", None, "16505551212"),
+        ("650.555.1212", "us", "16505551212"),
+        ("+16505551212", None, "16505551212"),
+        ("020 7946 0958", "GB", "442079460958"),
+        ("+44 (0)20 7946 0958", "US", "442079460958"),
+        ("0049 30 901820", "DE", "4930901820"),
+        ("12", "US", None),
+        ("not a phone", "US", None),
+        ("6505551212", None, None),
+        ("", "US", None),
+    ],
+)
 def test_phone_normalisation(raw, country, expected):
     assert normalise_phone(raw, country) == expected
     assert hashed_phone(raw, country) == (sha256_hex(expected) if expected else None)
@@ -127,12 +154,18 @@ def test_hashes_match_the_platforms_published_examples():
 def test_export_holds_every_member_with_fields_joined_and_identifiers_hashed(world):
     lake = world["lake"]
     with psycopg.connect(world["url"]) as conn:
-        truth = {r[0]: r[1:] for r in conn.execute(
-            f"SELECT cdp_customer_id, CASE WHEN c.email LIKE '%%@%%' THEN {PG_EMAIL_HASH} END, "
-            f"CASE WHEN c.phone LIKE '+%%' THEN {PG_PHONE_HASH} END, c.email, c.lifetime_revenue_usd, c.company_name "
-            "FROM marts.customer_360 c").fetchall()}
+        truth = {
+            r[0]: r[1:]
+            for r in conn.execute(
+                f"SELECT cdp_customer_id, CASE WHEN c.email LIKE '%%@%%' THEN {PG_EMAIL_HASH} END, "
+                f"CASE WHEN c.phone LIKE '+%%' THEN {PG_PHONE_HASH} END, c.email, c.lifetime_revenue_usd, c.company_name "
+                "FROM marts.customer_360 c"
+            ).fetchall()
+        }
     audiences = [(e.tenant, e.segment, day) for day, exports in world["exports"].items() for e in exports]
-    assert {(t, s) for t, s, _ in audiences} == {(t, s) for t in ("acme", "globex") for s in ("spenders", "recent", "new_buyers")}
+    assert {(t, s) for t, s, _ in audiences} == {
+        (t, s) for t in ("acme", "globex") for s in ("spenders", "recent", "new_buyers")
+    }
     for tenant, segment, day in audiences:
         manifest = read_manifest(lake, tenant, segment, day)
         assert all(part.num_rows <= ROWS_PER_FILE for part in read_members(lake, tenant, segment, day))
@@ -145,8 +178,10 @@ def test_export_holds_every_member_with_fields_joined_and_identifiers_hashed(wor
             email_hash, phone_hash, email, revenue, company = truth[row["cdp_customer_id"]]
             assert row["email_sha256"] == email_hash
             assert row["phone_sha256"] == phone_hash
-            assert (row["lifetime_revenue_usd"], row["company_name"]) == (revenue if day == DAY2 or row["cdp_customer_id"]
-                                                                          not in world["changed"] else revenue - 1, company)
+            assert (row["lifetime_revenue_usd"], row["company_name"]) == (
+                revenue if day == DAY2 or row["cdp_customer_id"] not in world["changed"] else revenue - 1,
+                company,
+            )
             assert row["email"] == (email if _raw_pii(tenant, segment) else None)
             assert row["as_of_date"] == day and (row["tenant_id"], row["segment"]) == (tenant, segment)
     assert any(len(read_manifest(lake, t, s, d)["files"]) > 1 for t, s, d in audiences)
@@ -155,7 +190,10 @@ def test_export_holds_every_member_with_fields_joined_and_identifiers_hashed(wor
 def test_changes_against_the_previous_export(world):
     lake = world["lake"]
     for export in world["exports"][DAY2]:
-        before, after = members(world, export.tenant, export.segment, DAY1), members(world, export.tenant, export.segment, DAY2)
+        before, after = (
+            members(world, export.tenant, export.segment, DAY1),
+            members(world, export.tenant, export.segment, DAY2),
+        )
         changes = defaultdict(set)
         for row in read_members_changes(lake, export.tenant, export.segment, DAY2):
             changes[row["change"]].add(row["cdp_customer_id"])
@@ -163,11 +201,19 @@ def test_changes_against_the_previous_export(world):
         assert changes["removed"] == before - after
         assert changes["changed"] == after & before & world["changed"]
         manifest = read_manifest(lake, export.tenant, export.segment, DAY2)
-        assert (manifest["added"], manifest["removed"], manifest["changed"], manifest["members"]) == \
-            (len(after - before), len(before - after), len(after & before & world["changed"]), len(after))
+        assert (manifest["added"], manifest["removed"], manifest["changed"], manifest["members"]) == (
+            len(after - before),
+            len(before - after),
+            len(after & before & world["changed"]),
+            len(after),
+        )
         assert manifest["previous"] == (DAY1.isoformat() if before else None)
     recent = read_manifest(lake, "acme", "recent", DAY2)
-    assert recent["members"] == 0 and recent["files"] == [] and recent["removed"] == len(members(world, "acme", "recent", DAY1)) > 0
+    assert (
+        recent["members"] == 0
+        and recent["files"] == []
+        and recent["removed"] == len(members(world, "acme", "recent", DAY1)) > 0
+    )
 
 
 def read_members_changes(lake, tenant, segment, day) -> list[dict]:
@@ -182,8 +228,10 @@ def test_export_to_s3_matches_the_local_export(world, s3_endpoint, s3_bucket):
         audience = (export.tenant, export.segment, DAY1)
         assert read_manifest(lake, *audience) == read_manifest(world["lake"], *audience)
         assert all(obj.key.endswith((".parquet", ".json")) for obj in lake.list(audience_prefix(*audience)))
-        identifiers = [[(r["cdp_customer_id"], r["email_sha256"], r["phone_sha256"]) for r in exported(one, *audience)]
-                       for one in (lake, world["lake"])]  # customer_360 changed since: compare what did not
+        identifiers = [
+            [(r["cdp_customer_id"], r["email_sha256"], r["phone_sha256"]) for r in exported(one, *audience)]
+            for one in (lake, world["lake"])
+        ]  # customer_360 changed since: compare what did not
         assert identifiers[0] == identifiers[1] and len(identifiers[0]) == export.members
 
 
@@ -196,29 +244,40 @@ def test_a_rerun_replaces_the_day(world):
     after = read_manifest(lake, "acme", "spenders", DAY2)
     assert len(after["files"]) < len(manifest_before["files"])
     assert [o.key for o in lake.list(audience_prefix("acme", "spenders", DAY2)) if "/part-" in o.key] == after["files"]
-    assert {k: after[k] for k in ("members", "added", "removed", "changed")} == \
-        {k: manifest_before[k] for k in ("members", "added", "removed", "changed")}
+    assert {k: after[k] for k in ("members", "added", "removed", "changed")} == {
+        k: manifest_before[k] for k in ("members", "added", "removed", "changed")
+    }
     assert export_dates(lake, "acme", "spenders") == [DAY1, DAY2] and len(keys_before) > len(after["files"])
 
 
 def test_mirror_file_sync_sends_adds_changes_then_removals(world, tmp_path):
     lake = world["lake"]
-    destination = Destination("files", "file", mode="mirror", uri=str(tmp_path / "out"), batch_size=45,
-                              audiences=(("globex", "*"),))
+    destination = Destination(
+        "files", "file", mode="mirror", uri=str(tmp_path / "out"), batch_size=45, audiences=(("globex", "*"),)
+    )
     target = LakeResource(base_uri=str(tmp_path / "out"))
     pairs = [(e.tenant, e.segment) for e in world["exports"][DAY2]]
     first = sync_destination(lake, destination, pairs, DAY1)
-    assert {r.segment for r in first} == {"spenders", "recent", "new_buyers"} and all(r.tenant == "globex" for r in first)
+    assert {r.segment for r in first} == {"spenders", "recent", "new_buyers"} and all(
+        r.tenant == "globex" for r in first
+    )
     second = {r.segment: r for r in sync_destination(lake, destination, pairs, DAY2)}
     for segment, result in second.items():
         before, after = members(world, "globex", segment, DAY1), members(world, "globex", segment, DAY2)
-        rows = [row for obj in target.list(f"globex/{segment}/date={DAY2}/")
-                for row in pq.read_table(target.spark_path(obj.key)).to_pylist()]
+        rows = [
+            row
+            for obj in target.list(f"globex/{segment}/date={DAY2}/")
+            for row in pq.read_table(target.spark_path(obj.key)).to_pylist()
+        ]
         ops = Counter(row["op"] for row in rows)
-        assert {r["cdp_customer_id"] for r in rows if r["op"] == "upsert"} == (after - before) | (after & before & world["changed"])
+        assert {r["cdp_customer_id"] for r in rows if r["op"] == "upsert"} == (after - before) | (
+            after & before & world["changed"]
+        )
         assert {r["cdp_customer_id"] for r in rows if r["op"] == "remove"} == before - after
         assert ops["upsert"] + ops["remove"] == len(rows) == result.sent and result.failed == 0
-        assert rows and all(not {"email", "phone", "name", "fingerprint"} & set(r) and "email_sha256" in r for r in rows)
+        assert rows and all(
+            not {"email", "phone", "name", "fingerprint"} & set(r) and "email_sha256" in r for r in rows
+        )
         assert (result.members, result.added, result.removed) == (len(after), len(after - before), len(before - after))
 
 
@@ -250,7 +309,13 @@ class _Receiver(BaseHTTPRequestHandler):
 def receiver(monkeypatch):
     monkeypatch.setenv("CDP_TEST_DESTINATION_SECRET", "s3cret")
     server = ThreadingHTTPServer(("127.0.0.1", 0), _Receiver)
-    server.lock, server.attempts, server.batches, server.script, server.retry_after = threading.Lock(), Counter(), {}, [], "0"
+    server.lock, server.attempts, server.batches, server.script, server.retry_after = (
+        threading.Lock(),
+        Counter(),
+        {},
+        [],
+        "0",
+    )
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     yield server
@@ -259,8 +324,14 @@ def receiver(monkeypatch):
 
 
 def _http(server, **options) -> Destination:
-    return Destination("ads", "http", url=f"http://127.0.0.1:{server.server_port}/audiences",
-                       secret_env="CDP_TEST_DESTINATION_SECRET", backoff_seconds=0.01, **options)
+    return Destination(
+        "ads",
+        "http",
+        url=f"http://127.0.0.1:{server.server_port}/audiences",
+        secret_env="CDP_TEST_DESTINATION_SECRET",
+        backoff_seconds=0.01,
+        **options,
+    )
 
 
 def test_http_destination_receives_every_batch_once_despite_429_and_500(world, receiver):
@@ -270,7 +341,9 @@ def test_http_destination_receives_every_batch_once_despite_429_and_500(world, r
     expected = members(world, "acme", "spenders", DAY2)
     received = [r for batch in receiver.batches.values() for r in batch["records"]]
     assert Counter(r["cdp_customer_id"] for r in received) == Counter(expected)
-    assert set(receiver.attempts.values()) == {4} and len(receiver.attempts) == result.batches == -(-len(expected) // 40)
+    assert set(receiver.attempts.values()) == {4} and len(receiver.attempts) == result.batches == -(
+        -len(expected) // 40
+    )
     assert result.sent == len(expected) and result.failed == 0
     assert all(r["op"] == "upsert" and not {"email", "phone", "name", "fingerprint"} & set(r) for r in received)
     assert sum(r["email_sha256"] is not None for r in received) > len(received) / 2
@@ -278,7 +351,9 @@ def test_http_destination_receives_every_batch_once_despite_429_and_500(world, r
 
 def test_retry_after_is_honoured(world, receiver):
     receiver.script, receiver.retry_after = ["429"], "1"
-    destination = _http(receiver, mode="full_refresh", batch_size=10_000, max_tries=2, audiences=(("acme", "new_buyers"),))
+    destination = _http(
+        receiver, mode="full_refresh", batch_size=10_000, max_tries=2, audiences=(("acme", "new_buyers"),)
+    )
     started = time.monotonic()
     (result,) = sync_destination(world["lake"], destination, [("acme", "new_buyers")], DAY2)
     assert time.monotonic() - started >= 1.0  # the backoff alone would have been about 0.01 s
@@ -292,8 +367,11 @@ def test_http_destination_gives_up_into_the_dead_letter_zone(world, receiver):
     expected = members(world, "globex", "new_buyers", DAY2)
     assert receiver.batches == {} and set(receiver.attempts.values()) == {3}
     assert result.sent == 0 and result.failed == len(expected) and result.dead_letter_files
-    letters = [json.loads(line) for key in result.dead_letter_files
-               for line in gzip.decompress(world["lake"].read_bytes(key)).splitlines()]
+    letters = [
+        json.loads(line)
+        for key in result.dead_letter_files
+        for line in gzip.decompress(world["lake"].read_bytes(key)).splitlines()
+    ]
     assert all(key.startswith(dlq_prefix("globex", DLQ_PROVIDER, DELIVERY_FAILED)) for key in result.dead_letter_files)
     assert {r["cdp_customer_id"] for letter in letters for r in letter["payload"]["records"]} == expected
     assert all("503" in letter["reason"] and letter["retry_count"] == 3 for letter in letters)
@@ -301,8 +379,10 @@ def test_http_destination_gives_up_into_the_dead_letter_zone(world, receiver):
 
 
 def test_members_of_failed_batches_are_sent_again_the_next_day(world, receiver):
-    destination = replace(_http(receiver, mode="upsert", batch_size=100, max_tries=2, audiences=(("acme", "spenders"),)),
-                          name="ads_after_outage")
+    destination = replace(
+        _http(receiver, mode="upsert", batch_size=100, max_tries=2, audiences=(("acme", "spenders"),)),
+        name="ads_after_outage",
+    )
     before, after = members(world, "acme", "spenders", DAY1), members(world, "acme", "spenders", DAY2)
     receiver.script = ["503"] * 2  # day 1: every batch gives up
     (day1,) = sync_destination(world["lake"], destination, [("acme", "spenders")], DAY1)
@@ -317,13 +397,21 @@ def test_members_of_failed_batches_are_sent_again_the_next_day(world, receiver):
 def test_audience_and_sync_assets(world, tmp_path):
     lake = LakeResource(base_uri=str(tmp_path / "lake"))
     (destination,) = load_destinations()
-    result = materialize([audiences, sync_asset(destination)], partition_key=DAY1.isoformat(), instance=DagsterInstance.ephemeral(),
-                         resources={"lake": lake, "warehouse": WarehouseResource(url=world["url"])})
+    result = materialize(
+        [audiences, sync_asset(destination)],
+        partition_key=DAY1.isoformat(),
+        instance=DagsterInstance.ephemeral(),
+        resources={"lake": lake, "warehouse": WarehouseResource(url=world["url"])},
+    )
     assert result.success
     exported_meta = result.asset_materializations_for_node("activation__audiences")[0].metadata
     with psycopg.connect(world["url"]) as conn:
-        sizes = dict(conn.execute(f"SELECT tenant_id || '/' || segment, count(*) FROM {MEMBERSHIP} WHERE as_of_date = %s "
-                                  "GROUP BY 1", (DAY1,)).fetchall())
+        sizes = dict(
+            conn.execute(
+                f"SELECT tenant_id || '/' || segment, count(*) FROM {MEMBERSHIP} WHERE as_of_date = %s GROUP BY 1",
+                (DAY1,),
+            ).fetchall()
+        )
     assert {k: v["members"] for k, v in exported_meta["by_audience"].value.items()} == sizes
     assert {k: v["added"] for k, v in exported_meta["by_audience"].value.items()} == sizes
     synced = result.asset_materializations_for_node(f"activation__sync_{destination.name}")[0].metadata
@@ -334,5 +422,7 @@ def test_audience_and_sync_assets(world, tmp_path):
     assert [line.split()[0] for line in lines[1:]] == segments
     for line in lines[1:]:
         segment = line.split()[0]
-        assert line.split(None, 1)[1] == ", ".join(f"{tenant} {sizes[f'{tenant}/{segment}']:,} members "
-                                                   f"(+{sizes[f'{tenant}/{segment}']:,} -0)" for tenant in ("acme", "globex"))
+        assert line.split(None, 1)[1] == ", ".join(
+            f"{tenant} {sizes[f'{tenant}/{segment}']:,} members (+{sizes[f'{tenant}/{segment}']:,} -0)"
+            for tenant in ("acme", "globex")
+        )

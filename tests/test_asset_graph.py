@@ -2,7 +2,7 @@
 PostgreSQL-backed Dagster instance, checked against the generator's ground truth."""
 
 from collections import Counter
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 
 import psycopg
 import pytest
@@ -10,9 +10,9 @@ from dagster import AssetKey, DagsterRunStatus
 
 from cdp_ingest.raw_writer import RawBatchWriter
 from cdp_ingest.registry import SchemaRegistry
-from cdp_sampledata.streams import DRIFT_FIELD
 from cdp_resources.lake import LakeResource
 from cdp_resources.raw_zone import RAW_KEY, decode_ndjson_gz, encode_ndjson_gz, raw_key
+from cdp_sampledata.streams import DRIFT_FIELD
 from tests.conftest import SAMPLE_CONFIG, run_assets
 from tests.test_generator import event_time
 
@@ -33,7 +33,7 @@ def expected_events_per_day(lake) -> tuple[Counter, int]:
             day = date(int(match["year"]), int(match["month"]), int(match["day"]))
             for record in decode_ndjson_gz(lake.read_bytes(obj.key)):
                 delivered += 1
-                assert event_time(record["timestamp"]).astimezone(timezone.utc).date() == day
+                assert event_time(record["timestamp"]).astimezone(UTC).date() == day
                 seen[(match["tenant"], record["message_id"])] = day
     return Counter(seen.values()), delivered
 
@@ -75,8 +75,11 @@ def test_backfill_then_rerun_one_partition(spark, sample_lake, dagster_instance,
     assert curated_per_day(spark, sample_lake) == expected
 
     with psycopg.connect(postgres.url("dagster")) as conn:
-        stored = dict(conn.execute("SELECT run_id, status FROM runs WHERE run_id = ANY(%s)",
-                                   ([backfill.run_id, rerun.run_id],)).fetchall())
+        stored = dict(
+            conn.execute(
+                "SELECT run_id, status FROM runs WHERE run_id = ANY(%s)", ([backfill.run_id, rerun.run_id],)
+            ).fetchall()
+        )
     assert stored == {backfill.run_id: DagsterRunStatus.SUCCESS.value, rerun.run_id: DagsterRunStatus.SUCCESS.value}
 
 
@@ -85,16 +88,28 @@ def test_a_damaged_raw_file_is_reported_and_left_out(spark, tmp_path, dagster_in
     complete records of the other files still land."""
     lake = LakeResource(base_uri=str(tmp_path / "lake"))
     day = SAMPLE_CONFIG.start
-    flushed = datetime(day.year, day.month, day.day, 23, tzinfo=timezone.utc)
-    good = [{"message_id": f"m{i}", "type": "track", "event": "page_view", "anonymous_id": f"a{i}",
-             "timestamp": f"{day}T10:00:00Z"} for i in range(10)]
+    flushed = datetime(day.year, day.month, day.day, 23, tzinfo=UTC)
+    good = [
+        {
+            "message_id": f"m{i}",
+            "type": "track",
+            "event": "page_view",
+            "anonymous_id": f"a{i}",
+            "timestamp": f"{day}T10:00:00Z",
+        }
+        for i in range(10)
+    ]
     lake.write_bytes(raw_key("acme_corp", "app", "events", day, flushed, 0), encode_ndjson_gz(good))
     whole = encode_ndjson_gz([{**r, "message_id": f"x{r['message_id']}"} for r in good])
     lake.write_bytes(raw_key("acme_corp", "app", "events", day, flushed, 1), whole[: len(whole) // 2])
 
     assert run_days(lake, dagster_instance, day, day).success
-    raw_meta = dagster_instance.get_latest_materialization_event(AssetKey(["raw", "app", "events"])).asset_materialization.metadata
+    raw_meta = dagster_instance.get_latest_materialization_event(
+        AssetKey(["raw", "app", "events"])
+    ).asset_materialization.metadata
     (damaged,) = raw_meta["damaged_files"].value
     assert damaged["key"].endswith("_0001.ndjson.gz") and "truncated" in damaged["error"]
-    curated = dagster_instance.get_latest_materialization_event(AssetKey(["curated", "events"])).asset_materialization.metadata
+    curated = dagster_instance.get_latest_materialization_event(
+        AssetKey(["curated", "events"])
+    ).asset_materialization.metadata
     assert curated["damaged_raw_files_skipped"].value == 1 and curated["dagster/row_count"].value == 10

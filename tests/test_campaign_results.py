@@ -31,9 +31,13 @@ TYPES = ("delivered", "opened", "clicked", "converted", "unsubscribed")
 def sample_results() -> list[dict]:
     """Two days of the sample generator's campaign results for one tenant."""
     population = build_population(5, TENANT, 3_000, 2)
-    return [record for day in range(2)
-            for ((provider, stream), _), rows in generate_day(population, day, FIRST, 2, DirtRates(), 3, 5).records.items()
-            if (provider, stream) == ("campaigns", "results") for record in rows]
+    return [
+        record
+        for day in range(2)
+        for ((provider, stream), _), rows in generate_day(population, day, FIRST, 2, DirtRates(), 3, 5).records.items()
+        if (provider, stream) == ("campaigns", "results")
+        for record in rows
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -42,12 +46,19 @@ def landed(tmp_path_factory) -> tuple[LakeResource, list[dict], list[dict]]:
     results = sample_results()
     bounced = {**results[0], "event_id": "not-an-outcome", "event_type": "bounced"}
     dropped = [*results, results[1], bounced]  # the platform re-sent one event; one outcome is not in the schema
-    lake.write_bytes(f"drops/{TENANT}/campaigns/results/results.jsonl", "\n".join(json.dumps(r) for r in dropped).encode())
+    lake.write_bytes(
+        f"drops/{TENANT}/campaigns/results/results.jsonl", "\n".join(json.dumps(r) for r in dropped).encode()
+    )
     (outcome,) = process_drops(lake, lake, SchemaRegistry())
     assert (outcome.records, outcome.landed, outcome.dead_lettered) == (len(dropped), len(dropped) - 1, 1)
-    raw = [r for obj in lake.list(f"raw/{TENANT}/campaigns/results/") for r in decode_ndjson_gz(lake.read_bytes(obj.key))]
-    letters = [r for obj in lake.list(dlq_prefix(TENANT, "campaigns", SCHEMA_VIOLATION))
-               for r in decode_ndjson_gz(lake.read_bytes(obj.key))]
+    raw = [
+        r for obj in lake.list(f"raw/{TENANT}/campaigns/results/") for r in decode_ndjson_gz(lake.read_bytes(obj.key))
+    ]
+    letters = [
+        r
+        for obj in lake.list(dlq_prefix(TENANT, "campaigns", SCHEMA_VIOLATION))
+        for r in decode_ndjson_gz(lake.read_bytes(obj.key))
+    ]
     return lake, raw, letters
 
 
@@ -68,14 +79,24 @@ def _expected(raw: list[dict]) -> dict:
         campaigns[key].add(r["campaign_id"])
 
     def rate(numerator: int, denominator: int):
-        return (Decimal(numerator) / Decimal(denominator)).quantize(Decimal("0.0001"), ROUND_HALF_UP) if denominator else None
+        return (
+            (Decimal(numerator) / Decimal(denominator)).quantize(Decimal("0.0001"), ROUND_HALF_UP)
+            if denominator
+            else None
+        )
 
     expected = {}
     for key, by_type in pairs.items():
         n = {t: len(by_type[t]) for t in TYPES}
-        expected[key] = (len(campaigns[key]), *n.values(), rate(n["opened"], n["delivered"]), rate(n["clicked"], n["delivered"]),
-                         rate(n["clicked"], n["opened"]), rate(n["converted"], n["delivered"]),
-                         rate(n["unsubscribed"], n["delivered"]))
+        expected[key] = (
+            len(campaigns[key]),
+            *n.values(),
+            rate(n["opened"], n["delivered"]),
+            rate(n["clicked"], n["delivered"]),
+            rate(n["clicked"], n["opened"]),
+            rate(n["converted"], n["delivered"]),
+            rate(n["unsubscribed"], n["delivered"]),
+        )
     return expected
 
 
@@ -88,16 +109,33 @@ def test_campaign_performance_by_segment_and_day(landed, postgres, tmp_path, mon
             email_sha256 text, event_type text, occurred_at timestamptz, event_date date, _ingest_ts timestamptz)""")
         with conn.cursor().copy("COPY raw_cdp.campaign_results FROM STDIN") as copy:
             for r in raw:
-                copy.write_row((TENANT, r["event_id"], r["campaign_id"], r["destination"], r["segment"], r["cdp_customer_id"],
-                                r["email_sha256"], r["event_type"], r["occurred_at"], r["occurred_at"][:10], "2026-04-03T00:00:00Z"))
+                copy.write_row(
+                    (
+                        TENANT,
+                        r["event_id"],
+                        r["campaign_id"],
+                        r["destination"],
+                        r["segment"],
+                        r["cdp_customer_id"],
+                        r["email_sha256"],
+                        r["event_type"],
+                        r["occurred_at"],
+                        r["occurred_at"][:10],
+                        "2026-04-03T00:00:00Z",
+                    )
+                )
     for name, value in warehouse.dbt_env().items():
         monkeypatch.setenv(name, value)
     project = cdp_dbt_project()
-    dbt_cli(project).cli(["build", "--select", "stg_campaign_results campaign_performance"], target_path=tmp_path).wait()
+    dbt_cli(project).cli(
+        ["build", "--select", "stg_campaign_results campaign_performance"], target_path=tmp_path
+    ).wait()
     with psycopg.connect(warehouse.dsn()) as conn:
-        rows = conn.execute("SELECT tenant_id, segment, day, campaigns, delivered, opened, clicked, converted, unsubscribed, "
-                            "open_rate, click_rate, click_to_open_rate, conversion_rate, unsubscribe_rate "
-                            "FROM marts.campaign_performance").fetchall()
+        rows = conn.execute(
+            "SELECT tenant_id, segment, day, campaigns, delivered, opened, clicked, converted, unsubscribed, "
+            "open_rate, click_rate, click_to_open_rate, conversion_rate, unsubscribe_rate "
+            "FROM marts.campaign_performance"
+        ).fetchall()
         (staged,) = conn.execute("SELECT count(*) FROM staging.stg_campaign_results").fetchone()
     assert staged == len({r["event_id"] for r in raw}) < len(raw)
     assert {row[:3]: row[3:] for row in rows} == _expected(raw)

@@ -15,9 +15,27 @@ CDP = str(Path(sys.executable).parent / "cdp")
 def test_generate_command(tmp_path):
     lake_dir = tmp_path / "lake"
     result = subprocess.run(
-        [CDP, "generate", "--tenants", "shop_one", "--days", "2", "--customers", "300", "--seed", "3",
-         "--start", "2026-03-01", "--lake", str(lake_dir), "--workers", "1"],
-        capture_output=True, text=True, timeout=300,
+        [
+            CDP,
+            "generate",
+            "--tenants",
+            "shop_one",
+            "--days",
+            "2",
+            "--customers",
+            "300",
+            "--seed",
+            "3",
+            "--start",
+            "2026-03-01",
+            "--lake",
+            str(lake_dir),
+            "--workers",
+            "1",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert result.returncode == 0, result.stderr
     lake = LakeResource(base_uri=str(lake_dir))
@@ -42,4 +60,4 @@ def test_demo_summary_of_a_failed_run_names_the_zones(tmp_path):
     lake = LakeResource(base_uri=str(tmp_path / "lake"))
     summary = describe({"lake": lake, "run_id": "r1", "success": False})
     assert summary.splitlines()[0] == "run r1: FAILED"
-    assert f"dead letters in curated/_dead_letters/{{table}}" in summary and lake.spark_path("raw/") in summary
+    assert "dead letters in curated/_dead_letters/{table}" in summary and lake.spark_path("raw/") in summary

@@ -5,7 +5,7 @@ and late files change exactly what they should; the critical-failure threshold s
 
 import csv
 from collections import Counter
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from urllib.parse import urlparse
 
 import phonenumbers
@@ -59,17 +59,26 @@ def truth(lake) -> tuple[list[dict], list[dict]]:
 def test_dirt_is_found_against_the_truth(spark, historic):
     lake, result = historic
     persons, dirt = truth(lake)
-    kinds = lambda kind, streams: sum(1 for d in dirt if d["dirt"] == kind and d["stream"] in streams)
+
+    def kinds(kind, streams):
+        return sum(1 for d in dirt if d["dirt"] == kind and d["stream"] in streams)
+
     letters = read_dead_letters(spark, lake)
 
     events = materialization(result, "events")
     assert events.metadata["duplicates_removed"].value == kinds("duplicate", {"app/events"})
-    email_streams = {"shopify/customers": ("shopify_customers", "customer_id", "$.id"),
-                     "stripe/customers": ("stripe_customers", "customer_id", "$.id"),
-                     "salesforce/contacts": ("contacts", "contact_id", "$.Id")}
+    email_streams = {
+        "shopify/customers": ("shopify_customers", "customer_id", "$.id"),
+        "stripe/customers": ("stripe_customers", "customer_id", "$.id"),
+        "salesforce/contacts": ("contacts", "contact_id", "$.Id"),
+    }
     for stream, (name, key, raw_key_path) in email_streams.items():
-        caught = {r.id for r in letters.where(F.array_contains("rules", "email_format") & (F.col("table") == name))
-                  .select(F.get_json_object("record", raw_key_path).alias("id")).collect()}
+        caught = {
+            r.id
+            for r in letters.where(F.array_contains("rules", "email_format") & (F.col("table") == name))
+            .select(F.get_json_object("record", raw_key_path).alias("id"))
+            .collect()
+        }
         rows = table(spark, lake, name).collect()
         injected = {str(d["id"]) for d in dirt if d["dirt"] == "invalid_email" and d["stream"] == stream}
         assert caught and caught <= injected  # nothing valid was dead-lettered as an invalid email …
@@ -81,25 +90,36 @@ def test_dirt_is_found_against_the_truth(spark, historic):
     by_shopify_id = {p["shopify_customer_id"]: p for p in persons if p["shopify_customer_id"]}
     customers = table(spark, lake, "shopify_customers").collect()
     assert customers
-    valid_phone = lambda e164: phonenumbers.is_valid_number(phonenumbers.parse(e164))
+
+    def valid_phone(e164):
+        return phonenumbers.is_valid_number(phonenumbers.parse(e164))
+
     for row in customers:
         person = by_shopify_id[row.customer_id]
         assert row.email == person["email"] and row.country == person["country"]
         if row.phone is not None or valid_phone(person["phone_e164"]):
             assert row.phone in (person["phone_e164"], None)
     phones = [row for row in customers if row.phone]
-    assert len(phones) / len(customers) > 0.8 and all(row.phone == by_shopify_id[row.customer_id]["phone_e164"] for row in phones)
+    assert len(phones) / len(customers) > 0.8 and all(
+        row.phone == by_shopify_id[row.customer_id]["phone_e164"] for row in phones
+    )
 
     with open(REFERENCE_DIR / "company_domains.csv") as handle:
         reference = {r["domain"]: r for r in csv.DictReader(handle)}
     enriched = [row for row in customers if by_shopify_id[row.customer_id]["company_domain"] in reference]
     assert enriched and all(row.company_name == reference[row.email_domain]["company"] for row in enriched)
-    assert all(row.company_name is None for row in customers if by_shopify_id[row.customer_id]["company_domain"] is None)
+    assert all(
+        row.company_name is None for row in customers if by_shopify_id[row.customer_id]["company_domain"] is None
+    )
 
     rates = {(str(r.event_date), r.currency): r.rate for r in table(spark, lake, "fx_rates").collect()}
     orders = table(spark, lake, "orders").collect()
     for order in orders:
-        expected = order.total if order.currency == "USD" else round(float(order.total) / rates[(str(order.event_date), order.currency)], 2)
+        expected = (
+            order.total
+            if order.currency == "USD"
+            else round(float(order.total) / rates[(str(order.event_date), order.currency)], 2)
+        )
         assert abs(float(order.total_usd) - float(expected)) <= 0.01
 
 
@@ -109,8 +129,15 @@ def test_checks_pass_and_metadata_is_complete(historic):
     assert len(evaluations) == 23 and all(e.passed for e in evaluations)
     for spec in ENTITIES:
         metadata = materialization(result, spec.table).metadata
-        assert {"dagster/row_count", "rows_in", "duplicates_removed", "dead_lettered_by_rule", "warnings_by_rule",
-                "quality_score", "preview"} <= set(metadata)
+        assert {
+            "dagster/row_count",
+            "rows_in",
+            "duplicates_removed",
+            "dead_lettered_by_rule",
+            "warnings_by_rule",
+            "quality_score",
+            "preview",
+        } <= set(metadata)
         assert 0.5 < metadata["quality_score"].value <= 1.0
 
 
@@ -127,7 +154,9 @@ def test_checks_take_from_the_log_what_spark_counts_in_the_rows(spark, historic)
                 continue
             logged = logged_counts(log, FIRST, LAST, columns)
             assert logged is not None and sum(logged[0].values()) > 0, key
-            assert logged == counted_counts(spark.read.format("delta").load(lake.spark_path(key)), FIRST, LAST, columns), key
+            assert logged == counted_counts(
+                spark.read.format("delta").load(lake.spark_path(key)), FIRST, LAST, columns
+            ), key
 
 
 def test_checks_count_in_spark_a_table_without_the_statistics(spark, tmp_path):
@@ -135,8 +164,10 @@ def test_checks_count_in_spark_a_table_without_the_statistics(spark, tmp_path):
     tables kept them) is counted in Spark."""
     path = str(tmp_path / "table")
     day = date(2026, 1, 1)
-    frame = spark.createDataFrame([("acme", day, None), ("acme", day, "f1"), ("acme", day + timedelta(days=1), "f2")],
-                                  "tenant_id string, event_date date, _source_file string")
+    frame = spark.createDataFrame(
+        [("acme", day, None), ("acme", day, "f1"), ("acme", day + timedelta(days=1), "f2")],
+        "tenant_id string, event_date date, _source_file string",
+    )
     replace_partitions(frame, path, "event_date", day, day + timedelta(days=1), stats_columns=["tenant_id"])
     stored = StoredTable.at(spark, LakeResource(base_uri=str(tmp_path)), "table")
     assert logged_counts(stored.log, day, day, ["_source_file"]) is None
@@ -149,8 +180,12 @@ def test_checks_count_in_spark_a_table_with_deletion_vectors(spark, tmp_path):
     have deletion vectors is counted in Spark."""
     path = str(tmp_path / "table")
     day = date(2026, 1, 1)
-    frame = spark.createDataFrame([("acme", day, "f1"), ("acme", day, "f2")], "tenant_id string, event_date date, _source_file string")
-    frame.coalesce(1).write.format("delta").partitionBy("event_date").option("delta.enableDeletionVectors", "true").save(path)
+    frame = spark.createDataFrame(
+        [("acme", day, "f1"), ("acme", day, "f2")], "tenant_id string, event_date date, _source_file string"
+    )
+    frame.coalesce(1).write.format("delta").partitionBy("event_date").option(
+        "delta.enableDeletionVectors", "true"
+    ).save(path)
     DeltaTable.forPath(spark, path).delete("_source_file = 'f1'")  # the file stays, with a vector marking f1
     stored = StoredTable.at(spark, LakeResource(base_uri=str(tmp_path)), "table")
     assert logged_counts(stored.log, day, day, []) is None
@@ -162,10 +197,14 @@ def test_checks_read_the_rows_at_the_version_of_the_log(spark, tmp_path):
     does not reach the checks: they see the columns and the rows of the version whose log they read."""
     path, lake = str(tmp_path / "table"), LakeResource(base_uri=str(tmp_path))
     day = date(2026, 1, 1)
-    frame = spark.createDataFrame([("acme", day, "f1"), ("acme", day, "f2")], "tenant_id string, event_date date, _source_file string")
+    frame = spark.createDataFrame(
+        [("acme", day, "f1"), ("acme", day, "f2")], "tenant_id string, event_date date, _source_file string"
+    )
     replace_partitions(frame, path, "event_date", day, day)
     log = lake.delta_log("table")
-    later = spark.createDataFrame([("acme", day, "f3", "new")], "tenant_id string, event_date date, _source_file string, note string")
+    later = spark.createDataFrame(
+        [("acme", day, "f3", "new")], "tenant_id string, event_date date, _source_file string, note string"
+    )
     later.write.format("delta").mode("append").option("mergeSchema", "true").save(path)
     stored = StoredTable.of(spark, lake, "table", log)
     assert "note" not in stored.rows.columns
@@ -180,7 +219,11 @@ def test_only_few_valued_columns_are_dictionary_encoded(spark, historic):
         assert set(spec.categorical) <= {f.name for f in spec.fields}, spec.table
         rows = table(spark, lake, spec.table)
         properties = DeltaTable.forPath(spark, lake.spark_path(f"curated/{spec.table}")).detail().first().properties
-        plain = {key.split("#")[1] for key, value in properties.items() if key.startswith("parquet.enable.dictionary#") and value == "false"}
+        plain = {
+            key.split("#")[1]
+            for key, value in properties.items()
+            if key.startswith("parquet.enable.dictionary#") and value == "false"
+        }
         flat = {f.name for f in rows.schema.fields if f.dataType.typeName() not in ("array", "map", "struct")}
         assert plain == flat - set(spec.dictionary_columns), spec.table
         files = [dictionary_encoded(urlparse(path).path) for path in rows.inputFiles()]
@@ -211,10 +254,23 @@ def test_historic_equals_incremental(spark, historic, lakes, dagster_instance):
 def test_late_file_reopens_only_its_day(spark, historic, dagster_instance):
     lake, _ = historic
     version = DeltaTable.forPath(spark, lake.spark_path("curated/events")).history(1).first().version
-    before = {"events": comparable(spark.read.format("delta").option("versionAsOf", version).load(lake.spark_path("curated/events")))}
-    late = [{"message_id": f"late-{i}", "type": "track", "event": "page_view", "anonymous_id": f"a{i}",
-             "timestamp": f"{FIRST}T12:00:00Z", "properties": {"url": "/"}} for i in range(7)]
-    flushed = datetime.combine(FIRST + timedelta(days=3), datetime.min.time(), timezone.utc)
+    before = {
+        "events": comparable(
+            spark.read.format("delta").option("versionAsOf", version).load(lake.spark_path("curated/events"))
+        )
+    }
+    late = [
+        {
+            "message_id": f"late-{i}",
+            "type": "track",
+            "event": "page_view",
+            "anonymous_id": f"a{i}",
+            "timestamp": f"{FIRST}T12:00:00Z",
+            "properties": {"url": "/"},
+        }
+        for i in range(7)
+    ]
+    flushed = datetime.combine(FIRST + timedelta(days=3), datetime.min.time(), UTC)
     lake.write_bytes(raw_key("acme_corp", "app", "events", FIRST, flushed, 0), encode_ndjson_gz(late + late[:2]))
     # what the raw-file sensor requests for this file: the day's raw events and everything downstream
     assert run_assets(lake, dagster_instance, FIRST, FIRST, ["raw/app/events", "curated/events"]).success
@@ -231,27 +287,57 @@ def test_raw_reader_keeps_the_records_of_tenants_whose_ids_need_quoting(any_lake
     percent-encoded, and reads a path with `[`, `{`, `*` or `?` as a pattern: every record still
     arrives once, with its own file's lineage (local and S3 lake)."""
     lake, spark = any_lake, spark_resource.session_for(any_lake)
-    flushed = datetime(2026, 2, 2, 3, tzinfo=timezone.utc)
-    deliveries = {("acme 100% & café", date(2026, 2, 1), 0): 3, ("acme 100% & café", date(2026, 2, 2), 1): 2,
-                  ("globex", date(2026, 2, 1), 2): 1, ("b[ae]ta {x,y}*?", date(2026, 2, 1), 3): 4, ("beta xyz", date(2026, 2, 1), 3): 5}
+    flushed = datetime(2026, 2, 2, 3, tzinfo=UTC)
+    deliveries = {
+        ("acme 100% & café", date(2026, 2, 1), 0): 3,
+        ("acme 100% & café", date(2026, 2, 2), 1): 2,
+        ("globex", date(2026, 2, 1), 2): 1,
+        ("b[ae]ta {x,y}*?", date(2026, 2, 1), 3): 4,
+        ("beta xyz", date(2026, 2, 1), 3): 5,
+    }
     for (tenant, day, seq), count in deliveries.items():
-        events = [{"message_id": f"{tenant}-{day}-{i}", "type": "track", "event": "page_view", "anonymous_id": "a"} for i in range(count)]
+        events = [
+            {"message_id": f"{tenant}-{day}-{i}", "type": "track", "event": "page_view", "anonymous_id": "a"}
+            for i in range(count)
+        ]
         lake.write_bytes(raw_key(tenant, "app", "events", day, flushed, seq), encode_ndjson_gz(events))
     lineage = RunLineage("app", "run-1", tuple(sorted(lake.spark_path(o.key) for o in lake.list("raw/"))))
-    rows = read_raw(spark, BY_TABLE["events"], lineage).select("tenant_id", "event_date", "_file", F.col("_ingest_ts").cast("string"))
-    expected = {(tenant, day, lineage.files.index(lake.spark_path(raw_key(tenant, "app", "events", day, flushed, seq))), "2026-02-02 03:00:00"): count
-                for (tenant, day, seq), count in deliveries.items()}
+    rows = read_raw(spark, BY_TABLE["events"], lineage).select(
+        "tenant_id", "event_date", "_file", F.col("_ingest_ts").cast("string")
+    )
+    expected = {
+        (
+            tenant,
+            day,
+            lineage.files.index(lake.spark_path(raw_key(tenant, "app", "events", day, flushed, seq))),
+            "2026-02-02 03:00:00",
+        ): count
+        for (tenant, day, seq), count in deliveries.items()
+    }
     assert Counter(tuple(r) for r in rows.collect()) == expected
 
 
 def test_critical_threshold_fails_the_day_naming_the_rule(spark, tmp_path, dagster_instance):
     lake = LakeResource(base_uri=str(tmp_path / "lake"))
     day = date(2026, 2, 1)
-    orders = [{"id": i, "created_at": f"{day}T10:00:00Z", "currency": "USD", "total_price": "0.00" if i % 2 else "9.99",
-               "customer": {"id": 1}, "line_items": []} for i in range(20)]
-    lake.write_bytes(raw_key("acme_corp", "shopify", "orders", day, datetime(2026, 2, 1, 23, tzinfo=timezone.utc), 0),
-                     encode_ndjson_gz(orders))
-    result = run_assets(lake, dagster_instance, day, day, ["raw/shopify/orders", "curated/orders"], raise_on_error=False)
+    orders = [
+        {
+            "id": i,
+            "created_at": f"{day}T10:00:00Z",
+            "currency": "USD",
+            "total_price": "0.00" if i % 2 else "9.99",
+            "customer": {"id": 1},
+            "line_items": [],
+        }
+        for i in range(20)
+    ]
+    lake.write_bytes(
+        raw_key("acme_corp", "shopify", "orders", day, datetime(2026, 2, 1, 23, tzinfo=UTC), 0),
+        encode_ndjson_gz(orders),
+    )
+    result = run_assets(
+        lake, dagster_instance, day, day, ["raw/shopify/orders", "curated/orders"], raise_on_error=False
+    )
     assert not result.success
     failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
     assert "order_total_positive" in failure.message or "order_total_positive" in str(failure.event_specific_data.error)
@@ -266,10 +352,21 @@ def test_dead_letters_follow_reruns_and_clean_days_write_none(spark, tmp_path, d
     day = date(2026, 2, 1)
 
     def deliver(totals: list[str]):
-        orders = [{"id": i, "created_at": f"{day}T10:00:00Z", "currency": "USD", "total_price": total,
-                   "customer": {"id": 1}, "line_items": []} for i, total in enumerate(totals)]
-        lake.write_bytes(raw_key("acme_corp", "shopify", "orders", day, datetime(2026, 2, 1, 23, tzinfo=timezone.utc), 0),
-                         encode_ndjson_gz(orders))
+        orders = [
+            {
+                "id": i,
+                "created_at": f"{day}T10:00:00Z",
+                "currency": "USD",
+                "total_price": total,
+                "customer": {"id": 1},
+                "line_items": [],
+            }
+            for i, total in enumerate(totals)
+        ]
+        lake.write_bytes(
+            raw_key("acme_corp", "shopify", "orders", day, datetime(2026, 2, 1, 23, tzinfo=UTC), 0),
+            encode_ndjson_gz(orders),
+        )
 
     def letters() -> int:
         return read_dead_letters(spark, lake).where("table = 'orders'").count()
@@ -290,10 +387,21 @@ def curated_orders_day(tmp_path, dagster_instance, orders: int) -> tuple[LakeRes
     orders assets: the lake and the day."""
     lake = LakeResource(base_uri=str(tmp_path / "lake"))
     day = date(2026, 2, 1)
-    records = [{"id": i, "created_at": f"{day}T10:00:00Z", "currency": "USD", "total_price": "9.99", "customer": {"id": 1},
-                "line_items": []} for i in range(orders)]
-    lake.write_bytes(raw_key("acme_corp", "shopify", "orders", day, datetime(2026, 2, 1, 23, tzinfo=timezone.utc), 0),
-                     encode_ndjson_gz(records))
+    records = [
+        {
+            "id": i,
+            "created_at": f"{day}T10:00:00Z",
+            "currency": "USD",
+            "total_price": "9.99",
+            "customer": {"id": 1},
+            "line_items": [],
+        }
+        for i in range(orders)
+    ]
+    lake.write_bytes(
+        raw_key("acme_corp", "shopify", "orders", day, datetime(2026, 2, 1, 23, tzinfo=UTC), 0),
+        encode_ndjson_gz(records),
+    )
     assert run_assets(lake, dagster_instance, day, day, ["raw/shopify/orders", "curated/orders"]).success
     return lake, day
 
@@ -305,10 +413,15 @@ def test_checks_run_alone_find_a_lost_row_and_a_null_key(spark, tmp_path, dagste
     lake, day = curated_orders_day(tmp_path, dagster_instance, 20)
 
     def checks_alone():
-        result = run_assets(lake, dagster_instance, day, day, ["curated/orders"], only_checks=True, raise_on_error=False)
+        result = run_assets(
+            lake, dagster_instance, day, day, ["curated/orders"], only_checks=True, raise_on_error=False
+        )
         assert not result.asset_materializations_for_node("curated_tables")
-        return result, {e.event_specific_data.check_name: e.event_specific_data for e in result.all_events
-                        if e.event_type_value == "ASSET_CHECK_EVALUATION"}
+        return result, {
+            e.event_specific_data.check_name: e.event_specific_data
+            for e in result.all_events
+            if e.event_type_value == "ASSET_CHECK_EVALUATION"
+        }
 
     result, evaluations = checks_alone()
     assert result.success and all(e.passed for e in evaluations.values()) and len(evaluations) == 2
@@ -317,7 +430,8 @@ def test_checks_run_alone_find_a_lost_row_and_a_null_key(spark, tmp_path, dagste
     result, evaluations = checks_alone()
     assert result.success and evaluations["pandera_schema"].passed and not evaluations["reconciles_with_raw"].passed
     assert evaluations["reconciles_with_raw"].metadata["mismatches"].value == {
-        str(day): {"raw": 20, "curated": 19, "dead_lettered": 0, "duplicates": 0}}
+        str(day): {"raw": 20, "curated": 19, "dead_lettered": 0, "duplicates": 0}
+    }
     orders_table.update("order_id = 4", {"order_id": "NULL"})
     # Rewritten files keep their statistics: the checks read the null from the log.
     assert logged_counts(lake.delta_log("curated/orders"), day, day, ["order_id"]) == ({str(day): 19}, {"order_id": 1})
@@ -342,7 +456,8 @@ def test_weekly_maintenance_optimizes_and_vacuums(spark, spark_resource, histori
     lake, _ = historic
     maintenance = Definitions(jobs=[delta_maintenance], resources={"lake": lake, "spark": spark_resource})
     result = maintenance.resolve_job_def("delta_maintenance").execute_in_process(
-        run_config={"ops": {"optimize_and_vacuum": {"config": {"retention_hours": 0, "tables": ["curated/events"]}}}})
+        run_config={"ops": {"optimize_and_vacuum": {"config": {"retention_hours": 0, "tables": ["curated/events"]}}}}
+    )
     assert result.success
     operations = {r.operation for r in DeltaTable.forPath(spark, lake.spark_path("curated/events")).history().collect()}
     assert {"OPTIMIZE", "VACUUM START", "VACUUM END"} <= operations

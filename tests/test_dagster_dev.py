@@ -33,13 +33,21 @@ def test_dagster_dev_serves_the_graph(postgres, tmp_path):
     home.mkdir()
     (home / "dagster.yaml").symlink_to(PROJECT_DIR / "dagster.yaml")
     port = free_port()
-    env = {**os.environ, "DAGSTER_HOME": str(home), "CDP_DAGSTER_POSTGRES_URL": postgres.url("dagster"),
-           "CDP_LAKE_URI": str(tmp_path / "lake")}
+    env = {
+        **os.environ,
+        "DAGSTER_HOME": str(home),
+        "CDP_DAGSTER_POSTGRES_URL": postgres.url("dagster"),
+        "CDP_LAKE_URI": str(tmp_path / "lake"),
+    }
     cdp = Path(sys.executable).parent / "cdp"
-    log = open(tmp_path / "dagster-dev.log", "wb")
+    log = open(tmp_path / "dagster-dev.log", "wb")  # noqa: SIM115 (closed after the server stops, in finally)
     process = subprocess.Popen(
         [str(cdp), "dev", "--host", "127.0.0.1", "--port", str(port)],
-        env=env, cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        env=env,
+        cwd=tmp_path,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
     )
     base = f"http://127.0.0.1:{port}"
     try:
@@ -48,8 +56,12 @@ def test_dagster_dev_serves_the_graph(postgres, tmp_path):
             assert process.poll() is None, (tmp_path / "dagster-dev.log").read_text()[-3000:]
             try:
                 info = _get(f"{base}/server_info")
-                entries = _get(f"{base}/graphql", {"query": LOAD_ERRORS_QUERY})["data"]["workspaceOrError"]["locationEntries"]
-                assert not [e for e in entries if (e["locationOrLoadError"] or {}).get("message")], entries  # the code did not load
+                entries = _get(f"{base}/graphql", {"query": LOAD_ERRORS_QUERY})["data"]["workspaceOrError"][
+                    "locationEntries"
+                ]
+                assert not [e for e in entries if (e["locationOrLoadError"] or {}).get("message")], (
+                    entries
+                )  # the code did not load
                 nodes = _get(f"{base}/graphql", {"query": ASSETS_QUERY})["data"]["assetNodes"]
                 if nodes:
                     break

@@ -12,7 +12,15 @@ from datetime import timedelta
 import pytest
 from dagster import AssetKey
 
-from cdp_assets.dbt import MEMBERSHIP, build_dbt_definitions, cdp_dbt_project, dbt_cli, dbt_vars, publish_membership, segment_models
+from cdp_assets.dbt import (
+    MEMBERSHIP,
+    build_dbt_definitions,
+    cdp_dbt_project,
+    dbt_cli,
+    dbt_vars,
+    publish_membership,
+    segment_models,
+)
 from cdp_resources.raw_zone import decode_ndjson_gz
 from cdp_resources.settings import PROJECT_DIR
 from partitions import daily_partitions
@@ -38,35 +46,63 @@ def built(warehouse_loaded, dagster_instance, warehouse):
 
 def test_every_model_builds_and_every_test_passes(built):
     _, result = built
-    checks = [e.asset_check_evaluation_data for e in result.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION"]
+    checks = [
+        e.asset_check_evaluation_data for e in result.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION"
+    ]
     assert len(checks) > 40
     assert [c.check_name for c in checks if not c.passed] == []
     materialized = {e.asset_key for e in result.get_asset_materialization_events()}
-    assert {AssetKey(["marts", name]) for name in ("customer_360", "product_perf_daily", "revenue_by_geography",
-                                                    "revenue_by_industry", "cohort_retention")} <= materialized
+    assert {
+        AssetKey(["marts", name])
+        for name in (
+            "customer_360",
+            "product_perf_daily",
+            "revenue_by_geography",
+            "revenue_by_industry",
+            "cohort_retention",
+        )
+    } <= materialized
 
 
 def test_marts_agree_with_the_lake(spark, built, warehouse):
     lake, _ = built
-    orders = spark.read.format("delta").load(lake.spark_path("curated/orders")).dropDuplicates(["tenant_id", "order_id"])
+    orders = (
+        spark.read.format("delta").load(lake.spark_path("curated/orders")).dropDuplicates(["tenant_id", "order_id"])
+    )
     expected = orders.agg({"total_usd": "sum", "*": "count"}).first()
-    assert rows(warehouse, "SELECT count(*), sum(total_usd) FROM marts.fct_orders") == [(expected["count(1)"], expected["sum(total_usd)"])]
+    assert rows(warehouse, "SELECT count(*), sum(total_usd) FROM marts.fct_orders") == [
+        (expected["count(1)"], expected["sum(total_usd)"])
+    ]
     assert rows(warehouse, "SELECT sum(revenue_usd) FROM marts.revenue_by_geography") == [(expected["sum(total_usd)"],)]
     assert rows(warehouse, "SELECT sum(revenue_usd) FROM marts.revenue_by_industry") == [(expected["sum(total_usd)"],)]
     profiles = spark.read.format("delta").load(lake.spark_path("profiles/customer_profiles")).count()
     assert rows(warehouse, "SELECT count(*) FROM marts.customer_360") == [(profiles,)]
     (buyers,) = rows(warehouse, "SELECT count(*) FROM marts.customer_360 WHERE orders > 0")[0]
-    assert rows(warehouse, "SELECT count(*), count(DISTINCT cdp_customer_id) FROM segments.segment_rfm") == [(buyers, buyers)]
-    assert rows(warehouse, "SELECT sum(cohort_size) FROM marts.cohort_retention WHERE months_since_first_order = 0") == [(buyers,)]
+    assert rows(warehouse, "SELECT count(*), count(DISTINCT cdp_customer_id) FROM segments.segment_rfm") == [
+        (buyers, buyers)
+    ]
+    assert rows(
+        warehouse, "SELECT sum(cohort_size) FROM marts.cohort_retention WHERE months_since_first_order = 0"
+    ) == [(buyers,)]
 
 
 def test_customer_360_carries_the_truth(built, warehouse):
     """Each truth person's Shopify customer id leads to a customer_360 row with their email and country."""
     lake, _ = built
-    people = [json.loads(line) for line in gzip.decompress(lake.read_bytes(f"truth/{CURATED_CONFIG.tenants[0]}/persons.ndjson.gz")).splitlines()]
-    found = dict(((str(shopify_id), (email, country))) for shopify_id, email, country in rows(
-        warehouse, "SELECT i.id_value, c.email, c.country FROM staging.stg_customer_ids i JOIN marts.customer_360 c "
-                   "USING (tenant_id, cdp_customer_id) WHERE i.id_type = 'shopify_customer_id'"))
+    people = [
+        json.loads(line)
+        for line in gzip.decompress(
+            lake.read_bytes(f"truth/{CURATED_CONFIG.tenants[0]}/persons.ndjson.gz")
+        ).splitlines()
+    ]
+    found = dict(
+        ((str(shopify_id), (email, country)))
+        for shopify_id, email, country in rows(
+            warehouse,
+            "SELECT i.id_value, c.email, c.country FROM staging.stg_customer_ids i JOIN marts.customer_360 c "
+            "USING (tenant_id, cdp_customer_id) WHERE i.id_type = 'shopify_customer_id'",
+        )
+    )
     checked = [p for p in people if p["shopify_customer_id"] and str(p["shopify_customer_id"]) in found]
     assert len(checked) > 300
     agree = sum(found[str(p["shopify_customer_id"])] == (p["email"], p["country"]) for p in checked)
@@ -76,24 +112,41 @@ def test_customer_360_carries_the_truth(built, warehouse):
 def test_campaign_performance_counts_the_fed_back_results(built, warehouse):
     """The sample's campaign results, from the raw zone through curated, the warehouse and dbt, by segment and day."""
     lake, _ = built
-    events = {(tenant, r["event_id"]): r for tenant in CURATED_CONFIG.tenants
-              for obj in lake.list(f"raw/{tenant}/campaigns/results/") for r in decode_ndjson_gz(lake.read_bytes(obj.key))}
+    events = {
+        (tenant, r["event_id"]): r
+        for tenant in CURATED_CONFIG.tenants
+        for obj in lake.list(f"raw/{tenant}/campaigns/results/")
+        for r in decode_ndjson_gz(lake.read_bytes(obj.key))
+    }
     expected = {}
     for (tenant, _), r in events.items():
         pairs = expected.setdefault((tenant, r["segment"], r["occurred_at"][:10], r["event_type"]), set())
         pairs.add((r["campaign_id"], r["email_sha256"]))
     counted = {}
-    for tenant, segment, day, *counts in rows(warehouse, "SELECT tenant_id, segment, day::text, delivered, opened, clicked, "
-                                                         "converted, unsubscribed FROM marts.campaign_performance"):
-        for event_type, count in zip(("delivered", "opened", "clicked", "converted", "unsubscribed"), counts):
+    for tenant, segment, day, *counts in rows(
+        warehouse,
+        "SELECT tenant_id, segment, day::text, delivered, opened, clicked, "
+        "converted, unsubscribed FROM marts.campaign_performance",
+    ):
+        for event_type, count in zip(
+            ("delivered", "opened", "clicked", "converted", "unsubscribed"), counts, strict=True
+        ):
             if count:
                 counted[(tenant, segment, day, event_type)] = count
     assert len(events) > 100 and counted == {key: len(pairs) for key, pairs in expected.items()}
 
 
 def test_segment_membership_collects_every_segment_model(built, warehouse):
-    counts = dict(rows(warehouse, f"SELECT source_model, count(*) FROM {MEMBERSHIP} WHERE as_of_date = %s GROUP BY 1", LAST))
-    assert set(counts) == {"segment_rfm", "segment_lifecycle", "segment_behavioural", "segment_demographic", "segment_big_spenders"}
+    counts = dict(
+        rows(warehouse, f"SELECT source_model, count(*) FROM {MEMBERSHIP} WHERE as_of_date = %s GROUP BY 1", LAST)
+    )
+    assert set(counts) == {
+        "segment_rfm",
+        "segment_lifecycle",
+        "segment_behavioural",
+        "segment_demographic",
+        "segment_big_spenders",
+    }
     for model, members in counts.items():
         assert rows(warehouse, f"SELECT count(*) FROM segments.{model}") == [(members,)], model
 
@@ -103,37 +156,57 @@ def test_an_analysts_segment_needs_no_other_change(built, warehouse, tmp_path):
     shutil.copytree(PROJECT_DIR / "dbt_project", project_dir, ignore=shutil.ignore_patterns("target", "logs"))
     (project_dir / "models/segments/custom/segment_new_in_town.sql").write_text(
         "select tenant_id, cdp_customer_id, 'new_in_town' as segment, {{ as_of_date() }} as as_of_date\n"
-        "from {{ ref('customer_360') }} where city is not null and orders = 0\n")
+        "from {{ ref('customer_360') }} where city is not null and orders = 0\n"
+    )
     project = cdp_dbt_project(project_dir)
     assets, _ = build_dbt_definitions(project)
     membership = next(a for a in assets if AssetKey(["segments", "segment_membership"]) in a.keys)
-    assert AssetKey(["segments", "segment_new_in_town"]) in membership.asset_deps[AssetKey(["segments", "segment_membership"])]
+    assert (
+        AssetKey(["segments", "segment_new_in_town"])
+        in membership.asset_deps[AssetKey(["segments", "segment_membership"])]
+    )
 
     os.environ.update(warehouse.dbt_env())
-    dbt_cli(project).cli(["build", "--select", "segment_new_in_town", "--vars", json.dumps({"as_of_date": LAST.isoformat()})],
-                         target_path=project.target_path).wait()
+    dbt_cli(project).cli(
+        ["build", "--select", "segment_new_in_town", "--vars", json.dumps({"as_of_date": LAST.isoformat()})],
+        target_path=project.target_path,
+    ).wait()
     with warehouse.connect() as conn:
-        sizes = publish_membership(conn, segment_models(json.loads(project.manifest_path.read_text())), LAST.isoformat())
+        sizes = publish_membership(
+            conn, segment_models(json.loads(project.manifest_path.read_text())), LAST.isoformat()
+        )
     expected = rows(warehouse, "SELECT count(*) FROM marts.customer_360 WHERE city IS NOT NULL AND orders = 0")[0][0]
     assert expected > 0 and sizes["new_in_town"] == expected
 
 
-INCREMENTAL = {"marts.fct_orders": "tenant_id, order_id", "marts.fct_order_lines": "tenant_id, line_id",
-               "marts.fct_events": "tenant_id, message_id", "marts.product_perf_daily": "tenant_id, product_id, day"}
+INCREMENTAL = {
+    "marts.fct_orders": "tenant_id, order_id",
+    "marts.fct_order_lines": "tenant_id, line_id",
+    "marts.fct_events": "tenant_id, message_id",
+    "marts.product_perf_daily": "tenant_id, product_id, day",
+}
 
 
 def test_an_incremental_run_of_one_day_restores_it_with_no_duplicate(built, dagster_instance, warehouse):
     """The incremental facts' last day is deleted, then one partition run of them rebuilds it (the
     late-data window reopens the days before it too): the tables are as the full build left them."""
     lake, _ = built
-    before = {table: rows(warehouse, f"SELECT count(*), count(DISTINCT ({key})) FROM {table}")[0] for table, key in INCREMENTAL.items()}
+    before = {
+        table: rows(warehouse, f"SELECT count(*), count(DISTINCT ({key})) FROM {table}")[0]
+        for table, key in INCREMENTAL.items()
+    }
     with warehouse.connect() as conn:
         conn.execute("DELETE FROM marts.fct_orders WHERE event_date = %s", (LAST,))
         conn.execute("DELETE FROM marts.fct_events WHERE event_date = %s", (LAST,))
         conn.execute("DELETE FROM marts.product_perf_daily WHERE day = %s", (LAST,))
         conn.commit()
     assert rows(warehouse, "SELECT count(*) FROM marts.fct_orders")[0][0] < before["marts.fct_orders"][0]
-    result = run_assets(lake, dagster_instance, LAST, LAST, selection=[t.replace(".", "/") for t in INCREMENTAL], warehouse=warehouse)
+    result = run_assets(
+        lake, dagster_instance, LAST, LAST, selection=[t.replace(".", "/") for t in INCREMENTAL], warehouse=warehouse
+    )
     assert result.success
-    after = {table: rows(warehouse, f"SELECT count(*), count(DISTINCT ({key})) FROM {table}")[0] for table, key in INCREMENTAL.items()}
+    after = {
+        table: rows(warehouse, f"SELECT count(*), count(DISTINCT ({key})) FROM {table}")[0]
+        for table, key in INCREMENTAL.items()
+    }
     assert after == before and all(total == distinct > 0 for total, distinct in after.values())

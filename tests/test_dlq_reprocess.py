@@ -12,9 +12,13 @@ from cdp_ingest.reprocess import reprocess
 from cdp_resources.lake import LakeResource
 from cdp_resources.raw_zone import decode_ndjson_gz
 
-REFUNDS = {"type": "object", "x-cdp-event-time": "created_at", "x-cdp-key": ["id"],
-           "properties": {"id": {"type": "integer"}, "order_id": {"type": "integer"}, "created_at": {"type": "string"}},
-           "required": ["id", "created_at"]}
+REFUNDS = {
+    "type": "object",
+    "x-cdp-event-time": "created_at",
+    "x-cdp-key": ["id"],
+    "properties": {"id": {"type": "integer"}, "order_id": {"type": "integer"}, "created_at": {"type": "string"}},
+    "required": ["id", "created_at"],
+}
 
 
 def read_all(lake: LakeResource, prefix: str) -> list[dict]:
@@ -38,8 +42,10 @@ def test_reprocess_after_registering_the_missing_stream(tmp_path):
     assert outcome.landed == {"refunds": 30} and outcome.still_failing == {"schema_violation": 1}
     assert sorted(r["id"] for r in read_all(lake, "raw/")) == list(range(30))
     (left,) = read_all(lake, "dlq/")
-    original = next(l for l in first_letters if l["stream"] == "orders")
-    assert left["retry_count"] == 1 and left["first_seen"] == original["first_seen"] and left["payload"] == {"id": "bad"}
+    original = next(letter for letter in first_letters if letter["stream"] == "orders")
+    assert (
+        left["retry_count"] == 1 and left["first_seen"] == original["first_seen"] and left["payload"] == {"id": "bad"}
+    )
 
     again = reprocess(lake, registry, "acme_corp", "shopify", error_type="schema_violation")
     assert again.resubmitted == 1 and read_all(lake, "dlq/")[0]["retry_count"] == 2
@@ -52,8 +58,11 @@ def test_reprocess_command(tmp_path):
     writer.add("charges", {"id": "ch_1", "amount": "12", "currency": "usd", "created": 1767657300})
     writer.flush()
     cdp = str(Path(sys.executable).parent / "cdp")
-    result = subprocess.run([cdp, "dlq", "reprocess", "--tenant", "acme_corp", "--provider", "stripe",
-                             "--lake", lake.base_uri], capture_output=True, text=True)
+    result = subprocess.run(
+        [cdp, "dlq", "reprocess", "--tenant", "acme_corp", "--provider", "stripe", "--lake", lake.base_uri],
+        capture_output=True,
+        text=True,
+    )
     assert result.returncode == 0, result.stderr
     assert "1 dead letters resubmitted: 0 landed {}, 1 still failing {'schema_violation': 1}" in result.stdout
     assert read_all(lake, "dlq/")[0]["retry_count"] == 1

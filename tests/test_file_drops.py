@@ -23,20 +23,47 @@ def drops(any_lake) -> LakeResource:
 
 @pytest.fixture(scope="module")
 def customers(sample_lake) -> list[dict]:
-    return [r for obj in sample_lake.list("raw/globex/shopify/customers/") for r in decode_ndjson_gz(sample_lake.read_bytes(obj.key))]
+    return [
+        r
+        for obj in sample_lake.list("raw/globex/shopify/customers/")
+        for r in decode_ndjson_gz(sample_lake.read_bytes(obj.key))
+    ]
 
 
 def as_csv(records: list[dict]) -> bytes:
-    columns = ["id", "email", "first_name", "last_name", "phone", "created_at", "updated_at", "accepts_marketing",
-               "default_address.city", "default_address.country_code", "default_address.country"]
+    columns = [
+        "id",
+        "email",
+        "first_name",
+        "last_name",
+        "phone",
+        "created_at",
+        "updated_at",
+        "accepts_marketing",
+        "default_address.city",
+        "default_address.country_code",
+        "default_address.country",
+    ]
     out = io.StringIO()
     writer = csv.writer(out)
     writer.writerow(columns)
     for r in records:
         address = r["default_address"]
-        writer.writerow([r["id"], r["email"], r["first_name"], r["last_name"], r["phone"] or "", r["created_at"],
-                         r["updated_at"], str(r["accepts_marketing"]).lower(), address["city"],
-                         address["country_code"], address["country"]])
+        writer.writerow(
+            [
+                r["id"],
+                r["email"],
+                r["first_name"],
+                r["last_name"],
+                r["phone"] or "",
+                r["created_at"],
+                r["updated_at"],
+                str(r["accepts_marketing"]).lower(),
+                address["city"],
+                address["country_code"],
+                address["country"],
+            ]
+        )
     return out.getvalue().encode()
 
 
@@ -48,15 +75,21 @@ def test_three_formats_land_once(drops, customers, tmp_path):
     lake = LakeResource(base_uri=str(tmp_path / "lake"))
     thirds = [customers[i::3] for i in range(3)]
     drops.write_bytes("drops/globex/shopify/customers/export-a.csv", as_csv(thirds[0]))
-    drops.write_bytes("drops/globex/shopify/customers/export-b.jsonl.gz",
-                      gzip.compress(b"".join(json.dumps(r).encode() + b"\n" for r in thirds[1])))
+    drops.write_bytes(
+        "drops/globex/shopify/customers/export-b.jsonl.gz",
+        gzip.compress(b"".join(json.dumps(r).encode() + b"\n" for r in thirds[1])),
+    )
     table = pa.Table.from_pylist([{k: v for k, v in r.items() if k != "sms_marketing_consent"} for r in thirds[2]])
     sink = io.BytesIO()
     pq.write_table(table, sink)
     drops.write_bytes("drops/globex/shopify/customers/export-c.parquet", sink.getvalue())
 
     outcomes = process_drops(drops, lake, SchemaRegistry())
-    assert sorted(o.key.rsplit("/", 1)[1] for o in outcomes) == ["export-a.csv", "export-b.jsonl.gz", "export-c.parquet"]
+    assert sorted(o.key.rsplit("/", 1)[1] for o in outcomes) == [
+        "export-a.csv",
+        "export-b.jsonl.gz",
+        "export-c.parquet",
+    ]
     assert all(o.error is None and o.dead_lettered == 0 and o.landed == o.records for o in outcomes)
     landed = raw_records(lake)
     assert sorted(r["id"] for _, r in landed) == sorted(r["id"] for r in customers)
@@ -95,7 +128,7 @@ def test_damaged_files_land_what_can_be_read(drops, customers, tmp_path):
     rules = sorted(letter["rule"] for letter in letters)
     assert rules == ["malformed_json", "schema_violation", "unknown_stream", "unreadable_file", "unreadable_file"]
     assert all(letter["source"].startswith("drop:") for letter in letters)
-    tail = next(l for l in letters if l["rule"] == "unreadable_file" and "truncated" in l["reason"])
+    tail = next(letter for letter in letters if letter["rule"] == "unreadable_file" and "truncated" in letter["reason"])
     assert tail["payload"]["incomplete_line"]  # the half line is kept, not landed
     landed_ids = {r["id"] for _, r in raw_records(lake)}
     assert landed_ids <= {r["id"] for r in customers[:40]} and customers[7]["id"] not in landed_ids

@@ -5,7 +5,7 @@ import hashlib
 import json
 import re
 from collections import Counter, defaultdict
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 
 import phonenumbers
 import pytest
@@ -37,7 +37,9 @@ def generated(tmp_path_factory):
         raw[f"{match['provider']}/{match['stream']}"].extend((day, arrival, r) for r in records)
     truth = {
         "persons": list(decode_ndjson_gz(lake.read_bytes("truth/acme_corp/persons.ndjson.gz"))),
-        "dirt": [row for obj in lake.list("truth/acme_corp/dirt/") for row in decode_ndjson_gz(lake.read_bytes(obj.key))],
+        "dirt": [
+            row for obj in lake.list("truth/acme_corp/dirt/") for row in decode_ndjson_gz(lake.read_bytes(obj.key))
+        ],
         "manifest": json.loads(lake.read_bytes("truth/manifest.json")),
     }
     return summary, raw, file_sizes, truth
@@ -50,9 +52,9 @@ def truth_count(truth, kind, streams=None):
 def event_time(value) -> datetime:
     """An independent reading of the timestamp formats the sources use."""
     if isinstance(value, int):
-        return datetime.fromtimestamp(value / 1000 if value > 10**11 else value, timezone.utc)
+        return datetime.fromtimestamp(value / 1000 if value > 10**11 else value, UTC)
     parsed = datetime.fromisoformat(value)
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 def distinct(rows, key):
@@ -82,13 +84,22 @@ def test_duplicate_events(generated):
 def test_missing_user_ids(generated):
     _, raw, _, truth = generated
     owner = {anon: p["app_user_id"] for p in truth["persons"] for anon in p["anonymous_ids"]}
-    kiosk = {row["value"] for row in truth["dirt"] if row["dirt"] == "shared_device"}  # logged-in users on a shared browser
-    tracked = [r for _, _, r in distinct(raw["app/events"], "message_id")
-               if r["type"] == "track" and (r["anonymous_id"] in owner or r["anonymous_id"] in kiosk)]
+    kiosk = {
+        row["value"] for row in truth["dirt"] if row["dirt"] == "shared_device"
+    }  # logged-in users on a shared browser
+    tracked = [
+        r
+        for _, _, r in distinct(raw["app/events"], "message_id")
+        if r["type"] == "track" and (r["anonymous_id"] in owner or r["anonymous_id"] in kiosk)
+    ]
     missing = [r for r in tracked if r["user_id"] is None]
     assert len(missing) == truth_count(truth, "missing_user_id")
     assert abs(len(missing) / len(tracked) - RATES.missing_user_id) <= 0.01
-    assert all(r["user_id"] == owner[r["anonymous_id"]] for r in tracked if r["user_id"] is not None and r["anonymous_id"] in owner)
+    assert all(
+        r["user_id"] == owner[r["anonymous_id"]]
+        for r in tracked
+        if r["user_id"] is not None and r["anonymous_id"] in owner
+    )
 
 
 def test_identifiers_shared_by_several_people(generated):
@@ -124,13 +135,17 @@ def test_non_positive_amounts(generated):
 
 def test_late_arrivals(generated):
     _, raw, _, truth = generated
-    timed = {"app/events": ("message_id", "timestamp"), "shopify/orders": ("id", "created_at"), "stripe/charges": ("id", "created")}
+    timed = {
+        "app/events": ("message_id", "timestamp"),
+        "shopify/orders": ("id", "created_at"),
+        "stripe/charges": ("id", "created"),
+    }
     lateness = Counter()
     total = 0
     for stream, (key, field) in timed.items():
         for day, arrival, record in distinct(raw[stream], key):
             total += 1
-            assert event_time(record[field]).astimezone(timezone.utc).date() == day  # filed under its event day
+            assert event_time(record[field]).astimezone(UTC).date() == day  # filed under its event day
             lateness[(arrival - day).days] += 1
     assert set(lateness) <= {0, 1, 2, 3}
     late = total - lateness[0]
@@ -167,8 +182,15 @@ def test_mixed_timestamp_formats(generated):
     shapes = Counter()
     for _, _, record in raw["app/events"]:
         value = record["timestamp"]
-        shapes["epoch_ms" if isinstance(value, int) else "Z" if value.endswith("Z") else
-               "naive" if len(value) == 19 else "offset"] += 1
+        shapes[
+            "epoch_ms"
+            if isinstance(value, int)
+            else "Z"
+            if value.endswith("Z")
+            else "naive"
+            if len(value) == 19
+            else "offset"
+        ] += 1
     assert len(shapes) == 4 and min(shapes.values()) / sum(shapes.values()) > 0.15
 
 

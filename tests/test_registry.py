@@ -9,10 +9,15 @@ from cdp_ingest.registry import BreakingSchemaChange, DriftReport, SchemaRegistr
 from cdp_resources.raw_zone import event_day
 
 BASE = {
-    "type": "object", "x-cdp-event-time": "created_at", "x-cdp-key": ["id"],
-    "properties": {"id": {"type": "integer"}, "email": {"type": ["string", "null"]},
-                   "address": {"type": "object", "properties": {"country": {"type": "string"}}},
-                   "created_at": {"type": "string"}},
+    "type": "object",
+    "x-cdp-event-time": "created_at",
+    "x-cdp-key": ["id"],
+    "properties": {
+        "id": {"type": "integer"},
+        "email": {"type": ["string", "null"]},
+        "address": {"type": "object", "properties": {"country": {"type": "string"}}},
+        "created_at": {"type": "string"},
+    },
     "required": ["id", "created_at"],
 }
 
@@ -40,12 +45,19 @@ def test_new_optional_field_is_a_new_version(registry, tmp_path):
     assert SchemaRegistry(tmp_path).latest("shop", "orders").version == 2
 
 
-@pytest.mark.parametrize("change, field, words", [
-    (lambda s: s["properties"].pop("email"), "email", "was removed"),
-    (lambda s: s["properties"].update(id={"type": "string"}), "id", "changed type"),
-    (lambda s: s["properties"]["address"]["properties"].update(country={"type": "integer"}), "address.country", "changed type"),
-    (lambda s: s["required"].append("email"), "email", "became required"),
-])
+@pytest.mark.parametrize(
+    "change, field, words",
+    [
+        (lambda s: s["properties"].pop("email"), "email", "was removed"),
+        (lambda s: s["properties"].update(id={"type": "string"}), "id", "changed type"),
+        (
+            lambda s: s["properties"]["address"]["properties"].update(country={"type": "integer"}),
+            "address.country",
+            "changed type",
+        ),
+        (lambda s: s["required"].append("email"), "email", "became required"),
+    ],
+)
 def test_breaking_changes_are_rejected_naming_the_field(registry, tmp_path, change, field, words):
     broken = copy.deepcopy(BASE)
     change(broken)
@@ -87,13 +99,25 @@ def test_tap_schema_conflicts_ignore_nullability_but_not_types():
     retyped = {"properties": {"id": {"type": ["string"]}, "created_at": {"type": "string"}}}
     assert tap_schema_conflicts(BASE, retyped)[0][0] == "id"
     missing = {"properties": {"id": {"type": "integer"}}}
-    assert tap_schema_conflicts(BASE, missing) == [("created_at", "is required by the registry but missing from the source schema")]
+    assert tap_schema_conflicts(BASE, missing) == [
+        ("created_at", "is required by the registry but missing from the source schema")
+    ]
 
 
-@pytest.mark.parametrize("value, day", [
-    ("2026-01-05T23:30:00-05:00", "2026-01-06"), ("2026-01-05T15:15:00.000+0000", "2026-01-05"),
-    (1767657300000, "2026-01-05"), (1767657300, "2026-01-05"), ("1767657300000", "2026-01-05"),
-    ("2026-01-05 23:59:59", "2026-01-05"), ("2026-01-05", "2026-01-05"), ("yesterday", None), (None, None), (True, None),
-])
+@pytest.mark.parametrize(
+    "value, day",
+    [
+        ("2026-01-05T23:30:00-05:00", "2026-01-06"),
+        ("2026-01-05T15:15:00.000+0000", "2026-01-05"),
+        (1767657300000, "2026-01-05"),
+        (1767657300, "2026-01-05"),
+        ("1767657300000", "2026-01-05"),
+        ("2026-01-05 23:59:59", "2026-01-05"),
+        ("2026-01-05", "2026-01-05"),
+        ("yesterday", None),
+        (None, None),
+        (True, None),
+    ],
+)
 def test_event_day_reads_every_source_format(value, day):
     assert (event_day(value).isoformat() if event_day(value) else None) == day

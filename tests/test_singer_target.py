@@ -30,15 +30,20 @@ def tap_jsonl() -> Path:
     if not executable.exists():
         uv = Path(sys.executable).parent / "uv"
         subprocess.run([str(uv), "venv", "-q", "--python", sys.executable, str(venv)], check=True)
-        subprocess.run([str(uv), "pip", "install", "-q", "--python", str(venv / "bin" / "python"), TAP_PACKAGE], check=True)
+        subprocess.run(
+            [str(uv), "pip", "install", "-q", "--python", str(venv / "bin" / "python"), TAP_PACKAGE], check=True
+        )
     return executable
 
 
 @pytest.fixture(scope="module")
 def orders(sample_lake) -> list[dict]:
     """Real sample Shopify orders (one tenant), as a shop would export them."""
-    return [record for obj in sample_lake.list("raw/acme_corp/shopify/orders/")
-            for record in decode_ndjson_gz(sample_lake.read_bytes(obj.key))]
+    return [
+        record
+        for obj in sample_lake.list("raw/acme_corp/shopify/orders/")
+        for record in decode_ndjson_gz(sample_lake.read_bytes(obj.key))
+    ]
 
 
 def landed(lake: LakeResource, prefix: str = "raw/") -> list[tuple[str, dict]]:
@@ -52,10 +57,17 @@ def dead_letters(lake: LakeResource) -> list[dict]:
 def test_real_tap_piped_into_the_target(tap_jsonl, orders, tmp_path):
     source = tmp_path / "orders.jsonl"
     source.write_text("".join(json.dumps(order) + "\n" for order in orders))
-    (tmp_path / "tap.json").write_text(json.dumps({"path": str(source), "stream_name": "orders", "primary_keys": ["id"]}))
-    (tmp_path / "target.json").write_text(json.dumps({"tenant": "acme_corp", "provider": "shopify",
-                                                      "lake_uri": str(tmp_path / "lake"), "max_records": 100}))
-    pipeline = f"{shlex.quote(str(tap_jsonl))} --config {tmp_path / 'tap.json'} | {TARGET} --config {tmp_path / 'target.json'}"
+    (tmp_path / "tap.json").write_text(
+        json.dumps({"path": str(source), "stream_name": "orders", "primary_keys": ["id"]})
+    )
+    (tmp_path / "target.json").write_text(
+        json.dumps(
+            {"tenant": "acme_corp", "provider": "shopify", "lake_uri": str(tmp_path / "lake"), "max_records": 100}
+        )
+    )
+    pipeline = (
+        f"{shlex.quote(str(tap_jsonl))} --config {tmp_path / 'tap.json'} | {TARGET} --config {tmp_path / 'target.json'}"
+    )
     result = subprocess.run(["bash", "-o", "pipefail", "-c", pipeline], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
 
@@ -76,34 +88,61 @@ def test_real_tap_piped_into_the_target(tap_jsonl, orders, tmp_path):
 
 
 def test_bad_input_is_dead_lettered_and_counts_reconcile(orders, tmp_path):
-    schema = {"type": "SCHEMA", "stream": "orders", "key_properties": ["id"],
-              "schema": SchemaRegistry().latest("shopify", "orders").schema}
+    schema = {
+        "type": "SCHEMA",
+        "stream": "orders",
+        "key_properties": ["id"],
+        "schema": SchemaRegistry().latest("shopify", "orders").schema,
+    }
     good = [{"type": "RECORD", "stream": "orders", "record": o} for o in orders[:50]]
     wrong_type = {"type": "RECORD", "stream": "orders", "record": {**orders[0], "id": 999, "total_price": 12.5}}
     no_id = {"type": "RECORD", "stream": "orders", "record": {k: v for k, v in orders[1].items() if k != "id"}}
-    unknown = [{"type": "SCHEMA", "stream": "refunds", "schema": {}},
-               {"type": "RECORD", "stream": "refunds", "record": {"id": 1}}]
+    unknown = [
+        {"type": "SCHEMA", "stream": "refunds", "schema": {}},
+        {"type": "RECORD", "stream": "refunds", "record": {"id": 1}},
+    ]
     early = {"type": "RECORD", "stream": "customers", "record": {"id": 5, "updated_at": "2026-01-01T00:00:00Z"}}
-    breaking = [{"type": "SCHEMA", "stream": "products", "schema": {"properties": {"id": {"type": "string"},
-                                                                                   "title": {}, "updated_at": {}}}},
-                {"type": "RECORD", "stream": "products", "record": {"id": "p1", "title": "x", "updated_at": "2026-01-01"}}]
-    lines = [json.dumps(m) for m in [schema, *good[:25]]] + ['{"type": "RECORD", "stream": "orders", "record": {"id": 1'] + \
-            [json.dumps(m) for m in [*good[25:], wrong_type, no_id, *unknown, early, *breaking,
-                                     {"type": "STATE", "value": {"n": 1}}]]
-    result = subprocess.run([TARGET, "--tenant", "acme_corp", "--provider", "shopify", "--lake", str(tmp_path / "lake")],
-                            input="\n".join(lines) + "\n", capture_output=True, text=True, timeout=120)
+    breaking = [
+        {
+            "type": "SCHEMA",
+            "stream": "products",
+            "schema": {"properties": {"id": {"type": "string"}, "title": {}, "updated_at": {}}},
+        },
+        {"type": "RECORD", "stream": "products", "record": {"id": "p1", "title": "x", "updated_at": "2026-01-01"}},
+    ]
+    lines = (
+        [json.dumps(m) for m in [schema, *good[:25]]]
+        + ['{"type": "RECORD", "stream": "orders", "record": {"id": 1']
+        + [
+            json.dumps(m)
+            for m in [*good[25:], wrong_type, no_id, *unknown, early, *breaking, {"type": "STATE", "value": {"n": 1}}]
+        ]
+    )
+    result = subprocess.run(
+        [TARGET, "--tenant", "acme_corp", "--provider", "shopify", "--lake", str(tmp_path / "lake")],
+        input="\n".join(lines) + "\n",
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stderr
     lake = LakeResource(base_uri=str(tmp_path / "lake"))
     letters = dead_letters(lake)
     by_rule = Counter(letter["rule"] for letter in letters)
-    assert by_rule == {"malformed_json": 1, "schema_violation": 2, "unknown_stream": 1,
-                       "record_before_schema": 1, "breaking_schema_change": 1}
+    assert by_rule == {
+        "malformed_json": 1,
+        "schema_violation": 2,
+        "unknown_stream": 1,
+        "record_before_schema": 1,
+        "breaking_schema_change": 1,
+    }
     received = 50 + 1 + 2 + 1 + 1 + 1
     assert len(landed(lake)) == 50 and len(landed(lake)) + len(letters) == received
     assert f"{received} records received, 50 landed" in result.stderr
     reasons = {letter["rule"]: letter["reason"] for letter in letters}
     assert "field 'id'" in reasons["breaking_schema_change"] and "total_price" in " ".join(
-        letter["reason"] for letter in letters if letter["rule"] == "schema_violation")
+        letter["reason"] for letter in letters if letter["rule"] == "schema_violation"
+    )
     for letter in letters:
         assert set(letter) == {"payload", "reason", "rule", "stream", "source", "first_seen", "retry_count"}
         assert letter["source"] == "singer" and letter["retry_count"] == 0
@@ -124,7 +163,9 @@ def test_state_only_after_records_are_durable_kill_and_resume(orders, tmp_path):
     orders = [{**order, "id": order["id"] + copy * 10**12} for copy in range(10) for order in orders]
     lake_dir = str(tmp_path / "lake")
     command = [TARGET, "--tenant", "acme_corp", "--provider", "shopify", "--lake", lake_dir, "--max-age", "0.3"]
-    target = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    target = subprocess.Popen(
+        command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
+    )
     states: list[dict] = []
     reader = threading.Thread(target=lambda: states.extend(json.loads(line) for line in target.stdout), daemon=True)
     reader.start()
@@ -145,8 +186,9 @@ def test_state_only_after_records_are_durable_kill_and_resume(orders, tmp_path):
     durable = {record["id"] for _, record in landed(lake)}
     assert {order["id"] for order in orders[:bookmark]} <= durable  # everything before the STATE survived the kill
 
-    resumed = subprocess.run(command, input="\n".join(_messages(orders, bookmark)) + "\n",
-                             capture_output=True, text=True, timeout=120)
+    resumed = subprocess.run(
+        command, input="\n".join(_messages(orders, bookmark)) + "\n", capture_output=True, text=True, timeout=120
+    )
     assert resumed.returncode == 0, resumed.stderr
     ids = [record["id"] for _, record in landed(lake)]
     assert set(ids) == {order["id"] for order in orders}  # nothing lost; at most re-delivered

@@ -24,11 +24,33 @@ def test_local_cluster_matches_local_mode(spark, tmp_path, dagster_instance):
     shutil.copytree(tmp_path / "local", tmp_path / "cluster")
 
     env = {**os.environ, "CDP_SPARK_MASTER": "local-cluster[2,1,1024]"}
-    cluster = subprocess.run([sys.executable, "-m", "tests.cluster_job", str(tmp_path / "cluster"), config.start.isoformat(), config.start.isoformat()],
-                             cwd=PROJECT_DIR, env=env, capture_output=True, text=True, timeout=600)
+    cluster = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "tests.cluster_job",
+            str(tmp_path / "cluster"),
+            config.start.isoformat(),
+            config.start.isoformat(),
+        ],
+        cwd=PROJECT_DIR,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert cluster.returncode == 0, cluster.stderr[-4000:]
     assert run_assets(local, dagster_instance, config.start, config.start, SELECTION).success
 
     for name in ("events", "shopify_customers"):
-        assert_same_rows(*(spark.read.format("delta").load(f"{tmp_path}/{side}/curated/{name}") for side in ("local", "cluster")), name)
-    assert spark.read.format("delta").load(f"{tmp_path}/cluster/curated/shopify_customers").where("phone LIKE '+%'").count() > 0
+        assert_same_rows(
+            *(spark.read.format("delta").load(f"{tmp_path}/{side}/curated/{name}") for side in ("local", "cluster")),
+            name,
+        )
+    assert (
+        spark.read.format("delta")
+        .load(f"{tmp_path}/cluster/curated/shopify_customers")
+        .where("phone LIKE '+%'")
+        .count()
+        > 0
+    )

@@ -25,7 +25,9 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def connect_server(tmp_path_factory):
-    server = SparkConnectServer(tmp_path_factory.mktemp("spark-server"), overrides={"spark.driver.memory": "2g"}).start()
+    server = SparkConnectServer(
+        tmp_path_factory.mktemp("spark-server"), overrides={"spark.driver.memory": "2g"}
+    ).start()
     yield server
     server.stop()
     assert not server.running()
@@ -36,16 +38,39 @@ def test_spark_connect_server_gives_the_tables_local_mode_gives(spark, tmp_path,
     shutil.copytree(os.path.join(local.base_uri, "raw"), tmp_path / "lake" / "raw")
     first, last = CURATED_CONFIG.start, CURATED_CONFIG.start + timedelta(days=CURATED_CONFIG.days - 1)
     env = {**os.environ, "CDP_SPARK_MASTER": connect_server.url()}
-    run = subprocess.run([sys.executable, "-m", "tests.cluster_job", str(tmp_path / "lake"), first.isoformat(), last.isoformat(),
-                          "raw", "curated", *IDENTITY_GROUPS], cwd=PROJECT_DIR, env=env, capture_output=True, text=True, timeout=900)
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "tests.cluster_job",
+            str(tmp_path / "lake"),
+            first.isoformat(),
+            last.isoformat(),
+            "raw",
+            "curated",
+            *IDENTITY_GROUPS,
+        ],
+        cwd=PROJECT_DIR,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert run.returncode == 0, run.stderr[-4000:]
     assert "spark session: pyspark.sql.connect.session" in run.stdout
 
     tables = [f"curated/{spec.table}" for spec in ENTITIES if local.is_delta_table(f"curated/{spec.table}")]
-    tables += [dead_letter_table(spec.table) for spec in ENTITIES if local.is_delta_table(dead_letter_table(spec.table))]
+    tables += [
+        dead_letter_table(spec.table) for spec in ENTITIES if local.is_delta_table(dead_letter_table(spec.table))
+    ]
     for key in [*tables, NODES, EDGES, MAP, PROFILES, HISTORY]:
-        assert_same_rows(*(spark.read.format("delta").load(f"{root}/{key}") for root in (local.base_uri, tmp_path / "lake")), key)
-    assert spark.read.format("delta").load(f"{tmp_path}/lake/curated/shopify_customers").where("phone LIKE '+%'").count() > 0
+        assert_same_rows(
+            *(spark.read.format("delta").load(f"{root}/{key}") for root in (local.base_uri, tmp_path / "lake")), key
+        )
+    assert (
+        spark.read.format("delta").load(f"{tmp_path}/lake/curated/shopify_customers").where("phone LIKE '+%'").count()
+        > 0
+    )
 
 
 def test_spark_connect_server_is_reused_and_comes_back_at_its_url(connect_server):

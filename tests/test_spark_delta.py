@@ -10,8 +10,15 @@ from delta.tables import DeltaTable
 from pyspark.sql import functions as F
 
 from cdp_assets.curated import replace_partitions
-from cdp_resources.spark import (LOCAL_FILE_SYSTEM, SESSION_SETTINGS, SHUFFLE_ROW_CHECKSUMS, SNAPSHOT_PARTITIONS, delta_spark_config,
-                                  is_connect, local_cores)
+from cdp_resources.spark import (
+    LOCAL_FILE_SYSTEM,
+    SESSION_SETTINGS,
+    SHUFFLE_ROW_CHECKSUMS,
+    SNAPSHOT_PARTITIONS,
+    delta_spark_config,
+    is_connect,
+    local_cores,
+)
 from cdp_resources.spark_jars import jar_cache_dir
 from cdp_transform.normalise import timestamp as parse_event_time
 from tests.conftest import dictionary_encoded
@@ -52,7 +59,9 @@ def test_shuffles_hash_no_rows_in_local_mode(spark):
 
 def test_shuffle_row_checksums_are_off_only_where_no_executor_can_be_lost():
     for master in ("local[*]", "local"):
-        assert {key: delta_spark_config(master)[key] for key in SHUFFLE_ROW_CHECKSUMS} == dict.fromkeys(SHUFFLE_ROW_CHECKSUMS, "false")
+        assert {key: delta_spark_config(master)[key] for key in SHUFFLE_ROW_CHECKSUMS} == dict.fromkeys(
+            SHUFFLE_ROW_CHECKSUMS, "false"
+        )
     for master in CLUSTER_MASTERS:
         assert not set(SHUFFLE_ROW_CHECKSUMS) & delta_spark_config(master).keys()
 
@@ -79,7 +88,10 @@ def test_a_spark_connect_client_sets_only_its_sessions_settings():
     """The server owns the JVM, the jars and the static settings; the client names it and sets its
     session's (a static setting sent by the client only draws a warning from the server)."""
     assert delta_spark_config("sc://127.0.0.1:15002", {"spark.sql.shuffle.partitions": 4}) == {
-        "spark.remote": "sc://127.0.0.1:15002", **SESSION_SETTINGS, "spark.sql.shuffle.partitions": "4"}
+        "spark.remote": "sc://127.0.0.1:15002",
+        **SESSION_SETTINGS,
+        "spark.sql.shuffle.partitions": "4",
+    }
 
 
 def test_local_paths_go_through_the_projects_file_system_with_hadoops_permissions_and_links(spark, tmp_path):
@@ -90,7 +102,10 @@ def test_local_paths_go_through_the_projects_file_system_with_hadoops_permission
     uri = jvm.java.net.URI(tmp_path.as_uri())
     file_system = jvm.org.apache.hadoop.fs.FileSystem.get(uri, conf)
     assert file_system.getClass().getName() == "cdp.LocalFileSystem"
-    assert jvm.org.apache.hadoop.fs.FileContext.getFileContext(uri, conf).getDefaultFileSystem().getClass().getName() == "cdp.LocalFs"
+    assert (
+        jvm.org.apache.hadoop.fs.FileContext.getFileContext(uri, conf).getDefaultFileSystem().getClass().getName()
+        == "cdp.LocalFs"
+    )
 
     path = tmp_path / "table"
     spark.range(20).selectExpr("id", "id % 3 AS part").write.format("delta").partitionBy("part").save(str(path))
@@ -98,7 +113,10 @@ def test_local_paths_go_through_the_projects_file_system_with_hadoops_permission
     modes = {p.relative_to(path).as_posix(): p.stat().st_mode & 0o777 for p in path.rglob("*")}
     assert {mode for name, mode in modes.items() if (path / name).is_dir()} == {0o755}
     assert {mode for name, mode in modes.items() if (path / name).is_file()} == {0o644}
-    assert any(name.startswith("part=") and name.endswith(".parquet") for name in modes) and "_delta_log/00000000000000000000.json" in modes
+    assert (
+        any(name.startswith("part=") and name.endswith(".parquet") for name in modes)
+        and "_delta_log/00000000000000000000.json" in modes
+    )
 
     # Links read as Hadoop's own local file system reads them (which finds no link behind a `file:` URI).
     target, link = tmp_path / "target.txt", tmp_path / "link.txt"
@@ -108,8 +126,10 @@ def test_local_paths_go_through_the_projects_file_system_with_hadoops_permission
     hadoops.initialize(uri, conf)
     for name in (str(link), link.as_uri(), str(target), target.as_uri()):
         ours, theirs = (fs.getFileLinkStatus(jvm.org.apache.hadoop.fs.Path(name)) for fs in (file_system, hadoops))
-        assert (ours.isSymlink(), str(ours.getSymlink()) if ours.isSymlink() else None) == \
-            (theirs.isSymlink(), str(theirs.getSymlink()) if theirs.isSymlink() else None)
+        assert (ours.isSymlink(), str(ours.getSymlink()) if ours.isSymlink() else None) == (
+            theirs.isSymlink(),
+            str(theirs.getSymlink()) if theirs.isSymlink() else None,
+        )
     assert file_system.getFileLinkStatus(jvm.org.apache.hadoop.fs.Path(str(link))).isSymlink()
 
 
@@ -119,7 +139,9 @@ def test_only_local_masters_replace_hadoops_local_file_system():
         assert {key: config[key] for key in LOCAL_FILE_SYSTEM} == LOCAL_FILE_SYSTEM
         assert Path(config["spark.driver.extraClassPath"]).name == "cdp-local-fs.jar"
         # A classpath of the user's own is kept, after the jar.
-        theirs = delta_spark_config(master, {"spark.driver.extraClassPath": "/opt/a.jar:/opt/b.jar"})["spark.driver.extraClassPath"]
+        theirs = delta_spark_config(master, {"spark.driver.extraClassPath": "/opt/a.jar:/opt/b.jar"})[
+            "spark.driver.extraClassPath"
+        ]
         assert theirs.split(os.pathsep) == [config["spark.driver.extraClassPath"], "/opt/a.jar", "/opt/b.jar"]
     for master in CLUSTER_MASTERS:
         assert not ({*LOCAL_FILE_SYSTEM, "spark.driver.extraClassPath"} & delta_spark_config(master).keys())
@@ -131,13 +153,18 @@ def test_replace_one_partition(spark, tmp_path):
     frame = spark.createDataFrame(rows, "id int, day string").withColumn("day", F.to_date("day"))
     replace_partitions(frame, path, "day", date(2026, 1, 1), date(2026, 1, 2))
 
-    rerun = spark.createDataFrame([(10, "2026-01-02"), (11, "2026-01-02")], "id int, day string").withColumn("day", F.to_date("day"))
+    rerun = spark.createDataFrame([(10, "2026-01-02"), (11, "2026-01-02")], "id int, day string").withColumn(
+        "day", F.to_date("day")
+    )
     replace_partitions(rerun, path, "day", date(2026, 1, 2), date(2026, 1, 2))
     replace_partitions(rerun, path, "day", date(2026, 1, 2), date(2026, 1, 2))  # a rerun changes nothing
 
     table = spark.read.format("delta").load(path)
     assert sorted((r.id, str(r.day)) for r in table.collect()) == [
-        (1, "2026-01-01"), (2, "2026-01-01"), (10, "2026-01-02"), (11, "2026-01-02")
+        (1, "2026-01-01"),
+        (2, "2026-01-01"),
+        (10, "2026-01-02"),
+        (11, "2026-01-02"),
     ]
     history = DeltaTable.forPath(spark, path).history().select("version", "operation").collect()
     assert [h.operation for h in sorted(history)] == ["CREATE TABLE AS SELECT", "WRITE", "WRITE"]
@@ -146,16 +173,29 @@ def test_replace_one_partition(spark, tmp_path):
 
 def test_statistics_are_kept_on_the_named_columns_only(spark, tmp_path):
     path = str(tmp_path / "events")
-    frame = spark.createDataFrame([("t1", "m1", "x", "2026-01-01")], "tenant_id string, message_id string, other string, day string")
-    replace_partitions(frame.withColumn("day", F.to_date("day")), path, "day", date(2026, 1, 1), date(2026, 1, 1),
-                       stats_columns=["tenant_id", "message_id"])
-    stats = [json.loads(row.stats) for row in spark.read.json(f"{path}/_delta_log/*.json").where("add IS NOT NULL").select("add.stats").collect()]
+    frame = spark.createDataFrame(
+        [("t1", "m1", "x", "2026-01-01")], "tenant_id string, message_id string, other string, day string"
+    )
+    replace_partitions(
+        frame.withColumn("day", F.to_date("day")),
+        path,
+        "day",
+        date(2026, 1, 1),
+        date(2026, 1, 1),
+        stats_columns=["tenant_id", "message_id"],
+    )
+    stats = [
+        json.loads(row.stats)
+        for row in spark.read.json(f"{path}/_delta_log/*.json").where("add IS NOT NULL").select("add.stats").collect()
+    ]
     assert stats and all(set(s["minValues"]) == {"tenant_id", "message_id"} and s["numRecords"] == 1 for s in stats)
 
 
 def test_rows_outside_the_days_fail_the_first_write_too(spark, tmp_path):
     path = str(tmp_path / "orders")
-    frame = spark.createDataFrame([(1, "2026-01-01"), (2, "2026-01-03")], "id int, day string").withColumn("day", F.to_date("day"))
+    frame = spark.createDataFrame([(1, "2026-01-01"), (2, "2026-01-03")], "id int, day string").withColumn(
+        "day", F.to_date("day")
+    )
     with pytest.raises(Exception, match="day 2026-01-03 is outside 2026-01-01..2026-01-02"):
         replace_partitions(frame, path, "day", date(2026, 1, 1), date(2026, 1, 2))
     assert not DeltaTable.isDeltaTable(spark, path)
@@ -182,17 +222,31 @@ def _newest_file_encoded(path: str) -> dict[str, bool]:
 
 def test_only_the_named_columns_are_dictionary_encoded_in_every_write(spark, tmp_path):
     path = str(tmp_path / "events")
-    frame = spark.range(2000).selectExpr("'t1' AS tenant_id", "uuid() AS message_id", "id % 3 AS kind", "DATE'2026-01-01' AS day")
-    replace_partitions(frame, path, "day", date(2026, 1, 1), date(2026, 1, 1), dictionary_columns=["tenant_id", "kind", "day"])
+    frame = spark.range(2000).selectExpr(
+        "'t1' AS tenant_id", "uuid() AS message_id", "id % 3 AS kind", "DATE'2026-01-01' AS day"
+    )
+    replace_partitions(
+        frame, path, "day", date(2026, 1, 1), date(2026, 1, 1), dictionary_columns=["tenant_id", "kind", "day"]
+    )
     assert _newest_file_encoded(path) == {"tenant_id": True, "message_id": False, "kind": True, "day": True}
     replace_partitions(frame, path, "day", date(2026, 1, 1), date(2026, 1, 1))  # the table keeps the setting
     assert _newest_file_encoded(path) == {"tenant_id": True, "message_id": False, "kind": True, "day": True}
-    assert DeltaTable.forPath(spark, path).detail().first().properties == {"parquet.enable.dictionary#message_id": "false"}
+    assert DeltaTable.forPath(spark, path).detail().first().properties == {
+        "parquet.enable.dictionary#message_id": "false"
+    }
 
 
 def test_event_time_formats_parse_to_the_same_instant(spark):
-    values = ["2026-01-05T15:15:00.000Z", "1767626100000", "1767626100", "2026-01-05T10:15:00-05:00",
-              "2026-01-05T20:45:00+05:30", "2026-01-05 15:15:00", "2026-01-05T15:15:00.000+0000", "not a time"]
+    values = [
+        "2026-01-05T15:15:00.000Z",
+        "1767626100000",
+        "1767626100",
+        "2026-01-05T10:15:00-05:00",
+        "2026-01-05T20:45:00+05:30",
+        "2026-01-05 15:15:00",
+        "2026-01-05T15:15:00.000+0000",
+        "not a time",
+    ]
     frame = spark.createDataFrame([(v,) for v in values], "timestamp string")
     parsed = [row.ts for row in frame.select(parse_event_time("timestamp").alias("ts")).collect()]
     assert len({str(ts) for ts in parsed[:-1]}) == 1 and str(parsed[0]) == "2026-01-05 15:15:00"

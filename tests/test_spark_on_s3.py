@@ -24,7 +24,9 @@ def test_s3_lake_gives_the_tables_of_a_local_lake(spark_resource, s3_bucket, s3_
     s3 = LakeResource(base_uri=f"s3://{s3_bucket}/lake", s3_endpoint_url=s3_endpoint)
     for lake in (local, s3):
         generate(lake, CONFIG, workers=1, progress=False)
-        assert run_assets(lake, dagster_instance, CONFIG.start, LAST, groups=["raw", "curated", *IDENTITY_GROUPS]).success
+        assert run_assets(
+            lake, dagster_instance, CONFIG.start, LAST, groups=["raw", "curated", *IDENTITY_GROUPS]
+        ).success
 
     assert s3.list("curated/events/_delta_log/") and s3.list(f"{PROFILES}/_delta_log/")
     spark = spark_resource.session_for(s3)

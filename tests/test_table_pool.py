@@ -16,6 +16,7 @@ def test_independent_tables_run_at_once_and_dependants_wait():
                 both_started.wait()  # raises BrokenBarrierError unless the other one runs at the same time
             finished.append(name)
             return name.upper()
+
         return work
 
     work = {"a": table("a", meet=True), "b": table("b", meet=True), "c": table("c")}
@@ -30,8 +31,10 @@ def test_a_failure_skips_its_dependants_only():
         raise ValueError("order_total_positive")
 
     work = {"fx": fails, "orders": lambda: "orders", "lines": lambda: "lines", "events": lambda: "events"}
-    outcome = {name: (result, error) for name, result, error in
-               run_in_dependency_order(work, {"orders": {"fx"}, "lines": {"orders"}}, workers=2)}
+    outcome = {
+        name: (result, error)
+        for name, result, error in run_in_dependency_order(work, {"orders": {"fx"}, "lines": {"orders"}}, workers=2)
+    }
     assert set(outcome) == set(work)
     assert isinstance(outcome["fx"][1], ValueError)
     assert isinstance(outcome["orders"][1], UpstreamFailed) and "fx failed" in str(outcome["orders"][1])

@@ -3,7 +3,7 @@ day leaves no duplicate and no gap, a failed check changes nothing, the historic
 reader in another connection; loaded tables match the Delta tables of the generator sample."""
 
 import threading
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
 import psycopg
@@ -24,28 +24,91 @@ def rows(warehouse, query: str, *params) -> list[tuple]:
 
 def test_copy_round_trips_every_type(spark, warehouse):
     table = WarehouseTable("round_trip", "unused", "event_date", ("tenant_id", "id", "event_date"))
-    at = datetime(2026, 1, 1, 23, 59, 59, 123456, tzinfo=timezone.utc)
+    at = datetime(2026, 1, 1, 23, 59, 59, 123456, tzinfo=UTC)
     values = [
-        ("t", 1, "a,b \"quoted\"\nnew line ünïcode", "", Decimal("-12.50"), 1.25, 0.5, 7, 300, -2, True, at,
-         datetime(2026, 1, 1, 8, 30), date(2025, 12, 31), ["x", "y"], {"k": 1}, ("s", 2), date(2026, 1, 1)),
-        ("t", 2, None, None, None, None, None, None, None, None, None, None, None, None, None, None, None, date(2026, 1, 1)),
+        (
+            "t",
+            1,
+            'a,b "quoted"\nnew line ünïcode',
+            "",
+            Decimal("-12.50"),
+            1.25,
+            0.5,
+            7,
+            300,
+            -2,
+            True,
+            at,
+            datetime(2026, 1, 1, 8, 30),
+            date(2025, 12, 31),
+            ["x", "y"],
+            {"k": 1},
+            ("s", 2),
+            date(2026, 1, 1),
+        ),
+        (
+            "t",
+            2,
+            None,
+            None,
+            None,
+            None,
+            None,
+            None,
+            None,
+            None,
+            None,
+            None,
+            None,
+            None,
+            None,
+            None,
+            None,
+            date(2026, 1, 1),
+        ),
     ]
-    frame = spark.createDataFrame(values, "tenant_id string, id bigint, text string, empty string, amount decimal(18,2), "
-                                          "ratio double, share float, count int, small short, tiny byte, flag boolean, "
-                                          "at timestamp, local timestamp_ntz, day date, tags array<string>, "
-                                          "attributes map<string,int>, pair struct<name:string,n:int>, event_date date")
+    frame = spark.createDataFrame(
+        values,
+        "tenant_id string, id bigint, text string, empty string, amount decimal(18,2), "
+        "ratio double, share float, count int, small short, tiny byte, flag boolean, "
+        "at timestamp, local timestamp_ntz, day date, tags array<string>, "
+        "attributes map<string,int>, pair struct<name:string,n:int>, event_date date",
+    )
     result = load_table(table, frame, warehouse.dsn(), [date(2026, 1, 1)], "rt")
     assert result.rows == 2
-    loaded = rows(warehouse, f"SELECT id, text, empty, amount, ratio, share, count, small, tiny, flag, at, local, day, tags, "
-                             f"attributes, pair FROM {SCHEMA}.round_trip ORDER BY id")
-    assert loaded[0] == (1, values[0][2], "", Decimal("-12.50"), 1.25, 0.5, 7, 300, -2, True, at, datetime(2026, 1, 1, 8, 30),
-                         date(2025, 12, 31), ["x", "y"], {"k": 1}, {"name": "s", "n": 2})
+    loaded = rows(
+        warehouse,
+        f"SELECT id, text, empty, amount, ratio, share, count, small, tiny, flag, at, local, day, tags, "
+        f"attributes, pair FROM {SCHEMA}.round_trip ORDER BY id",
+    )
+    assert loaded[0] == (
+        1,
+        values[0][2],
+        "",
+        Decimal("-12.50"),
+        1.25,
+        0.5,
+        7,
+        300,
+        -2,
+        True,
+        at,
+        datetime(2026, 1, 1, 8, 30),
+        date(2025, 12, 31),
+        ["x", "y"],
+        {"k": 1},
+        {"name": "s", "n": 2},
+    )
     assert loaded[1] == (2, *[None] * 15)
 
 
 def test_an_index_no_longer_declared_is_dropped(spark, warehouse):
-    frame = spark.createDataFrame([("t", 1, "a", date(2026, 1, 1))], "tenant_id string, id bigint, name string, event_date date")
-    indexed = WarehouseTable("reindexed", "unused", "event_date", ("tenant_id", "id", "event_date"), (("tenant_id", "name"),))
+    frame = spark.createDataFrame(
+        [("t", 1, "a", date(2026, 1, 1))], "tenant_id string, id bigint, name string, event_date date"
+    )
+    indexed = WarehouseTable(
+        "reindexed", "unused", "event_date", ("tenant_id", "id", "event_date"), (("tenant_id", "name"),)
+    )
     load_table(indexed, frame, warehouse.dsn(), [date(2026, 1, 1)], "ix")
     indexes = f"SELECT indexname FROM pg_indexes WHERE schemaname = '{SCHEMA}' AND tablename = 'reindexed' ORDER BY 1"
     assert rows(warehouse, indexes) == [("reindexed_ix0",), ("reindexed_key",)]
@@ -56,7 +119,9 @@ def test_an_index_no_longer_declared_is_dropped(spark, warehouse):
 
 def test_an_empty_day_replaces_the_live_day(spark, warehouse):
     table = WarehouseTable("emptied", "unused", "event_date", ("tenant_id", "id", "event_date"))
-    frame = spark.createDataFrame([("t", n, date(2026, 1, 1)) for n in range(5)], "tenant_id string, id bigint, event_date date")
+    frame = spark.createDataFrame(
+        [("t", n, date(2026, 1, 1)) for n in range(5)], "tenant_id string, id bigint, event_date date"
+    )
     load_table(table, frame.repartition(3), warehouse.dsn(), [date(2026, 1, 1)], "e1")
     assert rows(warehouse, f"SELECT count(*) FROM {SCHEMA}.emptied") == [(5,)]
     result = load_table(table, frame.where("id < 0"), warehouse.dsn(), [date(2026, 1, 1)], "e2")
@@ -87,11 +152,15 @@ def test_reloading_one_day_leaves_no_duplicate_and_no_gap(spark, warehouse_loade
     lake, _ = warehouse_loaded
     reloaded = [BY_NAME[name] for name in ("orders", "events", "shopify_customers", "customer_profiles")]
     before = {t.name: warehouse_counts(warehouse, t) for t in reloaded}
-    assert run_assets(lake, dagster_instance, LAST, LAST, [f"warehouse/{t.name}" for t in reloaded], warehouse=warehouse).success
+    assert run_assets(
+        lake, dagster_instance, LAST, LAST, [f"warehouse/{t.name}" for t in reloaded], warehouse=warehouse
+    ).success
     for table in reloaded:
         assert warehouse_counts(warehouse, table) == before[table.name] == delta_counts(spark, lake, table), table.name
     orders = BY_NAME["orders"]
-    assert rows(warehouse, f"SELECT count(*) - count(DISTINCT ({', '.join(orders.key)})) FROM {SCHEMA}.orders") == [(0,)]
+    assert rows(warehouse, f"SELECT count(*) - count(DISTINCT ({', '.join(orders.key)})) FROM {SCHEMA}.orders") == [
+        (0,)
+    ]
 
 
 def test_a_failed_check_leaves_the_live_table_unchanged(spark, warehouse_loaded, warehouse):

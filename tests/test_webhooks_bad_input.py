@@ -13,8 +13,18 @@ from cdp_ingest.registry import SchemaRegistry
 from cdp_ingest.webhooks.batcher import Batcher
 from cdp_resources.lake import LakeResource
 from tests.webhook_support import (
-    Service, app, app_event, dead_letters, fresh_database, post, queued_rows, raw_records, secrets_file, shopify,
-    shopify_order, stripe,
+    Service,
+    app,
+    app_event,
+    dead_letters,
+    fresh_database,
+    post,
+    queued_rows,
+    raw_records,
+    secrets_file,
+    shopify,
+    shopify_order,
+    stripe,
 )
 
 
@@ -22,9 +32,16 @@ from tests.webhook_support import (
 def receiver(postgres, tmp_path_factory):
     root = tmp_path_factory.mktemp("webhooks_bad_input")
     url = fresh_database(postgres)
-    service = Service({"CDP_POSTGRES_URL": url, "CDP_WEBHOOK_SECRETS_FILE": str(secrets_file(root)),
-                       "CDP_WEBHOOK_RATE": "100000", "CDP_WEBHOOK_BURST": "100000",
-                       "CDP_WEBHOOK_MAX_BODY_BYTES": "65536"}, root / "receiver.log").start()
+    service = Service(
+        {
+            "CDP_POSTGRES_URL": url,
+            "CDP_WEBHOOK_SECRETS_FILE": str(secrets_file(root)),
+            "CDP_WEBHOOK_RATE": "100000",
+            "CDP_WEBHOOK_BURST": "100000",
+            "CDP_WEBHOOK_MAX_BODY_BYTES": "65536",
+        },
+        root / "receiver.log",
+    ).start()
     yield service, url, LakeResource(base_uri=str(root / "lake"))
     service.stop()
 
@@ -58,36 +75,85 @@ def test_bad_input_never_lands_outside_the_dead_letter_zone(receiver):
         assert response.json()["status"] == "dead_lettered", name
         dead_lettered += 1
         _alive(service)
-    stripe_junk = post(service.url, "acme", "stripe", stripe("acme", {"id": "evt_j", "type": "charge.succeeded", "data": 3}))
+    stripe_junk = post(
+        service.url, "acme", "stripe", stripe("acme", {"id": "evt_j", "type": "charge.succeeded", "data": 3})
+    )
     shopify_junk = post(service.url, "acme", "shopify", shopify("acme", "orders/create", b"\xff\xfe{", "sj-1"))
     assert [stripe_junk.json()["status"], shopify_junk.json()["status"]] == ["dead_lettered"] * 2
     dead_lettered += 2
 
     refused = [  # unauthentic or over a limit: refused with a JSON error, nothing stored
-        (401, post(service.url, "acme", "app", (bytes(rng.randrange(256) for _ in range(500)),
-                                                 {"Content-Type": "application/json"}))),
-        (401, post(service.url, "acme", "app", (b"{}", {"Content-Type": "application/json",
-                                                         "X-CDP-Signature": bytes(rng.randrange(128, 256) for _ in range(40))}))),
-        (401, post(service.url, "acme", "stripe", (b"{}", {"Content-Type": "application/json",
-                                                            "Stripe-Signature": "t=99999999999999999999999,v1=zz"}))),
+        (
+            401,
+            post(
+                service.url,
+                "acme",
+                "app",
+                (bytes(rng.randrange(256) for _ in range(500)), {"Content-Type": "application/json"}),
+            ),
+        ),
+        (
+            401,
+            post(
+                service.url,
+                "acme",
+                "app",
+                (
+                    b"{}",
+                    {
+                        "Content-Type": "application/json",
+                        "X-CDP-Signature": bytes(rng.randrange(128, 256) for _ in range(40)),
+                    },
+                ),
+            ),
+        ),
+        (
+            401,
+            post(
+                service.url,
+                "acme",
+                "stripe",
+                (b"{}", {"Content-Type": "application/json", "Stripe-Signature": "t=99999999999999999999999,v1=zz"}),
+            ),
+        ),
         (413, post(service.url, "acme", "app", app("acme", {"message_id": "big", "pad": "x" * 70_000}))),
-        (413, requests.post(f"{service.url}/webhooks/acme/app", headers={"Content-Type": "application/json"},
-                            data=(b"x" * 8192 for _ in range(20)))),  # chunked, no Content-Length
-        (415, post(service.url, "acme", "app", (app("acme", app_event("e"))[0],
-                                                 {"Content-Type": "application/json; charset=utf-16"}))),
+        (
+            413,
+            requests.post(
+                f"{service.url}/webhooks/acme/app",
+                headers={"Content-Type": "application/json"},
+                data=(b"x" * 8192 for _ in range(20)),
+            ),
+        ),  # chunked, no Content-Length
+        (
+            415,
+            post(
+                service.url,
+                "acme",
+                "app",
+                (app("acme", app_event("e"))[0], {"Content-Type": "application/json; charset=utf-16"}),
+            ),
+        ),
         (415, post(service.url, "acme", "app", (b"<xml/>", {"Content-Type": "application/xml"}))),
     ]
     for status, response in refused:
         assert response.status_code == status, response.text
         assert response.json()["error"]
     try:  # far over the limit: the receiver answers 413 at once and may close before the upload ends
-        huge = requests.post(f"{service.url}/webhooks/acme/app", data=b"{" * 20_000_000,
-                             headers={"Content-Type": "application/json"}, timeout=30)
+        huge = requests.post(
+            f"{service.url}/webhooks/acme/app",
+            data=b"{" * 20_000_000,
+            headers={"Content-Type": "application/json"},
+            timeout=30,
+        )
         assert huge.status_code == 413
     except requests.ConnectionError:
         pass
-    for junk in (bytes(rng.randrange(256) for _ in range(4096)), b"POST /webhooks/acme/app HTTP/1.1\r\nContent-Length: -5\r\n\r\n",
-                 b"GET / HTTP/1.1\r\nHost: " + b"h" * 100_000 + b"\r\n\r\n"):
+    for junk in (
+        bytes(rng.randrange(256) for _ in range(4096)),
+        b"POST /webhooks/acme/app HTTP/1.1\r\nContent-Length: -5\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: " + b"h" * 100_000 + b"\r\n\r\n",
+    ):
         with socket.create_connection(("127.0.0.1", service.port), timeout=5) as raw:
             raw.sendall(junk)
             raw.shutdown(socket.SHUT_WR)

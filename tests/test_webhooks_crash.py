@@ -9,7 +9,16 @@ import pytest
 import requests
 
 from cdp_resources.lake import LakeResource
-from tests.webhook_support import Process, Service, app, app_event, fresh_database, queued_rows, raw_records, secrets_file
+from tests.webhook_support import (
+    Process,
+    Service,
+    app,
+    app_event,
+    fresh_database,
+    queued_rows,
+    raw_records,
+    secrets_file,
+)
 
 
 class Provider(threading.Thread):
@@ -46,8 +55,15 @@ class Provider(threading.Thread):
 def test_kill_9_receiver_and_batcher_under_load(postgres, s3_bucket, s3_endpoint, tmp_path):
     # The lake on moto's S3: each file is an HTTP PUT, so a kill often lands mid-flush.
     url, lake = fresh_database(postgres), LakeResource(base_uri=f"s3://{s3_bucket}/lake", s3_endpoint_url=s3_endpoint)
-    env = {"CDP_S3_ENDPOINT_URL": s3_endpoint, "CDP_POSTGRES_URL": url, "CDP_WEBHOOK_SECRETS_FILE": str(secrets_file(tmp_path)), "CDP_WEBHOOK_RATE": "100000",
-           "CDP_WEBHOOK_BURST": "100000", "CDP_WEBHOOK_MAX_RECORDS": "40", "CDP_WEBHOOK_MAX_AGE_SECONDS": "0.2"}
+    env = {
+        "CDP_S3_ENDPOINT_URL": s3_endpoint,
+        "CDP_POSTGRES_URL": url,
+        "CDP_WEBHOOK_SECRETS_FILE": str(secrets_file(tmp_path)),
+        "CDP_WEBHOOK_RATE": "100000",
+        "CDP_WEBHOOK_BURST": "100000",
+        "CDP_WEBHOOK_MAX_RECORDS": "40",
+        "CDP_WEBHOOK_MAX_AGE_SECONDS": "0.2",
+    }
     service = Service(env, tmp_path / "receiver.log").start()
     batcher = Process(["batch", "--lake", lake.base_uri, "--poll", "0.05"], env, tmp_path / "batcher.log").start()
     batcher.wait_for_log("flushing every", 1)

@@ -2,7 +2,7 @@
 PostgreSQL queue, and the batcher flushing into a local lake."""
 
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 import requests
@@ -10,8 +10,22 @@ import requests
 from cdp_ingest.webhooks.batcher import Batcher
 from cdp_resources.lake import LakeResource
 from tests.webhook_support import (
-    SECRETS, Service, app, app_event, dead_letters, fresh_database, post, queued_rows, raw_files, raw_records,
-    secrets_file, shopify, shopify_customer, shopify_order, stripe, stripe_charge_event,
+    SECRETS,
+    Service,
+    app,
+    app_event,
+    dead_letters,
+    fresh_database,
+    post,
+    queued_rows,
+    raw_files,
+    raw_records,
+    secrets_file,
+    shopify,
+    shopify_customer,
+    shopify_order,
+    stripe,
+    stripe_charge_event,
 )
 
 
@@ -19,9 +33,16 @@ from tests.webhook_support import (
 def receiver(postgres, tmp_path_factory):
     root = tmp_path_factory.mktemp("webhooks_http")
     url = fresh_database(postgres)
-    service = Service({"CDP_POSTGRES_URL": url, "CDP_WEBHOOK_SECRETS_FILE": str(secrets_file(root)),
-                       "CDP_WEBHOOK_RATE": "20", "CDP_WEBHOOK_BURST": "20", "CDP_WEBHOOK_MAX_BODY_BYTES": "65536"},
-                      root / "receiver.log").start()
+    service = Service(
+        {
+            "CDP_POSTGRES_URL": url,
+            "CDP_WEBHOOK_SECRETS_FILE": str(secrets_file(root)),
+            "CDP_WEBHOOK_RATE": "20",
+            "CDP_WEBHOOK_BURST": "20",
+            "CDP_WEBHOOK_MAX_BODY_BYTES": "65536",
+        },
+        root / "receiver.log",
+    ).start()
     yield service, url, LakeResource(base_uri=str(root / "lake"))
     service.stop()
 
@@ -45,8 +66,10 @@ def test_each_scheme_accepted_and_duplicates_dropped(receiver):
         assert response.status_code == 200, response.text
         assert response.json()["status"] == "queued"
     # Provider retries: the same event again (Stripe re-signs with a new time; Shopify falls back to the webhook id).
-    retries = [("stripe", stripe("acme", stripe_charge_event("evt_1", "ch_1"), timestamp=int(time.time()) - 5)),
-               ("app", app("acme", app_event("m-1")))]
+    retries = [
+        ("stripe", stripe("acme", stripe_charge_event("evt_1", "ch_1"), timestamp=int(time.time()) - 5)),
+        ("app", app("acme", app_event("m-1"))),
+    ]
     body, headers = shopify("acme", "orders/create", shopify_order(1001), None)
     retries.append(("shopify", (body, headers | {"X-Shopify-Webhook-Id": "evt-s1"})))
     for provider, signed in retries:
@@ -67,7 +90,7 @@ def test_each_scheme_accepted_and_duplicates_dropped(receiver):
 
 
 def _unauthentic_cases():
-    old = datetime.now(timezone.utc) - timedelta(minutes=6)
+    old = datetime.now(UTC) - timedelta(minutes=6)
     old_t = int(time.time()) - 301
     # A minute past the 300 s window: now + 301 (whole seconds) fell inside it when the request
     # reached the receiver a second later, and the receiver stored it.
@@ -78,17 +101,53 @@ def _unauthentic_cases():
     s_body, s_headers = stripe("globex", stripe_charge_event("evt_x", "ch_x"))
     return {
         "shopify tampered body": ("shopify", (tampered, headers), "bad_signature"),
-        "shopify wrong secret": ("shopify", shopify("globex", "orders/create", shopify_order(1), "e1", secret="nope"), "bad_signature"),
-        "shopify old trigger time": ("shopify", shopify("globex", "orders/create", shopify_order(1), "e1", triggered_at=old), "stale_timestamp"),
-        "shopify missing signature": ("shopify", (body, {k: v for k, v in headers.items() if "Hmac" not in k}), "missing_signature"),
+        "shopify wrong secret": (
+            "shopify",
+            shopify("globex", "orders/create", shopify_order(1), "e1", secret="nope"),
+            "bad_signature",
+        ),
+        "shopify old trigger time": (
+            "shopify",
+            shopify("globex", "orders/create", shopify_order(1), "e1", triggered_at=old),
+            "stale_timestamp",
+        ),
+        "shopify missing signature": (
+            "shopify",
+            (body, {k: v for k, v in headers.items() if "Hmac" not in k}),
+            "missing_signature",
+        ),
         "shopify missing trigger time": ("shopify", (body, missing_time), "missing_timestamp"),
         "stripe tampered body": ("stripe", (s_body.replace(b"1990", b"1"), s_headers), "bad_signature"),
-        "stripe wrong secret": ("stripe", stripe("globex", stripe_charge_event("e", "c"), secret="whsec_other"), "bad_signature"),
-        "stripe old timestamp": ("stripe", stripe("globex", stripe_charge_event("e", "c"), timestamp=old_t), "stale_timestamp"),
-        "stripe future timestamp": ("stripe", stripe("globex", stripe_charge_event("e", "c"), timestamp=future_t), "stale_timestamp"),
+        "stripe wrong secret": (
+            "stripe",
+            stripe("globex", stripe_charge_event("e", "c"), secret="whsec_other"),
+            "bad_signature",
+        ),
+        "stripe old timestamp": (
+            "stripe",
+            stripe("globex", stripe_charge_event("e", "c"), timestamp=old_t),
+            "stale_timestamp",
+        ),
+        "stripe future timestamp": (
+            "stripe",
+            stripe("globex", stripe_charge_event("e", "c"), timestamp=future_t),
+            "stale_timestamp",
+        ),
         "stripe missing header": ("stripe", (s_body, {"Content-Type": "application/json"}), "missing_signature"),
-        "stripe header without t": ("stripe", (s_body, s_headers | {"Stripe-Signature": s_headers["Stripe-Signature"].split(",")[1]}), "malformed_signature"),
-        "stripe timestamp swapped": ("stripe", (s_body, s_headers | {"Stripe-Signature": f"t={int(time.time()) - 1}," + s_headers["Stripe-Signature"].split(",")[1]}), "bad_signature"),
+        "stripe header without t": (
+            "stripe",
+            (s_body, s_headers | {"Stripe-Signature": s_headers["Stripe-Signature"].split(",")[1]}),
+            "malformed_signature",
+        ),
+        "stripe timestamp swapped": (
+            "stripe",
+            (
+                s_body,
+                s_headers
+                | {"Stripe-Signature": f"t={int(time.time()) - 1}," + s_headers["Stripe-Signature"].split(",")[1]},
+            ),
+            "bad_signature",
+        ),
         "app wrong secret": ("app", app("globex", app_event("m"), secret="app_acme_test"), "bad_signature"),
         "app old timestamp": ("app", app("globex", app_event("m"), timestamp=old_t), "stale_timestamp"),
     }
@@ -112,7 +171,9 @@ def test_invalid_but_authentic_payloads_are_dead_lettered(receiver):
     answers = [
         post(service.url, "initech", "stripe", stripe("initech", no_amount)),
         post(service.url, "initech", "shopify", shopify("initech", "app/uninstalled", {"id": 1}, "evt-u")),
-        post(service.url, "initech", "shopify", shopify("initech", "orders/create", b'{"id": 5, "created_at": ', "evt-m")),
+        post(
+            service.url, "initech", "shopify", shopify("initech", "orders/create", b'{"id": 5, "created_at": ', "evt-m")
+        ),
         post(service.url, "initech", "app", app("initech", {"type": "track"})),
     ]
     assert [a.status_code for a in answers] == [200] * 4
@@ -131,11 +192,16 @@ def test_protection_answers(receiver):
     service, url, _ = receiver
     body, headers = app("flood", app_event("p-1"))
     cases = {
-        404: [post(service.url, "nobody", "app", (body, headers)), post(service.url, "flood", "shopify", (body, headers)),
-              post(service.url, "flood", "mailchimp", (body, headers)),
-              requests.post(f"{service.url}/elsewhere", data=body, headers=headers)],
-        415: [post(service.url, "flood", "app", (body, headers | {"Content-Type": "text/plain"})),
-              post(service.url, "flood", "app", (body, headers | {"Content-Type": "application/json; charset=latin-1"}))],
+        404: [
+            post(service.url, "nobody", "app", (body, headers)),
+            post(service.url, "flood", "shopify", (body, headers)),
+            post(service.url, "flood", "mailchimp", (body, headers)),
+            requests.post(f"{service.url}/elsewhere", data=body, headers=headers),
+        ],
+        415: [
+            post(service.url, "flood", "app", (body, headers | {"Content-Type": "text/plain"})),
+            post(service.url, "flood", "app", (body, headers | {"Content-Type": "application/json; charset=latin-1"})),
+        ],
         413: [post(service.url, "flood", "app", app("flood", {"message_id": "big", "x": "a" * 70_000}))],
     }
     for status, responses in cases.items():
@@ -153,8 +219,15 @@ def test_protection_answers(receiver):
 def test_flush_by_size_then_by_time(receiver):
     service, url, lake = receiver
     for order in range(1, 8):
-        assert post(service.url, "globex", "shopify",
-                    shopify("globex", "orders/paid", shopify_order(order), f"size-{order}")).status_code == 200
+        assert (
+            post(
+                service.url,
+                "globex",
+                "shopify",
+                shopify("globex", "orders/paid", shopify_order(order), f"size-{order}"),
+            ).status_code
+            == 200
+        )
     by_size = Batcher(url, lake, max_records=5, max_age_seconds=3600)
     by_size.step()
     files = raw_files(lake, "globex", "shopify")
@@ -173,8 +246,17 @@ def test_flush_by_size_then_by_time(receiver):
 def test_a_flush_repeated_after_a_crash_lands_once(receiver):
     service, url, lake = receiver
     for n in range(3):
-        post(service.url, "acme", "shopify", shopify("acme", "products/update",
-             {"id": 500 + n, "title": f"P{n}", "updated_at": "2026-01-06T00:00:00Z"}, f"crash-{n}"))
+        post(
+            service.url,
+            "acme",
+            "shopify",
+            shopify(
+                "acme",
+                "products/update",
+                {"id": 500 + n, "title": f"P{n}", "updated_at": "2026-01-06T00:00:00Z"},
+                f"crash-{n}",
+            ),
+        )
     crashed = Batcher(url, lake, max_age_seconds=0)
     [batch] = crashed.claim_due()
     written = crashed.publish(batch)  # the files are written; the rows are not deleted: then the process dies
@@ -198,7 +280,7 @@ def test_health_and_metrics(receiver):
     assert int(lines['cdp_webhooks_duplicates_total{tenant="acme",provider="app"}']) >= 1
     assert int(lines['cdp_webhooks_rejected_total{reason="bad_signature"}']) >= 1
     assert int(lines['cdp_webhooks_accepted_total{tenant="acme",provider="app"}']) >= 1
-    assert int(lines['cdp_webhooks_request_seconds_count']) >= 3
+    assert int(lines["cdp_webhooks_request_seconds_count"]) >= 3
     assert "cdp_webhooks_queue_depth" in lines
     log = service.log.read_text()
     assert all(secret not in text + log for tenant in SECRETS.values() for secret in tenant.values())
@@ -207,8 +289,13 @@ def test_health_and_metrics(receiver):
 def test_secrets_from_the_environment_win_and_never_show(tmp_path):
     from cdp_ingest.webhooks.config import Secrets
 
-    secrets = Secrets.load({"CDP_WEBHOOK_SECRETS_FILE": str(secrets_file(tmp_path)),
-                            "CDP_WEBHOOK_SECRET__ACME__STRIPE": "whsec_rotated", "CDP_WEBHOOK_SECRET__NEW_CO__APP": "s3"})
+    secrets = Secrets.load(
+        {
+            "CDP_WEBHOOK_SECRETS_FILE": str(secrets_file(tmp_path)),
+            "CDP_WEBHOOK_SECRET__ACME__STRIPE": "whsec_rotated",
+            "CDP_WEBHOOK_SECRET__NEW_CO__APP": "s3",
+        }
+    )
     assert secrets.get("acme", "stripe") == b"whsec_rotated"
     assert secrets.get("new_co", "app") == b"s3" and secrets.get("acme", "app") == b"app_acme_test"
     assert secrets.get("new_co", "shopify") is None

@@ -7,8 +7,18 @@ import pytest
 from cdp_ingest.webhooks.batcher import Batcher
 from cdp_resources.lake import LakeResource
 from tests.webhook_support import (
-    Service, app, app_event, fresh_database, post, queued_rows, raw_records, secrets_file, shopify, shopify_order,
-    stripe, stripe_charge_event,
+    Service,
+    app,
+    app_event,
+    fresh_database,
+    post,
+    queued_rows,
+    raw_records,
+    secrets_file,
+    shopify,
+    shopify_order,
+    stripe,
+    stripe_charge_event,
 )
 
 
@@ -20,9 +30,15 @@ def sqs_queue(s3_endpoint, request):
 
 def test_sqs_queue_acknowledges_and_lands_each_event_once(postgres, s3_endpoint, s3_bucket, sqs_queue, tmp_path):
     client, queue_url = sqs_queue
-    service = Service({"CDP_WEBHOOK_SQS_QUEUE_URL": queue_url, "CDP_SQS_ENDPOINT_URL": s3_endpoint,
-                       "CDP_WEBHOOK_SECRETS_FILE": str(secrets_file(tmp_path)), "CDP_POSTGRES_URL": "postgresql://unused"},
-                      tmp_path / "receiver.log").start()
+    service = Service(
+        {
+            "CDP_WEBHOOK_SQS_QUEUE_URL": queue_url,
+            "CDP_SQS_ENDPOINT_URL": s3_endpoint,
+            "CDP_WEBHOOK_SECRETS_FILE": str(secrets_file(tmp_path)),
+            "CDP_POSTGRES_URL": "postgresql://unused",
+        },
+        tmp_path / "receiver.log",
+    ).start()
     try:
         answers = [
             post(service.url, "acme", "shopify", shopify("acme", "orders/create", shopify_order(7), "sqs-1")),
@@ -38,8 +54,14 @@ def test_sqs_queue_acknowledges_and_lands_each_event_once(postgres, s3_endpoint,
     # SQS delivers at least once: the same message body a second time stands for a redelivery.
     [message] = client.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=1, VisibilityTimeout=0)["Messages"]
     client.send_message(QueueUrl=queue_url, MessageBody=message["Body"])
-    assert int(client.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["ApproximateNumberOfMessages"])
-               ["Attributes"]["ApproximateNumberOfMessages"]) == 5
+    assert (
+        int(
+            client.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["ApproximateNumberOfMessages"])[
+                "Attributes"
+            ]["ApproximateNumberOfMessages"]
+        )
+        == 5
+    )
 
     url = fresh_database(postgres)
     lake = LakeResource(base_uri=f"s3://{s3_bucket}/lake", s3_endpoint_url=s3_endpoint)

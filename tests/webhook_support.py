@@ -8,7 +8,7 @@ import subprocess
 import sys
 import time
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import psycopg
@@ -49,8 +49,12 @@ class Process:
 
     def start(self) -> "Process":
         with open(self.log, "ab") as out:
-            self.proc = subprocess.Popen([sys.executable, "-m", "cdp_ingest.webhooks", *self.args], env=self.env,
-                                         stdout=out, stderr=subprocess.STDOUT)
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "cdp_ingest.webhooks", *self.args],
+                env=self.env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
         return self
 
     def log_lines(self, text: str) -> int:
@@ -108,19 +112,30 @@ def _json(payload) -> bytes:
     return payload if isinstance(payload, bytes) else json.dumps(payload).encode()
 
 
-def shopify(tenant: str, topic: str, payload, event_id: str | None, secret: str | None = None,
-            triggered_at: datetime | None = None) -> tuple[bytes, dict]:
+def shopify(
+    tenant: str,
+    topic: str,
+    payload,
+    event_id: str | None,
+    secret: str | None = None,
+    triggered_at: datetime | None = None,
+) -> tuple[bytes, dict]:
     body = _json(payload)
-    headers = {"Content-Type": "application/json", "X-Shopify-Topic": topic,
-               "X-Shopify-Hmac-Sha256": shopify_signature((secret or SECRETS[tenant]["shopify"]).encode(), body),
-               "X-Shopify-Triggered-At": (triggered_at or datetime.now(timezone.utc)).isoformat().replace("+00:00", "Z"),
-               "X-Shopify-Shop-Domain": f"{tenant}.myshopify.com"}
+    headers = {
+        "Content-Type": "application/json",
+        "X-Shopify-Topic": topic,
+        "X-Shopify-Hmac-Sha256": shopify_signature((secret or SECRETS[tenant]["shopify"]).encode(), body),
+        "X-Shopify-Triggered-At": (triggered_at or datetime.now(UTC)).isoformat().replace("+00:00", "Z"),
+        "X-Shopify-Shop-Domain": f"{tenant}.myshopify.com",
+    }
     if event_id:
         headers["X-Shopify-Event-Id"] = event_id
     return body, headers
 
 
-def stripe(tenant: str, event: dict | bytes, secret: str | None = None, timestamp: int | None = None) -> tuple[bytes, dict]:
+def stripe(
+    tenant: str, event: dict | bytes, secret: str | None = None, timestamp: int | None = None
+) -> tuple[bytes, dict]:
     body = _json(event)
     signature = sign_timestamped((secret or SECRETS[tenant]["stripe"]).encode(), body, timestamp or int(time.time()))
     return body, {"Content-Type": "application/json; charset=utf-8", "Stripe-Signature": signature}
@@ -139,8 +154,14 @@ def post(base: str, tenant: str, provider: str, signed: tuple[bytes, dict], sess
 
 # sample payloads ------------------------------------------------------------------------------
 def shopify_order(order_id: int) -> dict:
-    return {"id": order_id, "created_at": "2026-01-05T10:00:00-05:00", "currency": "USD", "total_price": "19.90",
-            "email": f"buyer{order_id}@example.com", "line_items": [{"id": order_id * 10, "sku": "A1", "quantity": 1, "price": "19.90"}]}
+    return {
+        "id": order_id,
+        "created_at": "2026-01-05T10:00:00-05:00",
+        "currency": "USD",
+        "total_price": "19.90",
+        "email": f"buyer{order_id}@example.com",
+        "line_items": [{"id": order_id * 10, "sku": "A1", "quantity": 1, "price": "19.90"}],
+    }
 
 
 def shopify_customer(customer_id: int) -> dict:
@@ -148,14 +169,33 @@ def shopify_customer(customer_id: int) -> dict:
 
 
 def stripe_charge_event(event_id: str, charge_id: str, created: int = 1767607200) -> dict:
-    return {"id": event_id, "object": "event", "type": "charge.succeeded", "created": created,
-            "data": {"object": {"id": charge_id, "object": "charge", "amount": 1990, "currency": "usd",
-                                "created": created, "status": "succeeded"}}}
+    return {
+        "id": event_id,
+        "object": "event",
+        "type": "charge.succeeded",
+        "created": created,
+        "data": {
+            "object": {
+                "id": charge_id,
+                "object": "charge",
+                "amount": 1990,
+                "currency": "usd",
+                "created": created,
+                "status": "succeeded",
+            }
+        },
+    }
 
 
 def app_event(message_id: str) -> dict:
-    return {"message_id": message_id, "type": "track", "event": "Signed Up", "user_id": "u1",
-            "timestamp": "2026-01-05T09:30:00Z", "properties": {"plan": "pro"}}
+    return {
+        "message_id": message_id,
+        "type": "track",
+        "event": "Signed Up",
+        "user_id": "u1",
+        "timestamp": "2026-01-05T09:30:00Z",
+        "properties": {"plan": "pro"},
+    }
 
 
 # what landed ----------------------------------------------------------------------------------

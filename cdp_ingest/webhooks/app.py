@@ -12,7 +12,7 @@ import gc
 import math
 import time
 from contextlib import asynccontextmanager
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import orjson
 from starlette.applications import Starlette
@@ -61,8 +61,14 @@ def _check_content_type(value: str) -> None:
     if value == "application/json":
         return
     media, _, params = value.partition(";")
-    charset = next((p.split("=", 1)[1].strip().strip('"').lower() for p in params.split(";") if "=" in p
-                    and p.split("=", 1)[0].strip().lower() == "charset"), "utf-8")
+    charset = next(
+        (
+            p.split("=", 1)[1].strip().strip('"').lower()
+            for p in params.split(";")
+            if "=" in p and p.split("=", 1)[0].strip().lower() == "charset"
+        ),
+        "utf-8",
+    )
     if media.strip().lower() != "application/json" or charset not in ("utf-8", "utf8"):
         raise Refused(415, "unsupported_media_type", "send application/json in UTF-8")
 
@@ -71,7 +77,7 @@ def create_app(settings: WebhookSettings, secrets: Secrets, queue, registry: Sch
     """The receiver over `queue` (a `GroupCommitQueue` or `SqsQueue`)."""
     registry = registry or SchemaRegistry()
     for provider, stream in registry.streams():  # compile every validator now, not in a request
-        registry.latest(provider, stream).check
+        _ = registry.latest(provider, stream).check
     metrics, limiter = Metrics(), RateLimiter(settings.rate_per_second, settings.burst)
 
     async def receive(request: Request) -> Response:
@@ -89,8 +95,12 @@ def create_app(settings: WebhookSettings, secrets: Secrets, queue, registry: Sch
             _check_content_type(headers.get("content-type", ""))
             wait = limiter.take(tenant)
             if wait:
-                raise Refused(429, "rate_limited", "too many requests for this tenant",
-                              {"Retry-After": str(max(1, math.ceil(wait)))})
+                raise Refused(
+                    429,
+                    "rate_limited",
+                    "too many requests for this tenant",
+                    {"Retry-After": str(max(1, math.ceil(wait)))},
+                )
             body = await read_body(request, headers, settings.max_body_bytes)
             now = time.time()
             try:
@@ -98,8 +108,16 @@ def create_app(settings: WebhookSettings, secrets: Secrets, queue, registry: Sch
             except Unauthentic as error:
                 raise Refused(401, error.reason, str(error)) from None
             delivery = validated(registry, provider_name, provider.read(headers, body))
-            event = QueuedEvent(tenant, provider_name, delivery.event_id, delivery.stream, orjson.dumps(delivery.payload).decode(),
-                                delivery.rule, delivery.reason, datetime.fromtimestamp(now, timezone.utc))
+            event = QueuedEvent(
+                tenant,
+                provider_name,
+                delivery.event_id,
+                delivery.stream,
+                orjson.dumps(delivery.payload).decode(),
+                delivery.rule,
+                delivery.reason,
+                datetime.fromtimestamp(now, UTC),
+            )
             try:
                 new = await queue.put(event)
             except QueueUnavailable as error:
@@ -132,18 +150,25 @@ def create_app(settings: WebhookSettings, secrets: Secrets, queue, registry: Sch
         extra = []
         if hasattr(queue, "depth_and_flushed"):
             depth, totals = await queue.depth_and_flushed()
-            extra += ["# HELP cdp_webhooks_queue_depth Events waiting for the batcher.",
-                      "# TYPE cdp_webhooks_queue_depth gauge", f"cdp_webhooks_queue_depth {depth}",
-                      "# HELP cdp_webhooks_flushed_total Events the batcher published, by outcome.",
-                      "# TYPE cdp_webhooks_flushed_total counter"]
+            extra += [
+                "# HELP cdp_webhooks_queue_depth Events waiting for the batcher.",
+                "# TYPE cdp_webhooks_queue_depth gauge",
+                f"cdp_webhooks_queue_depth {depth}",
+                "# HELP cdp_webhooks_flushed_total Events the batcher published, by outcome.",
+                "# TYPE cdp_webhooks_flushed_total counter",
+            ]
             for tenant, provider, landed, dead in totals:
-                extra += [f'cdp_webhooks_flushed_total{{tenant="{tenant}",provider="{provider}",outcome="raw"}} {landed}',
-                          f'cdp_webhooks_flushed_total{{tenant="{tenant}",provider="{provider}",outcome="dlq"}} {dead}']
+                extra += [
+                    f'cdp_webhooks_flushed_total{{tenant="{tenant}",provider="{provider}",outcome="raw"}} {landed}',
+                    f'cdp_webhooks_flushed_total{{tenant="{tenant}",provider="{provider}",outcome="dlq"}} {dead}',
+                ]
         return PlainTextResponse(metrics.render(extra), media_type="text/plain; version=0.0.4")
 
     async def not_found(request: Request, exc) -> Response:
-        return _json(exc.status_code, {"error": "not_found" if exc.status_code == 404 else "method_not_allowed",
-                                       "message": str(exc.detail)})
+        return _json(
+            exc.status_code,
+            {"error": "not_found" if exc.status_code == 404 else "method_not_allowed", "message": str(exc.detail)},
+        )
 
     @asynccontextmanager
     async def lifespan(app):
@@ -153,9 +178,11 @@ def create_app(settings: WebhookSettings, secrets: Secrets, queue, registry: Sch
         await queue.close()
 
     return Starlette(
-        routes=[Route("/webhooks/{tenant}/{provider}", receive, methods=["POST"]),
-                Route("/health", health, methods=["GET"]), Route("/metrics", metrics_page, methods=["GET"])],
+        routes=[
+            Route("/webhooks/{tenant}/{provider}", receive, methods=["POST"]),
+            Route("/health", health, methods=["GET"]),
+            Route("/metrics", metrics_page, methods=["GET"]),
+        ],
         exception_handlers={404: not_found, 405: not_found},
         lifespan=lifespan,
     )
-

@@ -21,7 +21,7 @@ first drains SQS into the queue table (`sqs_queue.drain`).
 import logging
 import threading
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from functools import partial
 
 import orjson
@@ -47,8 +47,17 @@ UPDATE cdp_webhooks.queue SET batch_id = %(batch)s WHERE id IN (
 
 
 class Batcher:
-    def __init__(self, url: str, lake, registry: SchemaRegistry | None = None, max_records: int = MAX_RECORDS_PER_FILE,
-                 max_age_seconds: float = 300.0, dedup_hours: float = 72.0, sqs=None, sqs_queue_url: str | None = None):
+    def __init__(
+        self,
+        url: str,
+        lake,
+        registry: SchemaRegistry | None = None,
+        max_records: int = MAX_RECORDS_PER_FILE,
+        max_age_seconds: float = 300.0,
+        dedup_hours: float = 72.0,
+        sqs=None,
+        sqs_queue_url: str | None = None,
+    ):
         self.url, self.lake, self.registry = url, lake, registry or SchemaRegistry()
         self.max_records = min(max_records, MAX_RECORDS_PER_FILE)
         self.max_age, self.dedup_hours = timedelta(seconds=max_age_seconds), dedup_hours
@@ -65,7 +74,7 @@ class Batcher:
     # 1. claim --------------------------------------------------------------------------------
     def claim_due(self, now: datetime | None = None) -> list[int]:
         """Claim a batch for every tenant/provider whose waiting events are due; returns batch ids."""
-        conn, now = self.connect(), now or datetime.now(timezone.utc)
+        conn, now = self.connect(), now or datetime.now(UTC)
         claimed = []
         for tenant, provider, waiting, oldest in conn.execute(DUE_SQL).fetchall():
             while waiting >= self.max_records or (waiting and oldest <= now - self.max_age):
@@ -79,10 +88,13 @@ class Batcher:
     def claim(self, tenant: str, provider: str, now: datetime) -> int | None:
         conn = self.connect()
         with conn.transaction():
-            batch = conn.execute("INSERT INTO cdp_webhooks.batches (tenant, provider, created_at) VALUES (%s, %s, %s) "
-                                 "RETURNING id", (tenant, provider, now)).fetchone()[0]
-            rows = conn.execute(CLAIM_SQL, {"batch": batch, "tenant": tenant, "provider": provider,
-                                            "limit": self.max_records}).rowcount
+            batch = conn.execute(
+                "INSERT INTO cdp_webhooks.batches (tenant, provider, created_at) VALUES (%s, %s, %s) RETURNING id",
+                (tenant, provider, now),
+            ).fetchone()[0]
+            rows = conn.execute(
+                CLAIM_SQL, {"batch": batch, "tenant": tenant, "provider": provider, "limit": self.max_records}
+            ).rowcount
             if rows == 0:
                 conn.execute("DELETE FROM cdp_webhooks.batches WHERE id = %s", (batch,))
                 return None
@@ -94,8 +106,10 @@ class Batcher:
         conn, flushed = self.connect(), 0
         while True:
             with conn.transaction():
-                batch = conn.execute("SELECT id, tenant, provider, created_at FROM cdp_webhooks.batches "
-                                     "ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED").fetchone()
+                batch = conn.execute(
+                    "SELECT id, tenant, provider, created_at FROM cdp_webhooks.batches "
+                    "ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED"
+                ).fetchone()
                 if batch is None:
                     return flushed
                 writer = self._publish(conn, *batch)
@@ -107,18 +121,28 @@ class Batcher:
         write leaves behind); returns the keys written."""
         conn = self.connect()
         with conn.transaction():
-            row = conn.execute("SELECT id, tenant, provider, created_at FROM cdp_webhooks.batches WHERE id = %s "
-                               "FOR UPDATE", (batch,)).fetchone()
+            row = conn.execute(
+                "SELECT id, tenant, provider, created_at FROM cdp_webhooks.batches WHERE id = %s FOR UPDATE", (batch,)
+            ).fetchone()
             return self._publish(conn, *row).files
 
     def _publish(self, conn, batch: int, tenant: str, provider: str, created_at: datetime) -> RawBatchWriter:
-        writer = RawBatchWriter(self.lake, self.registry, tenant, provider, source="webhook",
-                                max_records=self.max_records, clock=lambda: created_at,
-                                publish=partial(publish_once, first_seq=batch))
-        rows = conn.execute("SELECT stream, payload, rule, reason, received_at FROM cdp_webhooks.queue "
-                            "WHERE batch_id = %s ORDER BY id", (batch,))
+        writer = RawBatchWriter(
+            self.lake,
+            self.registry,
+            tenant,
+            provider,
+            source="webhook",
+            max_records=self.max_records,
+            clock=lambda: created_at,
+            publish=partial(publish_once, first_seq=batch),
+        )
+        rows = conn.execute(
+            "SELECT stream, payload, rule, reason, received_at FROM cdp_webhooks.queue WHERE batch_id = %s ORDER BY id",
+            (batch,),
+        )
         for stream, payload, rule, reason, received_at in rows:
-            first_seen = received_at.astimezone(timezone.utc).isoformat(timespec="seconds")
+            first_seen = received_at.astimezone(UTC).isoformat(timespec="seconds")
             if rule is None:
                 writer.add(stream, orjson.loads(payload), first_seen=first_seen)
             else:
@@ -129,17 +153,25 @@ class Batcher:
     def _complete(self, conn, batch: int, tenant: str, provider: str, landed: int, dead: int) -> None:
         conn.execute("DELETE FROM cdp_webhooks.queue WHERE batch_id = %s", (batch,))
         conn.execute("DELETE FROM cdp_webhooks.batches WHERE id = %s", (batch,))
-        conn.execute("INSERT INTO cdp_webhooks.flushed AS f (tenant, provider, landed, dead_lettered) "
-                     "VALUES (%s, %s, %s, %s) ON CONFLICT (tenant, provider) DO UPDATE SET "
-                     "landed = f.landed + excluded.landed, dead_lettered = f.dead_lettered + excluded.dead_lettered",
-                     (tenant, provider, landed, dead))
+        conn.execute(
+            "INSERT INTO cdp_webhooks.flushed AS f (tenant, provider, landed, dead_lettered) "
+            "VALUES (%s, %s, %s, %s) ON CONFLICT (tenant, provider) DO UPDATE SET "
+            "landed = f.landed + excluded.landed, dead_lettered = f.dead_lettered + excluded.dead_lettered",
+            (tenant, provider, landed, dead),
+        )
         log.info("batch %s: %s/%s landed %s, dead-lettered %s", batch, tenant, provider, landed, dead)
 
     # the loop --------------------------------------------------------------------------------
     def prune_seen(self) -> int:
         """Forget event ids older than the dedup window."""
-        return self.connect().execute("DELETE FROM cdp_webhooks.seen WHERE received_at < now() - make_interval(secs => %s)",
-                                      (self.dedup_hours * 3600,)).rowcount
+        return (
+            self.connect()
+            .execute(
+                "DELETE FROM cdp_webhooks.seen WHERE received_at < now() - make_interval(secs => %s)",
+                (self.dedup_hours * 3600,),
+            )
+            .rowcount
+        )
 
     def step(self) -> int:
         """One round: drain SQS, claim what is due, flush every unheld batch; returns batches flushed."""

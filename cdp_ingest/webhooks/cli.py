@@ -26,8 +26,11 @@ def _serve(args) -> int:
     else:
         queue = GroupCommitQueue(settings.database_url(), settings.writer_connections)
     app = create_app(settings, Secrets.load(), queue)
-    print(f"cdp webhooks serve: http://{args.host}:{args.port}/webhooks/{{tenant}}/{{provider}} "
-          f"(queue: {'SQS' if settings.sqs_queue_url else 'PostgreSQL'})", flush=True)
+    print(
+        f"cdp webhooks serve: http://{args.host}:{args.port}/webhooks/{{tenant}}/{{provider}} "
+        f"(queue: {'SQS' if settings.sqs_queue_url else 'PostgreSQL'})",
+        flush=True,
+    )
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning", access_log=False)
     return 0
 
@@ -40,16 +43,26 @@ def _batch(args) -> int:
     from cdp_resources.settings import default_lake_uri
 
     settings = WebhookSettings.from_env()
-    lake = LakeResource(base_uri=args.lake or os.environ.get("CDP_LAKE_URI") or default_lake_uri(),
-                        s3_endpoint_url=os.environ.get("CDP_S3_ENDPOINT_URL"))
+    lake = LakeResource(
+        base_uri=args.lake or os.environ.get("CDP_LAKE_URI") or default_lake_uri(),
+        s3_endpoint_url=os.environ.get("CDP_S3_ENDPOINT_URL"),
+    )
     sqs = sqs_client(settings.sqs_endpoint_url) if settings.sqs_queue_url else None
-    batcher = Batcher(settings.database_url(), lake, max_records=settings.max_records,
-                      max_age_seconds=settings.max_age_seconds, dedup_hours=settings.dedup_hours,
-                      sqs=sqs, sqs_queue_url=settings.sqs_queue_url)
+    batcher = Batcher(
+        settings.database_url(),
+        lake,
+        max_records=settings.max_records,
+        max_age_seconds=settings.max_age_seconds,
+        dedup_hours=settings.dedup_hours,
+        sqs=sqs,
+        sqs_queue_url=settings.sqs_queue_url,
+    )
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
-    print(f"cdp webhooks batch: flushing every {settings.max_records} events or {settings.max_age_seconds:g}s", flush=True)
+    print(
+        f"cdp webhooks batch: flushing every {settings.max_records} events or {settings.max_age_seconds:g}s", flush=True
+    )
     batcher.run(args.poll, stop)
     return 0
 

@@ -31,8 +31,8 @@ class Secrets:
                     for provider, secret in providers.items():
                         found[(tenant, provider)] = SecretBytes(secret.encode())
         for name, value in environ.items():
-            if name.startswith(SECRET_PREFIX) and "__" in name[len(SECRET_PREFIX):]:
-                tenant, provider = name[len(SECRET_PREFIX):].rsplit("__", 1)
+            if name.startswith(SECRET_PREFIX) and "__" in name[len(SECRET_PREFIX) :]:
+                tenant, provider = name[len(SECRET_PREFIX) :].rsplit("__", 1)
                 found[(tenant.lower(), provider.lower())] = SecretBytes(value.encode())
         return cls(found)
 
@@ -49,17 +49,17 @@ def _number(environ: Mapping[str, str], name: str, default: float) -> float:
 class WebhookSettings:
     """Everything the receiver and the batcher read from the environment."""
 
-    postgres_url: str | None = None          # CDP_POSTGRES_URL; default: the embedded PostgreSQL
-    sqs_queue_url: str | None = None         # CDP_WEBHOOK_SQS_QUEUE_URL: queue through SQS instead
-    sqs_endpoint_url: str | None = None      # CDP_SQS_ENDPOINT_URL (moto, LocalStack)
-    max_body_bytes: int = 262_144            # CDP_WEBHOOK_MAX_BODY_BYTES → 413 above it
-    tolerance_seconds: float = 300.0         # CDP_WEBHOOK_TOLERANCE_SECONDS: replay window
-    rate_per_second: float = 500.0           # CDP_WEBHOOK_RATE: per tenant → 429 above it
-    burst: float = 1_000.0                   # CDP_WEBHOOK_BURST
-    max_records: int = 20_000                # CDP_WEBHOOK_MAX_RECORDS: flush when this many wait
-    max_age_seconds: float = 300.0           # CDP_WEBHOOK_MAX_AGE_SECONDS: … or the oldest waited this long
-    dedup_hours: float = 72.0                # CDP_WEBHOOK_DEDUP_HOURS: how long event ids are remembered
-    writer_connections: int = 2              # CDP_WEBHOOK_PG_CONNECTIONS: group-commit writers
+    postgres_url: str | None = None  # CDP_POSTGRES_URL; default: the embedded PostgreSQL
+    sqs_queue_url: str | None = None  # CDP_WEBHOOK_SQS_QUEUE_URL: queue through SQS instead
+    sqs_endpoint_url: str | None = None  # CDP_SQS_ENDPOINT_URL (moto, LocalStack)
+    max_body_bytes: int = 262_144  # CDP_WEBHOOK_MAX_BODY_BYTES → 413 above it
+    tolerance_seconds: float = 300.0  # CDP_WEBHOOK_TOLERANCE_SECONDS: replay window
+    rate_per_second: float = 500.0  # CDP_WEBHOOK_RATE: per tenant → 429 above it
+    burst: float = 1_000.0  # CDP_WEBHOOK_BURST
+    max_records: int = 20_000  # CDP_WEBHOOK_MAX_RECORDS: flush when this many wait
+    max_age_seconds: float = 300.0  # CDP_WEBHOOK_MAX_AGE_SECONDS: … or the oldest waited this long
+    dedup_hours: float = 72.0  # CDP_WEBHOOK_DEDUP_HOURS: how long event ids are remembered
+    writer_connections: int = 2  # CDP_WEBHOOK_PG_CONNECTIONS: group-commit writers
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> "WebhookSettings":

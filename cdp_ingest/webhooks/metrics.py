@@ -14,7 +14,7 @@ def _labels(names: tuple[str, ...], values: tuple) -> str:
     def escape(value) -> str:
         return str(value).replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
 
-    return "{" + ",".join(f'{name}="{escape(value)}"' for name, value in zip(names, values)) + "}"
+    return "{" + ",".join(f'{name}="{escape(value)}"' for name, value in zip(names, values, strict=True)) + "}"
 
 
 class Metrics:
@@ -50,11 +50,13 @@ class Metrics:
         for name, (label_names, help_text) in self.COUNTERS.items():
             metric = f"cdp_webhooks_{name}_total"
             lines += [f"# HELP {metric} {help_text}", f"# TYPE {metric} counter"]
-            lines += [f"{metric}{_labels(label_names, labels)} {value}" for labels, value in sorted(self.counts[name].items())]
+            lines += [
+                f"{metric}{_labels(label_names, labels)} {value}" for labels, value in sorted(self.counts[name].items())
+            ]
         metric = "cdp_webhooks_request_seconds"
         lines += [f"# HELP {metric} Time from request to response, for webhook requests.", f"# TYPE {metric} histogram"]
         cumulative = 0
-        for bound, count in zip((*map(str, LATENCY_BUCKETS), "+Inf"), self.buckets):
+        for bound, count in zip((*map(str, LATENCY_BUCKETS), "+Inf"), self.buckets, strict=True):
             cumulative += count
             lines.append(f'{metric}_bucket{{le="{bound}"}} {cumulative}')
         lines += [f"{metric}_sum {self.latency_sum}", f"{metric}_count {cumulative}", *extra]

@@ -141,8 +141,11 @@ class GroupCommitQueue:
         """Events waiting in the queue, and (tenant, provider, landed, dead_lettered) totals."""
         async with await psycopg.AsyncConnection.connect(self.url, autocommit=True) as conn:
             depth = (await (await conn.execute("SELECT count(*) FROM cdp_webhooks.queue")).fetchone())[0]
-            totals = await (await conn.execute(
-                "SELECT tenant, provider, landed, dead_lettered FROM cdp_webhooks.flushed ORDER BY 1, 2")).fetchall()
+            totals = await (
+                await conn.execute(
+                    "SELECT tenant, provider, landed, dead_lettered FROM cdp_webhooks.flushed ORDER BY 1, 2"
+                )
+            ).fetchall()
         return depth, totals
 
     async def _work(self) -> None:
@@ -151,7 +154,7 @@ class GroupCommitQueue:
             if not self._pending:
                 self._arrived.clear()
                 await self._arrived.wait()
-            group, self._pending[:] = self._pending[:self.max_group], self._pending[self.max_group:]
+            group, self._pending[:] = self._pending[: self.max_group], self._pending[self.max_group :]
             events = [event for event, _ in group]
             try:
                 if conn is None or conn.closed:

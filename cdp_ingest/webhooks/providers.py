@@ -128,11 +128,20 @@ def validated(registry: SchemaRegistry, provider: str, delivery: Delivery) -> De
     if delivery.rule is not None:
         return delivery
     if not registry.knows(provider, delivery.stream):
-        return Delivery(delivery.event_id, delivery.stream, delivery.payload, UNKNOWN_STREAM,
-                        f"no schema registered for {provider}/{delivery.stream}")
+        return Delivery(
+            delivery.event_id,
+            delivery.stream,
+            delivery.payload,
+            UNKNOWN_STREAM,
+            f"no schema registered for {provider}/{delivery.stream}",
+        )
     if not isinstance(delivery.payload, dict):
-        return Delivery(delivery.event_id, delivery.stream, delivery.payload, SCHEMA_VIOLATION, "(record): not an object")
+        return Delivery(
+            delivery.event_id, delivery.stream, delivery.payload, SCHEMA_VIOLATION, "(record): not an object"
+        )
     errors = registry.latest(provider, delivery.stream).errors(delivery.payload)
     if errors:
-        return Delivery(delivery.event_id, delivery.stream, delivery.payload, SCHEMA_VIOLATION, _readable("; ".join(errors)))
+        return Delivery(
+            delivery.event_id, delivery.stream, delivery.payload, SCHEMA_VIOLATION, _readable("; ".join(errors))
+        )
     return delivery

@@ -58,15 +58,17 @@ def sign_timestamped(secret: bytes, body: bytes, timestamp: int) -> str:
     return f"t={timestamp},v1={timestamped_signature(secret, timestamp, body)}"
 
 
-def verify_timestamped(header: str | None, name: str, body: bytes, secret: bytes, now: float,
-                       tolerance: float) -> None:
+def verify_timestamped(header: str | None, name: str, body: bytes, secret: bytes, now: float, tolerance: float) -> None:
     if not header:
         raise Unauthentic("missing_signature", f"{name} header is missing")
     pairs = [part.split("=", 1) for part in header.split(",") if "=" in part]
     timestamps = [value.strip() for key, value in pairs if key.strip() == "t"]
     candidates = [_ascii(value) for key, value in pairs if key.strip() == "v1"]
-    if len(timestamps) != 1 or not (timestamps[0].isascii() and timestamps[0].isdigit() and len(timestamps[0]) <= 12) \
-            or not candidates:
+    if (
+        len(timestamps) != 1
+        or not (timestamps[0].isascii() and timestamps[0].isdigit() and len(timestamps[0]) <= 12)
+        or not candidates
+    ):
         raise Unauthentic("malformed_signature", f"{name} must be t=<unix seconds>,v1=<hex HMAC-SHA256>")
     expected = timestamped_signature(secret, int(timestamps[0]), body).encode()
     matches = [hmac.compare_digest(expected, candidate) for candidate in candidates]  # compare all: no early exit

@@ -59,13 +59,18 @@ def drain(client, queue_url: str, conn, max_messages: int = 2_000, visibility_se
     """Move up to `max_messages` messages from SQS into the PostgreSQL queue; returns how many."""
     moved = 0
     while moved < max_messages:
-        messages = client.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=0,
-                                          VisibilityTimeout=visibility_seconds).get("Messages", [])
+        messages = client.receive_message(
+            QueueUrl=queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=0, VisibilityTimeout=visibility_seconds
+        ).get("Messages", [])
         if not messages:
             break
         with conn.transaction():
             insert_events(conn, [decode(message["Body"]) for message in messages])
-        client.delete_message_batch(QueueUrl=queue_url, Entries=[
-            {"Id": str(index), "ReceiptHandle": message["ReceiptHandle"]} for index, message in enumerate(messages)])
+        client.delete_message_batch(
+            QueueUrl=queue_url,
+            Entries=[
+                {"Id": str(index), "ReceiptHandle": message["ReceiptHandle"]} for index, message in enumerate(messages)
+            ],
+        )
         moved += len(messages)
     return moved

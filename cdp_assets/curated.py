@@ -46,6 +46,7 @@ from cdp_assets.table_pool import run_in_dependency_order
 from cdp_resources.lake import LakeResource
 from cdp_resources.raw_zone import RAW_KEY
 from cdp_resources.spark import SparkDeltaResource, delta_table_name
+from cdp_transform.enrich import read_company_references
 from cdp_transform.entities import ENTITIES, EntitySpec
 from cdp_transform.lineage import CARRIED, CARRIED_SCHEMA, RunLineage
 from cdp_transform.local_frame import local_frame
@@ -390,13 +391,14 @@ def curate_table(
         else None
     )
     customers = read_table(session, lake, "shopify_customers", None, last) if spec.customer_must_exist else None
+    companies = read_company_references(session, lake) if spec.company_from else None
     earlier = read_table(session, lake, spec.table, None, first - timedelta(days=1)) if spec.email_unique_per else None
     # Kept once, as the rows were computed (no columnar encoding, never recomputed), for the
     # counts, both writes and the preview: the events' counts job took 13 s with .cache(), 7 s so.
     # Serialised (PySpark's MEMORY_AND_DISK; the JVM default keeps a million row objects, which
     # the collector copied: GC 5.2 -> 3.1 s in the counts job, the events' write 7.1 -> 5.4 s).
     lineage = RunLineage(spec.provider, run_id, tuple(sorted(files)))
-    ruled = curate(spec, read_raw(session, spec, lineage), fx, customers, earlier).localCheckpoint(
+    ruled = curate(spec, read_raw(session, spec, lineage), fx, customers, earlier, companies).localCheckpoint(
         eager=False, storageLevel=StorageLevel.MEMORY_AND_DISK
     )
     stats = partition_stats(spec, ruled)

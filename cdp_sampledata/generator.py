@@ -4,9 +4,13 @@ Each (tenant, day) is made independently from the seed, in worker processes, so 
 the same bytes whatever the number of workers. Truth goes to `truth/{tenant}/`:
 `persons.ndjson.gz` (each person's canonical email, phone and id in every system),
 `companies.ndjson.gz`, `dirt/{day}.ndjson.gz` (every dirty record: stream, id, kind) and
-`truth/manifest.json` (parameters, rates and counts).
+`truth/manifest.json` (parameters, rates and counts). Each tenant's company reference, the input
+company enrichment reads, goes where a tenant would put it: `reference/{tenant}/company_domains.csv`
+(the tenant's companies that are on the generator's company list; the others stay unknown).
 """
 
+import csv
+import io
 import json
 import multiprocessing
 import time
@@ -20,8 +24,9 @@ from tqdm import tqdm
 from cdp_resources.lake import LakeResource
 from cdp_resources.raw_zone import batches, encode_ndjson_gz, raw_key
 from cdp_sampledata.dirt import DirtRates
-from cdp_sampledata.population import Population, build_population
+from cdp_sampledata.population import Population, build_population, reference_companies
 from cdp_sampledata.streams import DRIFT_FIELD, DRIFTING_STREAM, generate_day
+from cdp_transform.company_reference import COMPANY_REFERENCE_HEADER, company_reference_key
 
 
 @dataclass(frozen=True)
@@ -100,6 +105,17 @@ def _person_truth(population: Population) -> list[dict]:
     return rows
 
 
+def _company_reference(population: Population) -> bytes:
+    listed = {row["domain"] for row in reference_companies()}
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(COMPANY_REFERENCE_HEADER)
+    for company in sorted(population.companies, key=lambda c: c.domain):
+        if company.domain in listed:
+            writer.writerow((company.domain, company.name, company.industry, company.employees))
+    return out.getvalue().encode()
+
+
 def generate(lake: LakeResource, config: GeneratorConfig, workers: int = 2, progress: bool = True) -> GenerationSummary:
     """Write `config`'s raw zone and truth into `lake`; returns what was written."""
     started = time.perf_counter()
@@ -134,6 +150,7 @@ def generate(lake: LakeResource, config: GeneratorConfig, workers: int = 2, prog
             f"truth/{tenant}/companies.ndjson.gz",
             encode_ndjson_gz([asdict(company) for company in population.companies]),
         )
+        lake.write_bytes(company_reference_key(tenant), _company_reference(population))
     summary.seconds = time.perf_counter() - started
     manifest = {
         "config": {**asdict(config), "start": config.start.isoformat(), "tenants": list(config.tenants)},

@@ -106,8 +106,9 @@ LAST_NAMES = [
     "bernard",
     "tanaka",
 ]
-# The companies B2B people work at come from the platform's own enrichment reference (90 %).
-COMPANY_REFERENCE = Path(__file__).parent.parent / "cdp_transform" / "reference" / "company_domains.csv"
+# The companies B2B people work at: 90 % from this list, which the generator also writes as each
+# tenant's company reference (the input the platform's enrichment reads), the rest unknown to it.
+COMPANY_LIST = Path(__file__).parent / "reference" / "company_domains.csv"
 FREE_MAIL_DOMAINS = ("gmail.com", "yahoo.com", "outlook.com", "hotmail.com", "icloud.com", "gmx.de", "orange.fr")
 INDUSTRIES = ("Technology", "Retail", "Healthcare", "Finance", "Manufacturing", "Education", "Media", "Logistics")
 COMPANY_WORDS = [
@@ -222,18 +223,18 @@ def _national_number(rng: random.Random, builder: str) -> str:
 
 
 @functools.cache
-def _reference_companies() -> list[dict]:
-    with open(COMPANY_REFERENCE, newline="") as reference:
+def reference_companies() -> list[dict]:
+    with open(COMPANY_LIST, newline="") as reference:
         return list(csv.DictReader(reference))
 
 
 def build_population(seed: int, tenant: str, customers: int, days: int) -> Population:
     """Everything about `tenant` that does not depend on the day: deterministic in (seed, tenant)."""
     rng = random.Random(f"{seed}:{tenant}:population")
-    known = _reference_companies()
+    known = reference_companies()
     companies = []
     for index in range(max(4, min(len(known), customers // 25))):
-        if rng.random() < 0.9:  # most companies are in the platform's reference table …
+        if rng.random() < 0.9:  # most companies are in the tenant's reference …
             reference = known[rng.randrange(len(known))]
             name, domain = reference["company"], reference["domain"]
             industry, employees = reference["industry"], int(reference["employees"])

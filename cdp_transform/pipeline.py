@@ -83,10 +83,12 @@ def curate(
     fx_rates: DataFrame | None = None,
     customers: DataFrame | None = None,
     earlier: DataFrame | None = None,
+    companies: DataFrame | None = None,
 ) -> DataFrame:
     """The ruled rows (deduplicated, typed, enriched, with `_critical`, `_warnings` and `_copies`)
     for `raw` rows with lineage columns; `earlier`: the table's rows before these days (for the
-    unique-email flag). The raw rows are deduplicated on their typed key and version fields before
+    unique-email flag); `companies`: the tenants' company references (`read_company_references`),
+    for a spec with `company_from`. The raw rows are deduplicated on their typed key and version fields before
     the rest is typed, so the shuffle carries each record once, and `_raw` is kept only on the rows
     that fail a critical rule (the dead letters' record)."""
     if spec.explode:
@@ -97,7 +99,7 @@ def curate(
     )
     rows = conform(latest, spec.fields, carry=("_copies",))
     if spec.company_from:
-        rows = company_by_domain(rows, spec.company_from)
+        rows = company_by_domain(rows, spec.company_from, companies)
     if spec.usd:
         amount, currency, output = spec.usd
         rows = to_usd(rows, fx_rates, amount, currency, output)

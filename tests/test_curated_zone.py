@@ -3,7 +3,6 @@
 normalised, companies and USD amounts enriched); historic equals incremental row for row; reruns
 and late files change exactly what they should; the critical-failure threshold stops a bad day."""
 
-import csv
 from collections import Counter
 from datetime import UTC, date, datetime, timedelta
 from urllib.parse import urlparse
@@ -19,7 +18,7 @@ from cdp_assets.curated_checks import DAY, StoredTable, counted_counts, counts, 
 from cdp_assets.maintenance import delta_maintenance
 from cdp_resources.lake import LakeResource
 from cdp_resources.raw_zone import decode_ndjson_gz, encode_ndjson_gz, raw_key
-from cdp_transform.enrich import REFERENCE_DIR
+from cdp_transform.company_reference import company_reference_key, parse_company_reference
 from cdp_transform.entities import BY_TABLE, ENTITIES
 from cdp_transform.lineage import RunLineage
 from cdp_transform.quality_schema import pandera_schema, required_columns
@@ -104,10 +103,12 @@ def test_dirt_is_found_against_the_truth(spark, historic):
         row.phone == by_shopify_id[row.customer_id]["phone_e164"] for row in phones
     )
 
-    with open(REFERENCE_DIR / "company_domains.csv") as handle:
-        reference = {r["domain"]: r for r in csv.DictReader(handle)}
+    # The tenant's own company reference, as the generator dropped it in the lake.
+    reference = {
+        r[1]: r for r in parse_company_reference("acme_corp", lake.read_bytes(company_reference_key("acme_corp")))
+    }
     enriched = [row for row in customers if by_shopify_id[row.customer_id]["company_domain"] in reference]
-    assert enriched and all(row.company_name == reference[row.email_domain]["company"] for row in enriched)
+    assert enriched and all(row.company_name == reference[row.email_domain][2] for row in enriched)
     assert all(
         row.company_name is None for row in customers if by_shopify_id[row.customer_id]["company_domain"] is None
     )

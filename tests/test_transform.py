@@ -11,13 +11,15 @@ import pytest
 from pyspark.sql import functions as F
 
 from cdp_activation.hashing import normalise_phone
+from cdp_resources.lake import LakeResource
 from cdp_resources.spark_jars import LIBPHONENUMBER_VERSION
 from cdp_sampledata.dirt import phone_variant
 from cdp_sampledata.population import build_population
 from cdp_transform import normalise
+from cdp_transform.company_reference import CompanyReferenceError, company_reference_key, parse_company_reference
 from cdp_transform.conform import Field, conform
 from cdp_transform.dedup import latest_version
-from cdp_transform.enrich import company_by_domain, to_usd
+from cdp_transform.enrich import company_by_domain, read_company_references, to_usd
 from cdp_transform.entities import BY_TABLE
 from cdp_transform.lineage import LINEAGE, RunLineage
 from cdp_transform.pipeline import curate, flag_known_customer, flag_shared_email, partition_stats, split
@@ -133,17 +135,63 @@ def test_latest_version_takes_the_last_file_of_a_redelivery_and_lineage_names_it
         RunLineage("shopify", "run-7", ("raw/b", "raw/a"))
 
 
-def test_company_by_email_domain(spark):
+def test_company_enrichment_reads_each_tenants_own_reference(spark, tmp_path):
+    # Companies the sample generator never draws from: enrichment must not depend on its list.
+    lake = LakeResource(base_uri=str(tmp_path / "lake"))
+    lake.write_bytes(
+        company_reference_key("bakery_co"),
+        b"domain,company,industry,employees\n"
+        b" Crumb-Labs.Example ,Crumb Labs,Food,12\n"
+        b"gmail.com,Not A Company,Retail,1\n"
+        b"crumb-labs.example,A Duplicate,Food,99\n"
+        b",No Domain,Food,3\n"
+        b"oven-works.example,Oven Works,Manufacturing,\n",
+    )
+    lake.write_bytes(
+        company_reference_key("other"), b"domain,company,industry,employees\nshared.example,Other Co,Media,5\n"
+    )
+    companies = read_company_references(spark, lake)
     frame = spark.createDataFrame(
-        [("a@acme-works953.com",), ("b@gmail.com",), ("c@unknown.example",), (None,)], "email string"
+        [
+            ("bakery_co", "ann@crumb-labs.example"),
+            ("bakery_co", "bob@oven-works.example"),
+            ("bakery_co", "cat@gmail.com"),
+            ("bakery_co", "dan@shared.example"),  # another tenant's company: not this tenant's
+            ("other", "eve@shared.example"),
+            ("no_reference", "fay@crumb-labs.example"),
+            ("bakery_co", None),
+        ],
+        "tenant_id string, email string",
     )
-    out = {r.email: r for r in company_by_domain(frame, "email").collect()}
-    assert (out["a@acme-works953.com"].company_name, out["a@acme-works953.com"].industry) == (
-        "Acme Works 953",
-        "Healthcare",
+    out = {(r.tenant_id, r.email): r for r in company_by_domain(frame, "email", companies).collect()}
+    crumb = out[("bakery_co", "ann@crumb-labs.example")]
+    assert (crumb.email_domain, crumb.company_name, crumb.industry, crumb.company_employees) == (
+        "crumb-labs.example",
+        "A Duplicate",  # a domain listed twice keeps its first company in sort order
+        "Food",
+        99,
     )
-    assert out["b@gmail.com"].is_free_mail and out["b@gmail.com"].company_name is None
-    assert out["c@unknown.example"].company_name is None and not out["c@unknown.example"].is_free_mail
+    oven = out[("bakery_co", "bob@oven-works.example")]
+    assert (oven.company_name, oven.company_employees) == ("Oven Works", None)
+    gmail = out[("bakery_co", "cat@gmail.com")]
+    assert gmail.is_free_mail and gmail.company_name is None  # free mail is never a company
+    assert out[("bakery_co", "dan@shared.example")].company_name is None
+    assert out[("other", "eve@shared.example")].company_name == "Other Co"
+    assert out[("no_reference", "fay@crumb-labs.example")].company_name is None
+    assert out[("bakery_co", None)].email_domain is None and out[("bakery_co", None)].company_name is None
+    assert not out[("bakery_co", "bob@oven-works.example")].is_free_mail
+
+
+@pytest.mark.parametrize(
+    "csv_text, message",
+    [
+        (b"domain,company\nx.example,X\n", "missing column(s) industry, employees"),
+        (b"domain,company,industry,employees\nx.example,X,Food,many\n", "line 2: employees must be a whole number"),
+    ],
+)
+def test_a_malformed_company_reference_is_a_clear_error(csv_text, message):
+    with pytest.raises(CompanyReferenceError, match=re.escape(f"reference/t/company_domains.csv: {message}")):
+        parse_company_reference("t", csv_text)
 
 
 def test_to_usd_uses_the_days_rate(spark):

@@ -13,10 +13,9 @@ own work (planning, Delta commits, scheduling).
 
 Two ratios, both fair to each side:
 - cold: each side once in a fresh process and JVM (Spark started before the clock), as every
-  Dagster run starts its own process. The JIT compiler's warm-up is part of it (a third to half of
-  the JVM's CPU), and it is not shared: run one after the other in one JVM, the second side
-  profits from the first's compiled JSON reader and Parquet writer (0.42-0.65 over three runs
-  with the baseline first).
+  Dagster run starts its own process. The JIT compiler's warm-up is part of it, and it is not
+  shared: run one after the other in one JVM, the second side would profit from the first's
+  compiled JSON reader and Parquet writer.
 - warm: after one untimed pass of each side, both run again from empty output in the warm JVM,
   `--rounds` times in alternating order (the JVM keeps getting faster for a while, and
   alternation spreads that over both sides); the median of those rounds' ratios.
@@ -272,8 +271,8 @@ def incremental_cost(
 ) -> tuple[int, list[float]]:
     """(average records a day, seconds of each run) for one incremental partition after
     `history_days` days of history, run `runs` times, each on a copy of the lake as the history
-    left it: in a fresh process the same partition's first run took 12.7-15.7 s, its third and
-    fourth 9.1-10.7 s, so one run says little."""
+    left it: in a fresh process the first runs of the same partition are slower than later ones,
+    so one run says little."""
     history = root / f"history-{history_days}"
     history_lake = LakeResource(base_uri=str(history))
     config = GeneratorConfig(days=history_days + 1, customers=customers)

@@ -67,14 +67,11 @@ SESSION_SETTINGS = {
     # assets cache their ruled rows): small tables then write a few files per day, not eight.
     "spark.sql.optimizer.canChangeCachedPlanOutputPartitioning": "true",
     # ... to partitions of the advisory size (64 MB), as Spark advises for shared clusters, not
-    # to as many as there are cores: the curated zone wrote 408 files instead of 608 (a table
-    # of 20k rows a day had three files a day), and its job took about 4% less time and CPU
-    # (interleaved A/B, 7 warm rounds each on the 1.3M-record bench lake: median 24.3 against
-    # 25.4 s, JVM CPU 40.7 against 42.4 s).
+    # to as many as there are cores: fewer, larger files and less work (docs/performance.md).
     "spark.sql.adaptive.coalescePartitions.parallelismFirst": "false",
     # Arrow batches to Python (the warehouse COPY, pandas UDFs) are bounded by rows (10,000), not
-    # bytes: at any other value Spark re-sums every vector's buffer sizes after each row, which
-    # cost the warehouse load about a third of its JVM time. Int.MaxValue is Spark's "no limit".
+    # bytes: at any other value Spark re-sums every vector's buffer sizes after each row, a large
+    # share of the warehouse load's JVM time (docs/performance.md). Int.MaxValue is Spark's "no limit".
     "spark.sql.execution.arrow.maxBytesPerBatch": "2147483647",
 }
 
@@ -96,24 +93,21 @@ def delta_spark_config(master: str, overrides: dict[str, Any] | None = None) -> 
         "spark.ui.showConsoleProgress": "false",
         "spark.sql.warehouse.dir": str(state / "spark-warehouse"),
         # The throughput collector: in local mode the driver JVM runs the tasks, and G1's concurrent
-        # threads take CPU from them (the curated job ran about 7% faster on 2 cores). The optimising
-        # JIT (C2) waits for three times the default calls and loops: most generated query classes
-        # run briefly, and compiling them twice cost about as much CPU as running them (both the
-        # curated job and the plain copy ran about 9% faster). C2 compiled, without stopping, code that
-        # runs once per query (Janino compiling the generated classes, the analyser, the parser) or
-        # briefly (most generated classes): 59 of 170 s of CPU in a curated run. Left to C1
-        # (`C2_EXCLUDED`), the curated job's compile time fell from 73-82 to 31-41 s, its CPU by
-        # about 30%, its wall time by about 20%, the plain copy's by about 12%.
+        # threads take CPU from them. The optimising JIT (C2) waits for three times the default
+        # calls and loops: most generated query classes run briefly, and compiling them twice cost
+        # about as much CPU as running them. Code that runs once per query (Janino compiling the
+        # generated classes, the analyser, the parser) or briefly (most generated classes) is left
+        # to C1 (`C2_EXCLUDED`): C2 kept compiling it all run. Figures: docs/performance.md.
         "spark.driver.extraJavaOptions": f"-Dderby.system.home={state / 'derby'} -XX:+UseParallelGC {C2_LATER} {C2_EXCLUDED}",
         # The tasks Delta rebuilds a table's state in (its default, 50, is sized for large logs).
         SNAPSHOT_PARTITIONS: "4",
-        # Spark keeps 100 compiled query classes by default; one curated run makes about 450
-        # distinct ones and recompiled 200 evicted ones (Janino, then the JIT again).
+        # Spark keeps 100 compiled query classes by default, fewer than one curated run makes:
+        # evicted ones were compiled again (Janino, then the JIT again).
         "spark.sql.codegen.cache.maxEntries": "1000",
         # PySpark records the Python call site of every Column function for error messages (four
-        # round trips to the JVM per call): building the curated tables' plans made 37,000 round
-        # trips a run, and without the call sites the building took about a fifth less time.
-        # Errors still name the failing expression and plan, not the Python line that built it.
+        # round trips to the JVM per call), a large share of building the curated tables' plans
+        # (docs/performance.md). Errors still name the failing expression and plan, not the Python
+        # line that built it.
         "spark.python.sql.dataFrameDebugging.enabled": "false",
     }
     cores = local_cores(master)
@@ -122,18 +116,16 @@ def delta_spark_config(master: str, overrides: dict[str, Any] | None = None) -> 
         # a lost executor can be checked against its first output. In local mode the executor is
         # the driver: shuffle files are never lost without the whole run ending, and the hashes
         # are pure cost. Spark computes them when either setting is on (`ShuffleExchangeExec`), and
-        # the second is on by default: with both off, the events table's stages took 10.4-10.7 s
-        # of CPU instead of 10.8-10.9 s (the first alone left the hashes on). Clusters keep Spark's default.
+        # the second is on by default, so both go off. Clusters keep Spark's default.
         for key in SHUFFLE_ROW_CHECKSUMS:
             config[key] = "false"
-        # A read of more than 32 paths lists them in a Spark job of one task per path (80-120
-        # raw files per table): a task per core lists the same paths in parallel for a fraction
-        # of the scheduling (the curated reads' planning 1.35 -> 0.51 s a run).
+        # A read of more than 32 paths lists them in a Spark job of one task per path (a curated
+        # table reads many raw files): a task per core lists the same paths in parallel for a
+        # fraction of the scheduling.
         config["spark.sql.sources.parallelPartitionDiscovery.parallelism"] = str(cores)
         # A local lake's Delta logs are small: Delta rebuilds a table's state (before each
-        # replaceWhere, and for the first reader of a new version) in one task, not four. One
-        # incremental partition of the raw and curated assets (30 days of history, 5,000
-        # customers), 16 warm runs each, interleaved by process: median 14.2 against 15.4 s.
+        # replaceWhere, and for the first reader of a new version) in one task, not four, which
+        # shortens every incremental run.
         config[SNAPSHOT_PARTITIONS] = "1"
         # `file:` paths through the project's local file system (`jvm/local_fs`): Hadoop's own,
         # less the process it starts per file and per link check without its native library. Its

@@ -2,9 +2,8 @@
 Dagster runs reach at `sc://127.0.0.1:PORT` (`CDP_SPARK_MASTER`), instead of each run starting a
 JVM of its own.
 
-A run that starts its own JVM pays the JIT compiler's warm-up every time (a cold curated run on the
-bench lake: 37-42 s, about a third of its CPU in the JIT); on a warm server the same run takes the
-warm figures. The server has the project's Spark settings and jars (`delta_spark_config`: Delta, the
+A run that starts its own JVM pays the JIT compiler's warm-up every time; on a warm server it does
+not (docs/performance.md has the figures). The server has the project's Spark settings and jars (`delta_spark_config`: Delta, the
 JVM functions, S3A) and runs Spark on `local[*]` (`CDP_SPARK_SERVER_MASTER` for a cluster). It
 listens on 127.0.0.1 only. `cdp spark-server start|stop|status|url`.
 """

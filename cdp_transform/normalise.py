@@ -65,7 +65,7 @@ def country_key(column: str | Column) -> Column:
 def with_country(frame: DataFrame, key: str, output: str) -> DataFrame:
     """Replaces column `key` (a `country_key`) by `output`: ISO 3166 alpha-2, or null when the value
     names no country. A broadcast join with every spelling (a literal map of them in the row
-    expression made Spark's generated code too large and the lookup ~10× slower)."""
+    expression made Spark's generated code too large and the lookup slow)."""
     names = local_frame(frame.sparkSession, sorted(country_names().items()), f"{key} string, {output} string")
     return frame.join(F.broadcast(names), key, "left").drop(key)
 
@@ -73,8 +73,8 @@ def with_country(frame: DataFrame, key: str, output: str) -> DataFrame:
 def phone(column: str | Column, region: str | Column) -> Column:
     """E.164 (`+14155550123`), reading national formats in the record's country; null when invalid.
     Google's libphonenumber in Spark's JVM (`cdp_e164`, registered on every session), at the version
-    of Python's phonenumbers: a pandas UDF spent about 70 µs a number in Python (the customer
-    tables' Python workers 21 s of CPU in one bench run)."""
+    of Python's phonenumbers: in the JVM, not a pandas UDF, whose Python workers cost far more CPU
+    per number (docs/performance.md)."""
     return F.call_function(
         "cdp_e164",
         F.col(column) if isinstance(column, str) else column,

@@ -49,7 +49,7 @@ def names_where(conditions: list[tuple[Column, str]]) -> Column:
     A concatenation of one-name and empty arrays, not `array_compact` of an array with nulls:
     `array_compact` is a higher-order function (`filter`), which Spark does not compile into the
     stage's generated code, so every projection holding one ran apart, copying each row again
-    (the events table's typing and rules: 2.1-2.3 -> about 0.75 s of CPU for 660,000 rows)."""
+    (docs/performance.md)."""
     none = F.array().cast("array<string>")
     return (
         F.concat(*(F.when(condition, F.array(F.lit(name))).otherwise(none) for condition, name in conditions))

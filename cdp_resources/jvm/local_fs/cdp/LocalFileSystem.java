@@ -14,8 +14,8 @@ import org.apache.hadoop.fs.permission.FsPermission;
  * Hadoop's local file system (`file:`, with its checksum files) that starts no process. Without
  * Hadoop's native library, which pip's pyspark does not ship, Hadoop runs `chmod` for every file
  * and directory it creates and `readlink` for every link check (Delta's log store makes several per
- * commit): about 900 processes, 3 ms of CPU each, in one curated run of the bench. Here permissions
- * are set and links read with java.nio; everything else is Hadoop's own.
+ * commit): hundreds of processes a run (docs/performance.md). Here permissions are set and links
+ * read with java.nio; everything else is Hadoop's own.
  */
 public class LocalFileSystem extends org.apache.hadoop.fs.LocalFileSystem {
     public LocalFileSystem() {

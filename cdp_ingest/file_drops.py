@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 import orjson
 import pyarrow.parquet as pq
 
-from cdp_ingest.dead_letters import MALFORMED_JSON, UNREADABLE_FILE
+from cdp_common.dead_letters import MALFORMED_JSON, UNREADABLE_FILE
 from cdp_ingest.raw_writer import RawBatchWriter
 from cdp_ingest.registry import SchemaRegistry
 from cdp_resources.lake import LakeObject, LakeResource

@@ -13,7 +13,7 @@ from collections import Counter, defaultdict
 from collections.abc import Callable
 from datetime import UTC, date, datetime
 
-from cdp_ingest.dead_letters import SCHEMA_VIOLATION, UNKNOWN_STREAM, DeadLetterWriter
+from cdp_common.dead_letters import SCHEMA_VIOLATION, UNKNOWN_STREAM, DeadLetterWriter
 from cdp_ingest.registry import DriftReport, SchemaRegistry
 from cdp_resources.lake import LakeResource
 from cdp_resources.raw_zone import MAX_RECORDS_PER_FILE, encode_ndjson_gz, event_day, publish_new, raw_prefix

@@ -9,7 +9,7 @@ import json
 from collections import Counter
 from dataclasses import dataclass, field
 
-from cdp_ingest.dead_letters import DLQ_KEY, MALFORMED_JSON, UNREADABLE_FILE, dlq_prefix
+from cdp_common.dead_letters import DLQ_KEY, MALFORMED_JSON, UNREADABLE_FILE, dlq_prefix
 from cdp_ingest.raw_writer import RawBatchWriter
 from cdp_ingest.registry import SchemaRegistry
 from cdp_resources.lake import LakeResource

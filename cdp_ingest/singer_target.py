@@ -21,7 +21,7 @@ from typing import IO
 
 import orjson
 
-from cdp_ingest.dead_letters import BREAKING_SCHEMA_CHANGE, MALFORMED_JSON, RECORD_BEFORE_SCHEMA
+from cdp_common.dead_letters import BREAKING_SCHEMA_CHANGE, MALFORMED_JSON, RECORD_BEFORE_SCHEMA
 from cdp_ingest.raw_writer import RawBatchWriter
 from cdp_ingest.registry import SchemaCheck, SchemaRegistry, tap_schema_conflicts
 from cdp_resources.lake import LakeResource

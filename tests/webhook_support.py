@@ -14,8 +14,8 @@ from pathlib import Path
 import psycopg
 import requests
 
-from cdp_ingest.dead_letters import DLQ_KEY
-from cdp_ingest.webhooks.signatures import shopify_signature, sign_timestamped
+from cdp_common.dead_letters import DLQ_KEY
+from cdp_common.signatures import shopify_signature, sign_timestamped
 from cdp_resources.local_ports import free_port
 from cdp_resources.raw_zone import RAW_KEY, decode_ndjson_gz
 

@@ -20,13 +20,13 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
+from cdp_common.signatures import Unauthentic
 from cdp_ingest.registry import SchemaRegistry
 from cdp_ingest.webhooks.config import Secrets, WebhookSettings
 from cdp_ingest.webhooks.metrics import Metrics
 from cdp_ingest.webhooks.pg_queue import QueuedEvent, QueueUnavailable
 from cdp_ingest.webhooks.providers import PROVIDERS, validated
 from cdp_ingest.webhooks.ratelimit import RateLimiter
-from cdp_ingest.webhooks.signatures import Unauthentic
 
 
 class Refused(Exception):

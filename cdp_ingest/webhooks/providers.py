@@ -17,9 +17,9 @@ from dataclasses import dataclass
 
 import orjson
 
-from cdp_ingest.dead_letters import MALFORMED_JSON, SCHEMA_VIOLATION, UNKNOWN_STREAM
+from cdp_common.dead_letters import MALFORMED_JSON, SCHEMA_VIOLATION, UNKNOWN_STREAM
+from cdp_common.signatures import verify_shopify, verify_timestamped
 from cdp_ingest.registry import SchemaRegistry
-from cdp_ingest.webhooks.signatures import verify_shopify, verify_timestamped
 
 SHOPIFY_STREAMS = {"orders": "orders", "customers": "customers", "products": "products"}  # topic resource → stream
 STRIPE_STREAMS = {"customer": "customers", "charge": "charges"}  # event type object → stream

@@ -1,1 +1,2 @@
-"""What the ingestion edge and activation share: the dead-letter zone and the webhook signing schemes."""
+"""What the ingestion edge and activation share: the dead-letter zone, the webhook signing schemes
+and the rule for tenant, provider and stream names."""

@@ -24,6 +24,7 @@ SECRETS = {
     "globex": {"shopify": "shpss_globex_test", "stripe": "whsec_globex_test", "app": "app_globex_test"},
     "initech": {"shopify": "shpss_initech", "stripe": "whsec_initech", "app": "app_initech"},
     "flood": {"app": "app_flood_test"},
+    "umbrella": {"shopify": "shpss_umbrella_test"},
 }
 
 

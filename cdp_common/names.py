@@ -16,7 +16,10 @@ class InvalidName(ValueError):
     """A name that breaks the rule; the message says which kind, shows the name and gives the rule."""
 
     def __init__(self, kind: str, name: object):
-        shown = repr(name[:80]) if isinstance(name, str) else f"a {type(name).__name__}"
+        if isinstance(name, str):
+            shown = repr(name[:80])
+        else:
+            shown = "(missing)" if name is None else f"of type {type(name).__name__}"
         super().__init__(f"{kind} name {shown} is not allowed: use {NAME_RULE}")
         self.kind = kind
 

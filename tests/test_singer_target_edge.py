@@ -153,6 +153,7 @@ def test_malformed_messages_get_a_reason_each_and_the_rest_goes_on(tmp_path):
         record({"id": 5, "updated_at": "2026-01-05T12:00:00Z"}, "customers"),
         record({"id": 6, "title": "t", "updated_at": "2026-01-05T12:00:00Z"}, "products"),
         {"type": "TELEMETRY", "stream": "orders"},
+        {"type": "RECORD", "record": order(2)},  # no stream
         schema(),
         record(order(1)),
         state(1),
@@ -167,11 +168,13 @@ def test_malformed_messages_get_a_reason_each_and_the_rest_goes_on(tmp_path):
     assert "line 8: unknown message type 'TELEMETRY'" in stderr
     raw, letters = lake_contents(tmp_path / "lake")
     assert [r["id"] for r in raw] == [1]
-    assert Counter(letter["rule"] for letter in letters) == {"invalid_schema": 2}
-    assert {letter["stream"] for letter in letters} == {"customers", "products"}
-    assert all("JSON schema is invalid" in letter["reason"] for letter in letters)
+    assert Counter(letter["rule"] for letter in letters) == {"invalid_schema": 2, "invalid_name": 1}
+    reasons = {letter["stream"]: letter["reason"] for letter in letters}
+    assert reasons.keys() == {"customers", "products", "_unknown"}
+    assert "JSON schema is invalid" in reasons["customers"] and "JSON schema is invalid" in reasons["products"]
+    assert reasons["_unknown"].startswith("stream name (missing) is not allowed")
     assert states(result) == [state(1)]
-    assert "3 records received, 1 landed" in stderr
+    assert "4 records received, 1 landed" in stderr
 
 
 def test_key_properties_are_enforced_and_reasons_are_not_repeated(tmp_path):

@@ -31,9 +31,17 @@ FIRST, LAST = CURATED_CONFIG.start, CURATED_CONFIG.start + timedelta(days=CURATE
 DBT_GROUPS = ["staging", "intermediate", "marts", "segments"]
 
 
-def test_dbt_vars_are_the_partition_window():
+def test_dbt_vars_are_the_partition_window_and_the_late_days(monkeypatch):
     window = daily_partitions.time_window_for_partition_key("2026-01-05")
-    assert dbt_vars(window) == {"min_date": "2026-01-05", "max_date": "2026-01-05", "as_of_date": "2026-01-05"}
+    monkeypatch.delenv("CDP_LATE_DAYS", raising=False)
+    assert dbt_vars(window) == {
+        "min_date": "2026-01-05",
+        "max_date": "2026-01-05",
+        "as_of_date": "2026-01-05",
+        "late_days": 3,
+    }
+    monkeypatch.setenv("CDP_LATE_DAYS", "6")
+    assert dbt_vars(window)["late_days"] == 6
 
 
 @pytest.fixture(scope="module")
@@ -210,3 +218,21 @@ def test_an_incremental_run_of_one_day_restores_it_with_no_duplicate(built, dags
         for table, key in INCREMENTAL.items()
     }
     assert after == before and all(total == distinct > 0 for total, distinct in after.values())
+
+
+def test_a_changed_late_days_changes_the_window_dbt_reopens(built, dagster_instance, warehouse, monkeypatch):
+    """fct_orders loses the day before the last; a run of the last day re-opens it only when
+    CDP_LATE_DAYS reaches back that far: with 0 the day stays missing, with 1 it is restored."""
+    lake, _ = built
+    count = "SELECT count(*) FROM marts.fct_orders WHERE event_date = %s"
+    (before,) = rows(warehouse, count, FIRST)[0]
+    with warehouse.connect() as conn:
+        conn.execute("DELETE FROM marts.fct_orders WHERE event_date = %s", (FIRST,))
+        conn.commit()
+    restored = {}
+    for days in (0, 1):
+        monkeypatch.setenv("CDP_LATE_DAYS", str(days))
+        result = run_assets(lake, dagster_instance, LAST, LAST, selection=["marts/fct_orders"], warehouse=warehouse)
+        assert result.success
+        restored[days] = rows(warehouse, count, FIRST)[0][0]
+    assert before > 0 and restored == {0: 0, 1: before}

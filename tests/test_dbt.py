@@ -44,6 +44,40 @@ def test_dbt_vars_are_the_partition_window_and_the_late_days(monkeypatch):
     assert dbt_vars(window)["late_days"] == 6
 
 
+def test_layers_read_only_the_layers_below_and_every_loaded_table_is_used_or_explained():
+    """staging reads sources, intermediate reads staging, marts read staging, intermediate and
+    marts, segments read marts; a loaded table no model reads says why in its description."""
+    manifest = json.loads(cdp_dbt_project().manifest_path.read_text())
+    readable = {
+        "staging": {"source"},
+        "intermediate": {"staging"},
+        "marts": {"staging", "intermediate", "marts"},
+        "segments": {"marts"},
+    }
+
+    def layer(unique_id: str) -> str:
+        node = manifest["sources" if unique_id.startswith("source.") else "nodes"][unique_id]
+        return "source" if node["resource_type"] == "source" else node["fqn"][1]
+
+    models = [n for n in manifest["nodes"].values() if n["resource_type"] == "model"]
+    upward = {
+        (model["name"], parent)
+        for model in models
+        for parent in model["depends_on"]["nodes"]
+        if layer(parent) not in readable[model["fqn"][1]]
+    }
+    assert upward == set()
+    read = {parent for model in models for parent in model["depends_on"]["nodes"]}
+    unexplained = [
+        source["name"]
+        for unique_id, source in manifest["sources"].items()
+        if unique_id not in read and "No model reads this table" not in source["description"]
+    ]
+    assert unexplained == []
+    dead_ends = [m["name"] for m in models if m["fqn"][1] in ("staging", "intermediate") and m["unique_id"] not in read]
+    assert dead_ends == []
+
+
 @pytest.fixture(scope="module")
 def built(warehouse_loaded, dagster_instance, warehouse):
     lake, _ = warehouse_loaded
@@ -236,3 +270,20 @@ def test_a_changed_late_days_changes_the_window_dbt_reopens(built, dagster_insta
         assert result.success
         restored[days] = rows(warehouse, count, FIRST)[0][0]
     assert before > 0 and restored == {0: 0, 1: before}
+
+
+def test_unit_tests_pass(built, warehouse):
+    """dbt's unit tests (RFM scores and ties, lifecycle rules, segment models, attribution) run and pass."""
+    project = cdp_dbt_project()
+    unit_tests = {t["name"] for t in json.loads(project.manifest_path.read_text())["unit_tests"].values()}
+    os.environ.update(warehouse.dbt_env())
+    invocation = dbt_cli(project).cli(["test", "--select", "test_type:unit"], raise_on_error=False).wait()
+    results = {
+        r["unique_id"].split(".")[-1]: r["status"] for r in invocation.get_artifact("run_results.json")["results"]
+    }
+    assert {
+        "rfm_equal_values_score_the_same",
+        "rfm_segment_rules",
+        "lifecycle_stages_at_their_boundaries",
+    } <= unit_tests
+    assert results == dict.fromkeys(unit_tests, "pass")

@@ -272,6 +272,22 @@ def test_a_changed_late_days_changes_the_window_dbt_reopens(built, dagster_insta
     assert before > 0 and restored == {0: 0, 1: before}
 
 
+def test_equal_values_get_equal_rfm_scores(built, warehouse):
+    """On the sample's purchases (many buyers with one order, many with the same last order day):
+    buyers with the same recency, frequency or monetary value have the same score."""
+    split = {
+        score: rows(
+            warehouse,
+            f"SELECT count(*) FROM (SELECT tenant_id, {value} FROM segments.segment_rfm GROUP BY 1, 2 "
+            f"HAVING count(DISTINCT {score}) > 1) AS split_values",
+        )[0][0]
+        for value, score in (("recency_days", "r_score"), ("frequency", "f_score"), ("monetary_usd", "m_score"))
+    }
+    (one_order_buyers,) = rows(warehouse, "SELECT count(*) FROM segments.segment_rfm WHERE frequency = 1")[0]
+    assert one_order_buyers > 20 and split == {"r_score": 0, "f_score": 0, "m_score": 0}
+    assert rows(warehouse, "SELECT DISTINCT f_score FROM segments.segment_rfm WHERE frequency = 1") == [(1,)]
+
+
 def test_unit_tests_pass(built, warehouse):
     """dbt's unit tests (RFM scores and ties, lifecycle rules, segment models, attribution) run and pass."""
     project = cdp_dbt_project()

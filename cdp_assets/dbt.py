@@ -32,7 +32,7 @@ from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings, DbtC
 
 from cdp_resources.settings import PROJECT_DIR, state_dir
 from cdp_resources.warehouse import WarehouseResource
-from partitions import daily_partitions
+from partitions import daily_partitions, late_days
 
 ANALYTICS_OWNERS = ["team:analytics"]
 SEGMENT_FOLDER = "segments"
@@ -85,10 +85,16 @@ class CdpDbtTranslator(DagsterDbtTranslator):
 TRANSLATOR = CdpDbtTranslator(settings=DagsterDbtTranslatorSettings(enable_asset_checks=True))
 
 
-def dbt_vars(window: TimeWindow) -> dict[str, str]:
-    """The run's partition window as the dbt vars the incremental models and segments read."""
+def dbt_vars(window: TimeWindow) -> dict[str, str | int]:
+    """The run's partition window as the dbt vars the incremental models and segments read, and the
+    platform's late-data window (`CDP_LATE_DAYS`) the incremental models reopen before it."""
     first, last = window.start.date(), window.end.date() - timedelta(days=1)
-    return {"min_date": first.isoformat(), "max_date": last.isoformat(), "as_of_date": last.isoformat()}
+    return {
+        "min_date": first.isoformat(),
+        "max_date": last.isoformat(),
+        "as_of_date": last.isoformat(),
+        "late_days": late_days(),
+    }
 
 
 def segment_models(manifest: Mapping[str, Any]) -> dict[str, str]:

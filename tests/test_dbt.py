@@ -31,9 +31,51 @@ FIRST, LAST = CURATED_CONFIG.start, CURATED_CONFIG.start + timedelta(days=CURATE
 DBT_GROUPS = ["staging", "intermediate", "marts", "segments"]
 
 
-def test_dbt_vars_are_the_partition_window():
+def test_dbt_vars_are_the_partition_window_and_the_late_days(monkeypatch):
     window = daily_partitions.time_window_for_partition_key("2026-01-05")
-    assert dbt_vars(window) == {"min_date": "2026-01-05", "max_date": "2026-01-05", "as_of_date": "2026-01-05"}
+    monkeypatch.delenv("CDP_LATE_DAYS", raising=False)
+    assert dbt_vars(window) == {
+        "min_date": "2026-01-05",
+        "max_date": "2026-01-05",
+        "as_of_date": "2026-01-05",
+        "late_days": 3,
+    }
+    monkeypatch.setenv("CDP_LATE_DAYS", "6")
+    assert dbt_vars(window)["late_days"] == 6
+
+
+def test_layers_read_only_the_layers_below_and_every_loaded_table_is_used_or_explained():
+    """staging reads sources, intermediate reads staging, marts read staging, intermediate and
+    marts, segments read marts; a loaded table no model reads says why in its description."""
+    manifest = json.loads(cdp_dbt_project().manifest_path.read_text())
+    readable = {
+        "staging": {"source"},
+        "intermediate": {"staging"},
+        "marts": {"staging", "intermediate", "marts"},
+        "segments": {"marts"},
+    }
+
+    def layer(unique_id: str) -> str:
+        node = manifest["sources" if unique_id.startswith("source.") else "nodes"][unique_id]
+        return "source" if node["resource_type"] == "source" else node["fqn"][1]
+
+    models = [n for n in manifest["nodes"].values() if n["resource_type"] == "model"]
+    upward = {
+        (model["name"], parent)
+        for model in models
+        for parent in model["depends_on"]["nodes"]
+        if layer(parent) not in readable[model["fqn"][1]]
+    }
+    assert upward == set()
+    read = {parent for model in models for parent in model["depends_on"]["nodes"]}
+    unexplained = [
+        source["name"]
+        for unique_id, source in manifest["sources"].items()
+        if unique_id not in read and "No model reads this table" not in source["description"]
+    ]
+    assert unexplained == []
+    dead_ends = [m["name"] for m in models if m["fqn"][1] in ("staging", "intermediate") and m["unique_id"] not in read]
+    assert dead_ends == []
 
 
 @pytest.fixture(scope="module")
@@ -210,3 +252,54 @@ def test_an_incremental_run_of_one_day_restores_it_with_no_duplicate(built, dags
         for table, key in INCREMENTAL.items()
     }
     assert after == before and all(total == distinct > 0 for total, distinct in after.values())
+
+
+def test_a_changed_late_days_changes_the_window_dbt_reopens(built, dagster_instance, warehouse, monkeypatch):
+    """fct_orders loses the day before the last; a run of the last day re-opens it only when
+    CDP_LATE_DAYS reaches back that far: with 0 the day stays missing, with 1 it is restored."""
+    lake, _ = built
+    count = "SELECT count(*) FROM marts.fct_orders WHERE event_date = %s"
+    (before,) = rows(warehouse, count, FIRST)[0]
+    with warehouse.connect() as conn:
+        conn.execute("DELETE FROM marts.fct_orders WHERE event_date = %s", (FIRST,))
+        conn.commit()
+    restored = {}
+    for days in (0, 1):
+        monkeypatch.setenv("CDP_LATE_DAYS", str(days))
+        result = run_assets(lake, dagster_instance, LAST, LAST, selection=["marts/fct_orders"], warehouse=warehouse)
+        assert result.success
+        restored[days] = rows(warehouse, count, FIRST)[0][0]
+    assert before > 0 and restored == {0: 0, 1: before}
+
+
+def test_equal_values_get_equal_rfm_scores(built, warehouse):
+    """On the sample's purchases (many buyers with one order, many with the same last order day):
+    buyers with the same recency, frequency or monetary value have the same score."""
+    split = {
+        score: rows(
+            warehouse,
+            f"SELECT count(*) FROM (SELECT tenant_id, {value} FROM segments.segment_rfm GROUP BY 1, 2 "
+            f"HAVING count(DISTINCT {score}) > 1) AS split_values",
+        )[0][0]
+        for value, score in (("recency_days", "r_score"), ("frequency", "f_score"), ("monetary_usd", "m_score"))
+    }
+    (one_order_buyers,) = rows(warehouse, "SELECT count(*) FROM segments.segment_rfm WHERE frequency = 1")[0]
+    assert one_order_buyers > 20 and split == {"r_score": 0, "f_score": 0, "m_score": 0}
+    assert rows(warehouse, "SELECT DISTINCT f_score FROM segments.segment_rfm WHERE frequency = 1") == [(1,)]
+
+
+def test_unit_tests_pass(built, warehouse):
+    """dbt's unit tests (RFM scores and ties, lifecycle rules, segment models, attribution) run and pass."""
+    project = cdp_dbt_project()
+    unit_tests = {t["name"] for t in json.loads(project.manifest_path.read_text())["unit_tests"].values()}
+    os.environ.update(warehouse.dbt_env())
+    invocation = dbt_cli(project).cli(["test", "--select", "test_type:unit"], raise_on_error=False).wait()
+    results = {
+        r["unique_id"].split(".")[-1]: r["status"] for r in invocation.get_artifact("run_results.json")["results"]
+    }
+    assert {
+        "rfm_equal_values_score_the_same",
+        "rfm_segment_rules",
+        "lifecycle_stages_at_their_boundaries",
+    } <= unit_tests
+    assert results == dict.fromkeys(unit_tests, "pass")

@@ -1,4 +1,21 @@
--- Events attributed to a person: by the app user id, else by the anonymous (device) id.
+-- Every app event, once per message id (the rule fct_events keeps), attributed to a person through
+-- the current identity map: by the app user id, else by the anonymous (device) id.
+with events as (
+    select distinct on (tenant_id, message_id)
+        tenant_id,
+        message_id,
+        event_type,
+        event_name,
+        user_id,
+        anonymous_id,
+        event_ts,
+        event_day,
+        product_id,
+        order_id
+    from {{ ref('stg_events') }}
+    order by tenant_id, message_id, _ingest_ts desc nulls last
+)
+
 select
     e.tenant_id,
     coalesce(by_user.cdp_customer_id, by_device.cdp_customer_id) as cdp_customer_id,
@@ -9,7 +26,7 @@ select
     e.event_day,
     e.product_id,
     e.order_id
-from {{ ref('fct_events') }} as e
+from events as e
 left join {{ ref('stg_customer_ids') }} as by_user
     on by_user.tenant_id = e.tenant_id
     and by_user.id_type = 'app_user_id'

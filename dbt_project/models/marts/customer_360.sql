@@ -1,6 +1,6 @@
 {{ config(indexes=[{'columns': ['tenant_id', 'cdp_customer_id'], 'unique': true}]) }}
 
--- One row per person: the golden-record profile with what they bought, paid and did, as of the run's day.
+-- One row per person: the golden-record profile with what they bought and did, as of the run's day.
 with orders as (
     select
         tenant_id,
@@ -20,7 +20,9 @@ events as (
         cdp_customer_id,
         count(*) filter (where event_day > {{ as_of_date() }} - 30) as events_30d,
         count(*) filter (where event_name = 'page_view' and event_day > {{ as_of_date() }} - 30) as page_views_30d,
-        max(event_ts) as last_event_at
+        max(event_ts) as last_event_at,
+        max(event_ts) filter (where event_name = 'add_to_cart') as last_add_to_cart_at,
+        max(event_ts) filter (where event_name = 'purchase') as last_app_purchase_at
     from {{ ref('int_customer_events') }}
     where cdp_customer_id is not null and event_day <= {{ as_of_date() }}
     group by 1, 2
@@ -50,6 +52,8 @@ select
     coalesce(e.events_30d, 0)::bigint as events_30d,
     coalesce(e.page_views_30d, 0)::bigint as page_views_30d,
     e.last_event_at::timestamptz as last_event_at,
+    e.last_add_to_cart_at::timestamptz as last_add_to_cart_at,
+    e.last_app_purchase_at::timestamptz as last_app_purchase_at,
     {{ as_of_date() }}::date as as_of_date
 from {{ ref('stg_customer_profiles') }} as p
 left join orders as o using (tenant_id, cdp_customer_id)

@@ -1,5 +1,5 @@
 {{ config(materialized='incremental', unique_key=['tenant_id', 'order_id'], incremental_strategy='delete+insert',
-          on_schema_change='sync_all_columns', indexes=[{'columns': ['tenant_id', 'order_id'], 'unique': true},
+          on_schema_change='append_new_columns', indexes=[{'columns': ['tenant_id', 'order_id'], 'unique': true},
                                                          {'columns': ['tenant_id', 'order_date']}]) }}
 
 -- One row per order: its latest version. Incremental runs rebuild the orders of the partition

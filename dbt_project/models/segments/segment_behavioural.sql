@@ -1,21 +1,11 @@
--- Behaviour in the app: cart abandoners (added to cart in the last 7 days and did not buy after
--- their last add) and highly engaged people (the top decile of the tenant by events in 30 days).
-with recent as (
-    select
-        tenant_id,
-        cdp_customer_id,
-        max(event_ts) filter (where event_name = 'add_to_cart') as last_add_to_cart,
-        max(event_ts) filter (where event_name = 'purchase') as last_purchase
-    from {{ ref('int_customer_events') }}
-    where cdp_customer_id is not null
-      and event_day > {{ as_of_date() }} - 7 and event_day <= {{ as_of_date() }}
-    group by 1, 2
-),
-
-abandoners as (
+-- Behaviour in the app: cart abandoners (their latest add-to-cart is in the last 7 days and no
+-- purchase followed it) and highly engaged people (the top decile of the tenant by events in 30
+-- days; equal counts rank equally).
+with abandoners as (
     select tenant_id, cdp_customer_id, 'behaviour_cart_abandoners_7d' as segment
-    from recent
-    where last_add_to_cart is not null and (last_purchase is null or last_purchase < last_add_to_cart)
+    from {{ ref('customer_360') }}
+    where last_add_to_cart_at::date > {{ as_of_date() }} - 7
+      and (last_app_purchase_at is null or last_app_purchase_at < last_add_to_cart_at)
 ),
 
 engagement as (

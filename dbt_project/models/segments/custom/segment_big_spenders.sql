@@ -1,5 +1,5 @@
 -- An example of an analyst's own segment: people who spent at least 500 USD in their lifetime.
--- Copy this file, change the query, keep the four columns; document and test it in custom/_custom.yml.
+-- Copy this file, change the query, keep the four columns; document and test it in a yml of the same name.
 select
     tenant_id,
     cdp_customer_id,

@@ -311,9 +311,8 @@ def test_a_tap_killed_mid_run_loses_nothing_on_the_rerun(crm, postgres, state_db
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and runner.is_alive() and killed is None:
         with psycopg.connect(state_db, autocommit=True) as conn:
-            has_bookmark = conn.execute(
-                "SELECT to_regclass('cdp_sources.bookmarks') IS NOT NULL AND EXISTS (SELECT FROM cdp_sources.bookmarks)"
-            ).fetchone()[0]
+            made = conn.execute("SELECT to_regclass('cdp_sources.bookmarks')").fetchone()[0]
+            has_bookmark = made and conn.execute("SELECT count(*) FROM cdp_sources.bookmarks").fetchone()[0]
         syncing = tap_processes("tap-postgres")
         if has_bookmark and syncing:
             killed = syncing[0]
@@ -419,7 +418,10 @@ def test_taps_get_their_own_virtualenv_once_and_a_broken_package_is_a_clear_erro
     assert ensure_tap(hanging_tap_package) == command and (venv / INSTALLED_MARKER).stat().st_mtime == installed_at
     assert venv_name(TAP_POSTGRES) == "pipelinewise-tap-postgres-1.8.4"
 
-    with pytest.raises(TapInstallError, match=r"cannot install pipelinewise-tap-postgres==0\.0\.1: .*0\.0\.1"):
+    with pytest.raises(
+        TapInstallError,
+        match=r"(?s)cannot install pipelinewise-tap-postgres==0\.0\.1: .*no version of pipelinewise-tap-postgres==0\.0\.1",
+    ):
         ensure_tap("pipelinewise-tap-postgres==0.0.1", root=tmp_path)
     assert not (tmp_path / "pipelinewise-tap-postgres-0.0.1").exists()
     with pytest.raises(TapInstallError, match="installs no command 'tap-nothing'"):

@@ -21,12 +21,14 @@ from cdp_resources.settings import state_dir
 
 NAME = r"^[a-z][a-z0-9_]*$"
 VARIABLE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
-# Defaults: an HTTP 401/403 status, or PostgreSQL's and MySQL's refusal of a login.
+# Defaults: an HTTP 401/403 as HTTP clients word it (not any "401" in a log line, which may be a
+# count), unauthorized/forbidden, and PostgreSQL's and MySQL's refusal of a login.
 AUTH_FAILURE_PATTERNS = (
-    r"\b(401|403)\b",
+    r"\b(401|403) (Client Error|Unauthorized|Forbidden)",
+    r"(?i)\b(HTTP|status)( code)?[ :=]*(401|403)\b",
+    r"(?i)\b(unauthori[sz]ed|forbidden)\b",
     r"(?i)password authentication failed",
     r"(?i)access denied for user",
-    r"(?i)\b(unauthori[sz]ed|forbidden)\b",
 )
 
 

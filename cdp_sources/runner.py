@@ -142,9 +142,9 @@ class _Tap:
 
     def _kill(self) -> None:
         self.timed_out = True
-        self._kill_group()
+        self.kill()
 
-    def _kill_group(self) -> None:
+    def kill(self) -> None:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(self.process.pid, signal.SIGKILL)
 
@@ -153,7 +153,7 @@ class _Tap:
         self.timer.cancel()
         self.stderr.thread.join(timeout=5)
         # The group may hold the tap's children (a shell, a driver): none outlives the run.
-        self._kill_group()
+        self.kill()
         return code
 
 
@@ -282,7 +282,11 @@ def _attempt(
         arguments += ["--state", str(workdir / "state.json")]
     tap = _Tap([str(command), *arguments], workdir, deadline, source.auth_failure_patterns)
     lines = _renamed(tap.process.stdout, registry_names(catalog, source), report)
-    SingerTarget(writer, _BookmarkSink(session, report)).run(lines)
+    try:
+        SingerTarget(writer, _BookmarkSink(session, report)).run(lines)
+    except BaseException:
+        tap.kill()  # the run was interrupted (or the target failed): the tap does not outlive it
+        raise
     _raise_unless_ok(source, tap, tap.wait(), "sync", report)
 
 

@@ -7,6 +7,7 @@ hangs past its timeout. The source's login is refused with a wrong password beca
 cluster requires SCRAM for the tap's role (an extra pg_hba.conf line, removed afterwards).
 """
 
+import hashlib
 import json
 import os
 import re
@@ -25,14 +26,16 @@ from cdp_resources.raw_zone import decode_ndjson_gz
 from cdp_resources.warehouse import WarehouseResource
 from cdp_sources.declarations import (
     SecretReferenceError,
+    Source,
     SourcesFile,
     SourcesFileError,
     expand_config,
     load_sources,
 )
-from cdp_sources.runner import TapFailed, TapTimeout, run_source
+from cdp_sources.runner import SourcePaused, TapFailed, TapTimeout, run_source
 from cdp_sources.state import read_pause, source_session
 from cdp_sources.taps import INSTALLED_MARKER, TapInstallError, ensure_tap, taps_dir, venv_name
+from tests.conftest import TEST_STATE
 
 ROOT = Path(__file__).resolve().parent.parent
 TAP_POSTGRES = "pipelinewise-tap-postgres==1.8.4"
@@ -334,7 +337,7 @@ def test_a_tap_killed_mid_run_loses_nothing_on_the_rerun(crm, postgres, state_db
     assert report.bookmark["bookmarks"]["public-customers"]["replication_key_value"].startswith("2026-11-01T16:40:00")
 
 
-HANGING_TAP = """
+SCRIPTED_TAP = """
 import json, os, subprocess, sys, time
 
 def main():
@@ -342,34 +345,51 @@ def main():
     if "--discover" in args:
         print(json.dumps({"streams": [{"tap_stream_id": "things", "stream": "things", "schema": {}, "metadata": []}]}))
         return
-    here = os.path.dirname(args[args.index("--config") + 1])
-    if "--state" in args:
-        with open(os.environ["HANG_TAP_SEEN_STATE"], "w") as seen:
-            seen.write(open(args[args.index("--state") + 1]).read())
+    mode, log = os.environ["SCRIPTED_TAP_MODE"], os.environ["SCRIPTED_TAP_LOG"]
+    state = json.load(open(args[args.index("--state") + 1])) if "--state" in args else None
+    with open(log, "a") as runs:
+        runs.write(json.dumps({"state": state}) + "\\n")
+    if mode == "fail_once" and len(open(log).readlines()) == 1:
+        print("ERROR connection reset by peer", file=sys.stderr)
+        sys.exit(2)
     schema = {"type": "object", "properties": {"id": {"type": "integer"}, "updated_at": {"type": "string"}}}
     print(json.dumps({"type": "SCHEMA", "stream": "things", "schema": schema, "key_properties": ["id"]}))
     print(json.dumps({"type": "RECORD", "stream": "things", "record": {"id": 1, "updated_at": "2026-11-02T00:00:00Z"}}))
     print(json.dumps({"type": "STATE", "value": {"position": 1}}), flush=True)
     print("INFO synced 1 record for person@example.com", file=sys.stderr)
     print("raw row 7 jane@example.org +1 555 010 9999", file=sys.stderr, flush=True)
-    child = subprocess.Popen(["sleep", "600"])
-    with open(os.environ["HANG_TAP_PIDS"], "w") as pids:
-        pids.write(f"{os.getpid()} {child.pid}")
-    time.sleep(600)
+    if mode == "hang":
+        child = subprocess.Popen(["sleep", "600"])
+        with open(os.environ["SCRIPTED_TAP_PIDS"], "w") as pids:
+            pids.write(f"{os.getpid()} {child.pid}")
+        time.sleep(600)
+    if mode == "unauthorized":
+        print("CRITICAL 401 Client Error: Unauthorized for url: https://api.example.com/things", file=sys.stderr)
+        sys.exit(1)
 """
 
 
-@pytest.fixture(scope="module")
-def hanging_tap_package(tmp_path_factory) -> str:
-    """A tap of our own as a local package, so the platform installs it as it installs any tap."""
-    package = tmp_path_factory.mktemp("tap-hang")
-    (package / "tap_hang.py").write_text(HANGING_TAP)
+@pytest.fixture(scope="session")
+def scripted_tap_package() -> str:
+    """A tap of our own as a local package, so the platform installs it as it installs any tap (its
+    directory is named after its code, so a changed script is a new package and a new virtualenv)."""
+    package = TEST_STATE / f"tap-scripted-{hashlib.sha256(SCRIPTED_TAP.encode()).hexdigest()[:10]}"
+    package.mkdir(parents=True, exist_ok=True)
+    (package / "tap_scripted.py").write_text(SCRIPTED_TAP)
     (package / "pyproject.toml").write_text(
         '[build-system]\nrequires = ["setuptools>=68"]\nbuild-backend = "setuptools.build_meta"\n'
-        '[project]\nname = "tap-hang"\nversion = "0.1.0"\n[project.scripts]\ntap-hang = "tap_hang:main"\n'
-        '[tool.setuptools]\npy-modules = ["tap_hang"]\n'
+        '[project]\nname = "tap-scripted"\nversion = "0.1.0"\n'
+        '[project.scripts]\ntap-scripted = "tap_scripted:main"\n'
+        '[tool.setuptools]\npy-modules = ["tap_scripted"]\n'
     )
-    return f"tap-hang @ {package.as_uri()}"
+    return f"tap-scripted @ {package.as_uri()}"
+
+
+def scripted_source(requirement: str, name: str = "scripted", **fields) -> Source:
+    document = {"tenants": {"acme_corp": {"sources": {name: {
+        "tap": requirement, "streams": {"things": {"to": "shopify/customers"}}, **fields}}}}}  # fmt: skip
+    (source,) = SourcesFile.model_validate(document).sources()
+    return source
 
 
 def alive(pid: int) -> bool:
@@ -381,14 +401,12 @@ def alive(pid: int) -> bool:
 
 
 def test_a_tap_hanging_past_its_timeout_is_stopped_and_the_next_run_resumes(
-    hanging_tap_package, state_db, tmp_path, monkeypatch
+    scripted_tap_package, state_db, tmp_path, monkeypatch
 ):
-    monkeypatch.setenv("HANG_TAP_PIDS", str(tmp_path / "pids"))
-    monkeypatch.setenv("HANG_TAP_SEEN_STATE", str(tmp_path / "seen_state.json"))
-    document = {"tenants": {"acme_corp": {"sources": {"hang": {
-        "tap": hanging_tap_package, "streams": {"things": {"to": "shopify/customers"}},
-        "timeout_minutes": 0.1, "retries": 3}}}}}  # fmt: skip
-    (source,) = SourcesFile.model_validate(document).sources()
+    monkeypatch.setenv("SCRIPTED_TAP_MODE", "hang")
+    monkeypatch.setenv("SCRIPTED_TAP_PIDS", str(tmp_path / "pids"))
+    monkeypatch.setenv("SCRIPTED_TAP_LOG", str(tmp_path / "runs.jsonl"))
+    source = scripted_source(scripted_tap_package, timeout_minutes=0.1, retries=3)
     lake = LakeResource(base_uri=str(tmp_path / "lake"))
     ensure_tap(source.tap)  # installed (or found) first, so the timeout measures the run alone
     started = time.monotonic()
@@ -405,17 +423,45 @@ def test_a_tap_hanging_past_its_timeout_is_stopped_and_the_next_run_resumes(
 
     with pytest.raises(TapTimeout):
         run_source(source, lake, state_db)
-    assert json.loads((tmp_path / "seen_state.json").read_text()) == {"position": 1}
+    runs = [json.loads(line) for line in (tmp_path / "runs.jsonl").read_text().splitlines()]
+    assert runs == [{"state": None}, {"state": {"position": 1}}]  # resumed from the bookmark; no retries
+
+
+def test_a_failing_tap_is_retried_with_backoff_and_an_unauthorized_one_is_paused_at_once(
+    scripted_tap_package, state_db, tmp_path, monkeypatch
+):
+    monkeypatch.setenv("SCRIPTED_TAP_LOG", str(tmp_path / "runs.jsonl"))
+    lake = LakeResource(base_uri=str(tmp_path / "lake"))
+    monkeypatch.setenv("SCRIPTED_TAP_MODE", "fail_once")
+    ensure_tap(scripted_tap_package)
+    started = time.monotonic()
+    report = run_source(scripted_source(scripted_tap_package, retries=2, retry_backoff_seconds=1.5), lake, state_db)
+    assert report.attempts == 2 and time.monotonic() - started >= 1.5 and report.landed["customers"] == 1
+    (tmp_path / "runs.jsonl").unlink()
+    with pytest.raises(TapFailed, match="the tap's sync exited with 2"):
+        run_source(scripted_source(scripted_tap_package, retries=0), lake, state_db)
+
+    monkeypatch.setenv("SCRIPTED_TAP_MODE", "unauthorized")
+    source = scripted_source(scripted_tap_package, name="api", retries=3, retry_backoff_seconds=30)
+    with pytest.raises(SourcePaused, match=r"paused: authentication failure: .*Unauthori") as paused:
+        run_source(source, lake, state_db)
+    assert paused.value.report.attempts == 1  # no retry: it would be refused again
+    with pytest.raises(SourcePaused, match="is paused") as still:
+        run_source(source, lake, state_db)
+    assert still.value.report.attempts == 0
+    monkeypatch.setenv("SCRIPTED_TAP_MODE", "ok")
+    changed = scripted_source(scripted_tap_package, name="api", retries=0, config={"api_key": "a-new-key"})
+    assert run_source(changed, lake, state_db).landed["customers"] == 1
 
 
 def test_taps_get_their_own_virtualenv_once_and_a_broken_package_is_a_clear_error(
-    hanging_tap_package, state_db, tmp_path
+    scripted_tap_package, state_db, tmp_path
 ):
-    command = ensure_tap(hanging_tap_package)
-    venv = taps_dir() / venv_name(hanging_tap_package)
-    assert command == venv / "bin" / "tap-hang" and (venv / INSTALLED_MARKER).exists()
+    command = ensure_tap(scripted_tap_package)
+    venv = taps_dir() / venv_name(scripted_tap_package)
+    assert command == venv / "bin" / "tap-scripted" and (venv / INSTALLED_MARKER).exists()
     installed_at = (venv / INSTALLED_MARKER).stat().st_mtime
-    assert ensure_tap(hanging_tap_package) == command and (venv / INSTALLED_MARKER).stat().st_mtime == installed_at
+    assert ensure_tap(scripted_tap_package) == command and (venv / INSTALLED_MARKER).stat().st_mtime == installed_at
     assert venv_name(TAP_POSTGRES) == "pipelinewise-tap-postgres-1.8.4"
 
     with pytest.raises(
@@ -425,7 +471,7 @@ def test_taps_get_their_own_virtualenv_once_and_a_broken_package_is_a_clear_erro
         ensure_tap("pipelinewise-tap-postgres==0.0.1", root=tmp_path)
     assert not (tmp_path / "pipelinewise-tap-postgres-0.0.1").exists()
     with pytest.raises(TapInstallError, match="installs no command 'tap-nothing'"):
-        ensure_tap(hanging_tap_package, "tap-nothing")
+        ensure_tap(scripted_tap_package, "tap-nothing")
 
 
 def test_runs_of_one_source_never_overlap(state_db):

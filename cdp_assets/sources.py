@@ -5,7 +5,8 @@ raw-file sensor then starts the `lake_daily` runs for the days its files landed 
 metadata describes the run (records and bytes per stream, dead letters, the bookmark reached,
 duration, the tap's exit code and the masked tail of its log); a failed, timed-out or paused run
 fails the asset with the reason. Each source has its own job, so one tenant's failing tap never
-holds up another's, and a schedule from its cron (UTC).
+holds up another's, and a schedule from its cron (UTC) that skips its ticks, with the reason, while
+the source is paused.
 """
 
 from dataclasses import dataclass, field
@@ -17,16 +18,19 @@ from dagster import (
     Failure,
     MaterializeResult,
     MetadataValue,
+    RunRequest,
     ScheduleDefinition,
+    SkipReason,
     asset,
     define_asset_job,
+    schedule,
 )
 
 from cdp_resources.lake import LakeResource
 from cdp_resources.warehouse import WarehouseResource
 from cdp_sources.declarations import SecretReferenceError, Source, load_sources
-from cdp_sources.runner import RunReport, SourceRunError, run_source
-from cdp_sources.state import SourceBusy
+from cdp_sources.runner import RunReport, SourceRunError, run_source, still_paused
+from cdp_sources.state import SourceBusy, read_pause
 from cdp_sources.taps import TapInstallError
 
 
@@ -82,6 +86,26 @@ def source_asset(source: Source) -> AssetsDefinition:
     return _source
 
 
+def source_schedule(source: Source, job) -> ScheduleDefinition:
+    """The source's cron schedule; while the source is paused, ticks are skipped with the reason."""
+
+    @schedule(
+        name=f"source__{source.tenant}__{source.name}_schedule",
+        cron_schedule=source.schedule,
+        job=job,
+        execution_timezone="UTC",
+        # Declaring a schedule in the sources file is the decision to run it.
+        default_status=DefaultScheduleStatus.RUNNING,
+    )
+    def _schedule(warehouse: WarehouseResource):
+        pause = read_pause(warehouse.dsn(), source.tenant, source.name)
+        if pause and still_paused(source, pause):
+            return SkipReason(f"source {source.key} is paused: {pause.reason}; change its config to resume")
+        return RunRequest()
+
+    return _schedule
+
+
 def source_definitions(sources: list[Source] | None = None) -> SourceDefinitions:
     """The assets, jobs and schedules of `sources` (default: the sources file's)."""
     built = SourceDefinitions()
@@ -91,14 +115,5 @@ def source_definitions(sources: list[Source] | None = None) -> SourceDefinitions
         built.assets.append(source_def)
         built.jobs.append(job)
         if source.schedule:
-            built.schedules.append(
-                ScheduleDefinition(
-                    name=f"source__{source.tenant}__{source.name}_schedule",
-                    cron_schedule=source.schedule,
-                    job=job,
-                    execution_timezone="UTC",
-                    # Declaring a schedule in the sources file is the decision to run it.
-                    default_status=DefaultScheduleStatus.RUNNING,
-                )
-            )
+            built.schedules.append(source_schedule(source, job))
     return built

@@ -35,8 +35,8 @@ from cdp_ingest.registry import SchemaRegistry
 from cdp_ingest.singer_target import SingerTarget
 from cdp_resources.lake import LakeResource
 from cdp_resources.raw_zone import MAX_RECORDS_PER_FILE
-from cdp_sources.declarations import Source, expand_config
-from cdp_sources.state import SourceSession, source_session
+from cdp_sources.declarations import SecretReferenceError, Source, expand_config
+from cdp_sources.state import Pause, SourceSession, source_session
 from cdp_sources.taps import ensure_tap
 
 STDERR_LINES = 20
@@ -208,6 +208,15 @@ def selected_catalog(catalog: dict, source: Source) -> dict:
     return catalog
 
 
+def still_paused(source: Source, pause: Pause, config: dict | None = None) -> bool:
+    """Whether `pause` still holds: the source's config (expanded) is the one that was refused."""
+    try:
+        config = expand_config(source.config) if config is None else config
+    except SecretReferenceError:
+        return False  # a run will fail on the reference, with its own clear error
+    return source.same_fingerprint(config, pause.salt, pause.fingerprint)
+
+
 def run_source(
     source: Source,
     lake: LakeResource,
@@ -222,7 +231,7 @@ def run_source(
     config = expand_config(source.config, f"{source.key}.config")
     with source_session(dsn, source.tenant, source.name) as session:
         pause = session.pause()
-        if pause and source.same_fingerprint(config, pause.salt, pause.fingerprint):
+        if pause and still_paused(source, pause, config):
             raise SourcePaused(f"source {source.key} is paused: {pause.reason}; change its config to resume", report)
         if pause:
             session.clear_pause()

@@ -12,6 +12,8 @@ import json
 import os
 import re
 import signal
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -233,7 +235,8 @@ def test_postgres_sources_in_dagster_incremental_and_paused_on_a_wrong_password(
     assert acme.group_names_by_key[acme.key] == "sources" and "public-customers" in acme.descriptions_by_key[acme.key]
     schedule = defs.resolve_schedule_def("source__acme_corp__crm_schedule")
     assert schedule.cron_schedule == "*/15 * * * *" and schedule.job_name == "source__acme_corp__crm"
-    assert schedule.evaluate_tick(build_schedule_context(instance=dagster_instance)).run_requests
+    tick = build_schedule_context(instance=dagster_instance, resources={"warehouse": WarehouseResource(url=state_db)})
+    assert schedule.evaluate_tick(tick).run_requests
 
     first = materialize(defs, "source__acme_corp__crm", dagster_instance)
     assert first.success
@@ -273,8 +276,11 @@ def test_postgres_sources_in_dagster_incremental_and_paused_on_a_wrong_password(
     description, failed = failure_of(again)
     assert "is paused: authentication failure" in description and failed["attempts"] == 0
     assert raw_keys(lake, "globex") == set()
+    skipped = defs.resolve_schedule_def("source__globex__crm_schedule").evaluate_tick(tick)
+    assert not skipped.run_requests and "is paused: authentication failure" in skipped.skip_message
 
     monkeypatch.setenv("CDP_TEST_GLOBEX_PASSWORD", PASSWORD)  # the secret changes: the config does
+    assert defs.resolve_schedule_def("source__globex__crm_schedule").evaluate_tick(tick).run_requests
     fixed = materialize(defs, "source__globex__crm", dagster_instance)
     assert fixed.success and len(raw_customers(lake, "globex")) == 320
     assert read_pause(state_db, "globex", "crm") is None
@@ -485,3 +491,25 @@ def test_runs_of_one_source_never_overlap(state_db):
             pass
     with source_session(state_db, "acme_corp", "crm"):  # released after the run
         pass
+
+
+@pytest.mark.slow
+def test_the_platforms_definitions_carry_the_sources_file(tmp_path):
+    """`cdp_assets.definitions` (what `dagster dev` loads) has an asset, job and schedule per declared
+    source of `CDP_SOURCES_FILE`; an invalid file stops the load with the place of the problem."""
+    check = (
+        "from dagster import AssetKey; from cdp_assets.definitions import defs; "
+        "print(defs.resolve_assets_def(AssetKey(['sources', 'acme_corp', 'crm_db'])).group_names_by_key, "
+        "defs.resolve_job_def('source__acme_corp__crm_db').name, "
+        "defs.resolve_schedule_def('source__globex__shop_files_schedule').cron_schedule)"
+    )
+    text = documented_example().replace("      shop_files:\n", '      shop_files:\n        schedule: "5 4 * * *"\n')
+    env = {**os.environ, "CDP_SOURCES_FILE": str(write(tmp_path, text))}
+    loaded = subprocess.run([sys.executable, "-c", check], env=env, capture_output=True, text=True, cwd=ROOT)
+    assert loaded.returncode == 0, loaded.stderr[-2000:]
+    assert "'sources'" in loaded.stdout and "source__acme_corp__crm_db 5 4 * * *" in loaded.stdout
+
+    write(tmp_path, text.replace("retries: 2", "retries: -1"))
+    refused = subprocess.run([sys.executable, "-c", check], env=env, capture_output=True, text=True, cwd=ROOT)
+    assert refused.returncode != 0
+    assert "tenants.acme_corp.sources.crm_db.retries: Input should be greater than or equal to 0" in refused.stderr

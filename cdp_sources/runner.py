@@ -243,10 +243,12 @@ def run_source(
         workdir = Path(tempfile.mkdtemp(prefix="cdp-source-"))  # mode 0700: the config holds secrets
         try:
             (workdir / "config.json").write_text(json.dumps(config))
+            # The timeout bounds the run (retries and their waits included), not the tap's first install.
+            deadline = time.monotonic() + source.timeout_minutes * 60
             for attempt in range(source.retries + 1):
                 report.attempts = attempt + 1
                 try:
-                    _attempt(source, command, workdir, session, writer, report, started)
+                    _attempt(source, command, workdir, session, writer, report, deadline)
                     return report
                 except TapFailed as failure:
                     auth = failure.auth_failure
@@ -272,9 +274,8 @@ def _attempt(
     session: SourceSession,
     writer: RawBatchWriter,
     report: RunReport,
-    started: float,
+    deadline: float,
 ) -> None:
-    deadline = started + source.timeout_minutes * 60
     config = ["--config", str(workdir / "config.json")]
     discovery = _Tap([str(command), *config, "--discover"], workdir, deadline, source.auth_failure_patterns)
     catalog_text = discovery.process.stdout.read()

@@ -215,13 +215,14 @@ def test_postgres_sources_in_dagster_incremental_and_paused_on_a_wrong_password(
 ):
     """The jobs the UI and schedules run: acme's tap-postgres source lands the table, then only new
     and updated rows; globex's source with a wrong password is paused with the reason, not retried,
-    and runs again once its config changes, while acme's keeps running."""
+    and runs again once its config changes, while acme's keeps running; initech's tap package
+    cannot be installed, which fails its source alone."""
     reset_customers(postgres, 300)
     monkeypatch.setenv("CDP_TEST_CRM_PASSWORD", PASSWORD)
     monkeypatch.setenv("CDP_TEST_GLOBEX_PASSWORD", "wrong-password")
     path = write(tmp_path, sources_yaml(crm, {"acme_corp": {}, "globex": {"config": {
         "host": "127.0.0.1", "port": int(crm), "user": READER, "password": "${CDP_TEST_GLOBEX_PASSWORD}",
-        "dbname": "crm", "filter_schemas": "public"}}}))  # fmt: skip
+        "dbname": "crm", "filter_schemas": "public"}}, "initech": {"tap": "pipelinewise-tap-postgres==0.0.1"}}))  # fmt: skip
     built = source_definitions(load_sources(path))
     lake = LakeResource(base_uri=str(tmp_path / "lake"))
     defs = Definitions(
@@ -284,6 +285,12 @@ def test_postgres_sources_in_dagster_incremental_and_paused_on_a_wrong_password(
     fixed = materialize(defs, "source__globex__crm", dagster_instance)
     assert fixed.success and len(raw_customers(lake, "globex")) == 320
     assert read_pause(state_db, "globex", "crm") is None
+
+    broken = materialize(defs, "source__initech__crm", dagster_instance)  # a package that cannot install
+    assert (
+        not broken.success
+        and "source initech/crm: cannot install pipelinewise-tap-postgres==0.0.1" in (failure_of(broken)[0])
+    )
 
 
 def tap_processes(name: str) -> list[int]:

@@ -11,6 +11,7 @@ import hmac
 import os
 import re
 from pathlib import Path
+from typing import Literal
 
 import yaml
 from dagster import ScheduleDefinition, define_asset_job
@@ -83,6 +84,9 @@ class Source(BaseModel):
     tap: str = Field(description="pip requirement pinned to one version: `package==1.2.3` (or `package @ url`)")
     executable: str | None = Field(default=None, description="the tap's command; default: the package's `tap-*` script")
     config: dict = Field(default_factory=dict, description="the tap's config, with secret references")
+    catalog_option: Literal["--catalog", "--properties"] = Field(
+        default="--catalog", description="how the tap takes its catalog (older taps: --properties)"
+    )
     streams: dict[str, StreamMapping] = Field(min_length=1, description="tap stream id -> where it lands")
     schedule: str | None = Field(default=None, description="cron (UTC); none: materialised by hand only")
     timeout_minutes: float = Field(default=30, gt=0)

@@ -285,7 +285,7 @@ def _attempt(
     except ValueError as error:
         raise TapFailed(f"source {source.key}: {error}", report) from None
     (workdir / "catalog.json").write_text(json.dumps(catalog))
-    arguments = [*config, "--catalog", str(workdir / "catalog.json")]
+    arguments = [*config, source.catalog_option, str(workdir / "catalog.json")]
     bookmark = session.bookmark()
     if bookmark is not None:
         (workdir / "state.json").write_text(json.dumps(bookmark))

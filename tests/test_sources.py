@@ -361,7 +361,7 @@ def main():
     mode, log = os.environ["SCRIPTED_TAP_MODE"], os.environ["SCRIPTED_TAP_LOG"]
     state = json.load(open(args[args.index("--state") + 1])) if "--state" in args else None
     with open(log, "a") as runs:
-        runs.write(json.dumps({"state": state}) + "\\n")
+        runs.write(json.dumps({"state": state, "properties": "--properties" in args}) + "\\n")
     if mode == "fail_once" and len(open(log).readlines()) == 1:
         print("ERROR connection reset by peer", file=sys.stderr)
         sys.exit(2)
@@ -437,7 +437,8 @@ def test_a_tap_hanging_past_its_timeout_is_stopped_and_the_next_run_resumes(
     with pytest.raises(TapTimeout):
         run_source(source, lake, state_db)
     runs = [json.loads(line) for line in (tmp_path / "runs.jsonl").read_text().splitlines()]
-    assert runs == [{"state": None}, {"state": {"position": 1}}]  # resumed from the bookmark; no retries
+    # The second run resumed from the bookmark; neither was retried.
+    assert runs == [{"state": None, "properties": False}, {"state": {"position": 1}, "properties": False}]
 
 
 def test_a_failing_tap_is_retried_with_backoff_and_an_unauthorized_one_is_paused_at_once(
@@ -463,8 +464,12 @@ def test_a_failing_tap_is_retried_with_backoff_and_an_unauthorized_one_is_paused
         run_source(source, lake, state_db)
     assert still.value.report.attempts == 0
     monkeypatch.setenv("SCRIPTED_TAP_MODE", "ok")
-    changed = scripted_source(scripted_tap_package, name="api", retries=0, config={"api_key": "a-new-key"})
+    changed = scripted_source(
+        scripted_tap_package, name="api", retries=0, config={"api_key": "a-new-key"}, catalog_option="--properties"
+    )
     assert run_source(changed, lake, state_db).landed["customers"] == 1
+    last_run = json.loads((tmp_path / "runs.jsonl").read_text().splitlines()[-1])
+    assert last_run["properties"]  # the older taps' flag, as declared
 
 
 def test_taps_get_their_own_virtualenv_once_and_a_broken_package_is_a_clear_error(

@@ -28,7 +28,7 @@ from collections import Counter
 import psycopg
 from proc_cpu import cpu_seconds  # bench/'s own module
 
-from cdp_ingest.webhooks.signatures import shopify_signature, sign_timestamped
+from cdp_common.signatures import shopify_signature, sign_timestamped
 from cdp_resources.postgres_server import EmbeddedPostgres, free_port
 from cdp_resources.settings import state_dir
 

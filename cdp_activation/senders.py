@@ -22,7 +22,7 @@ from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
 from cdp_activation.config import Destination
-from cdp_ingest.webhooks.signatures import sign_timestamped
+from cdp_common.signatures import sign_timestamped
 from cdp_resources.lake import LakeResource
 
 RETRY_STATUSES = (429, *range(500, 600))

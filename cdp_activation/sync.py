@@ -20,7 +20,7 @@ import pyarrow.compute as pc
 from cdp_activation.audiences import RAW_PII, changes_between, export_dates, read_manifest, read_members
 from cdp_activation.config import Destination
 from cdp_activation.senders import FileSender, HttpSender
-from cdp_ingest.dead_letters import DeadLetterWriter
+from cdp_common.dead_letters import DeadLetterWriter
 from cdp_resources.lake import LakeResource
 
 DLQ_PROVIDER = "activation"

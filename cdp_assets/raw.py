@@ -13,7 +13,7 @@ from collections import Counter
 import orjson
 from dagster import AssetExecutionContext, AssetsDefinition, BackfillPolicy, MaterializeResult, MetadataValue, asset
 
-from cdp_ingest.dead_letters import DLQ_KEY
+from cdp_common.dead_letters import DLQ_KEY
 from cdp_ingest.registry import DriftReport, RegisteredSchema, SchemaRegistry
 from cdp_resources.lake import LakeResource
 from cdp_resources.raw_zone import RAW_KEY, gunzip_what_you_can

@@ -5,6 +5,7 @@ import os
 import sys
 from datetime import date
 
+from cdp_common.names import InvalidName, checked_name
 from cdp_ingest.webhooks.cli import add_commands as add_webhook_commands
 from cdp_resources.postgres_server import EmbeddedPostgres, PostgresServerError, find_bindir
 from cdp_resources.settings import PROJECT_DIR, default_lake_uri
@@ -13,11 +14,28 @@ from cdp_sampledata.generator import GeneratorConfig
 from partitions import late_days, start_date
 
 
+def _name(kind: str):
+    """An argparse type: the name when it follows the name rule, else argparse's usage error."""
+
+    def check(value: str) -> str:
+        try:
+            return checked_name(kind, value)
+        except InvalidName as error:
+            raise argparse.ArgumentTypeError(str(error)) from None
+
+    return check
+
+
+def _tenant_list(value: str) -> tuple[str, ...]:
+    check = _name("tenant")
+    return tuple(check(tenant) for tenant in value.split(","))
+
+
 def _generate(args) -> int:
     from cdp_sampledata.generator import generate
 
     config = GeneratorConfig(
-        tenants=tuple(args.tenants.split(",")),
+        tenants=args.tenants,
         days=args.days,
         customers=args.customers,
         seed=args.seed,
@@ -192,7 +210,7 @@ def parser() -> argparse.ArgumentParser:
     commands = root.add_subparsers(dest="command", required=True)
 
     gen = commands.add_parser("generate", help="write deterministic sample data with dirt and ground truth")
-    gen.add_argument("--tenants", default="acme_corp,globex", help="comma-separated tenant ids")
+    gen.add_argument("--tenants", type=_tenant_list, default="acme_corp,globex", help="comma-separated tenant ids")
     gen.add_argument("--days", type=int, default=7)
     gen.add_argument("--customers", type=int, default=2_000, help="people per tenant")
     gen.add_argument("--seed", type=int, default=42)
@@ -223,10 +241,10 @@ def parser() -> argparse.ArgumentParser:
 
     dlq = commands.add_parser("dlq", help="resubmit dead letters through validation")
     dlq.add_argument("action", choices=["reprocess"])
-    dlq.add_argument("--tenant", required=True)
-    dlq.add_argument("--provider", required=True)
-    dlq.add_argument("--error-type", help="only this rule (e.g. schema_violation)")
-    dlq.add_argument("--stream")
+    dlq.add_argument("--tenant", type=_name("tenant"), required=True)
+    dlq.add_argument("--provider", type=_name("provider"), required=True)
+    dlq.add_argument("--error-type", type=_name("rule"), help="only this rule (e.g. schema_violation)")
+    dlq.add_argument("--stream", type=_name("stream"))
     dlq.add_argument("--lake")
     dlq.set_defaults(handler=_dlq)
 

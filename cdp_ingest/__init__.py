@@ -1,1 +1,1 @@
-"""The ingestion edge: schema registry, raw batch writer, dead-letter zone, Singer target, file drops."""
+"""The ingestion edge: schema registry, raw batch writer, Singer target, file drops, dead-letter reprocessing, webhooks."""

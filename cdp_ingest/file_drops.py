@@ -4,7 +4,9 @@ Drop layout: `drops/{tenant}/{provider}/{stream}/{file}` in the drop location (a
 S3 prefix; by default the lake itself). Each file is read, its records validated exactly like a
 Singer stream (`RawBatchWriter`), and a marker `drops_processed/…/{file}@{size}-{mtime}.json`
 records the outcome, so a file is processed once; a new file under the same name is a new drop.
-Unreadable lines or a truncated file: what could be read lands, the rest is dead-lettered.
+Unreadable lines or a truncated file: what could be read lands, the rest is dead-lettered. A drop
+whose tenant, provider or stream breaks the name rule (`cdp_common.names`) is not read: its marker
+records the error and the file stays where it is.
 """
 
 import csv
@@ -19,7 +21,8 @@ from dataclasses import dataclass, field
 import orjson
 import pyarrow.parquet as pq
 
-from cdp_ingest.dead_letters import MALFORMED_JSON, UNREADABLE_FILE
+from cdp_common.dead_letters import MALFORMED_JSON, UNREADABLE_FILE
+from cdp_common.names import InvalidName, checked_name
 from cdp_ingest.raw_writer import RawBatchWriter
 from cdp_ingest.registry import SchemaRegistry
 from cdp_resources.lake import LakeObject, LakeResource
@@ -128,6 +131,12 @@ def process_drop(obj: LakeObject, drops: LakeResource, lake: LakeResource, regis
     match = DROP_KEY.match(obj.key)
     outcome = DropOutcome(obj.key)
     tenant, provider, stream, name = match["tenant"], match["provider"], match["stream"], match["name"]
+    try:
+        for kind in ("tenant", "provider", "stream"):
+            checked_name(kind, match[kind])
+    except InvalidName as error:
+        outcome.error = str(error)
+        return outcome
     writer = RawBatchWriter(
         lake, registry, tenant, provider, source=f"drop:{drops.spark_path(obj.key)}", clock=lambda: obj.last_modified
     )

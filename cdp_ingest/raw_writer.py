@@ -13,7 +13,8 @@ from collections import Counter, defaultdict
 from collections.abc import Callable
 from datetime import UTC, date, datetime
 
-from cdp_ingest.dead_letters import SCHEMA_VIOLATION, UNKNOWN_STREAM, DeadLetterWriter
+from cdp_common.dead_letters import INVALID_NAME, SCHEMA_VIOLATION, UNKNOWN_STREAM, DeadLetterWriter
+from cdp_common.names import InvalidName, is_valid_name
 from cdp_ingest.registry import DriftReport, SchemaRegistry
 from cdp_resources.lake import LakeResource
 from cdp_resources.raw_zone import MAX_RECORDS_PER_FILE, encode_ndjson_gz, event_day, publish_new, raw_prefix
@@ -34,9 +35,9 @@ class RawBatchWriter:
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         publish: Callable = publish_new,
     ):
+        self.dead_letters = DeadLetterWriter(lake, tenant, provider, source, clock, publish)  # checks the names
         self.lake, self.registry, self.tenant, self.provider = lake, registry, tenant, provider
         self.max_records, self.max_age_seconds, self.clock, self.publish = max_records, max_age_seconds, clock, publish
-        self.dead_letters = DeadLetterWriter(lake, tenant, provider, source, clock, publish)
         self._buffers: dict[tuple[str, date], list[dict]] = defaultdict(list)
         self._oldest: float | None = None
         self.landed: Counter = Counter()  # stream -> records published
@@ -54,6 +55,11 @@ class RawBatchWriter:
     ) -> bool:
         """Validate and buffer one record; True when accepted, False when dead-lettered."""
         self._touch()
+        if not is_valid_name(stream):  # never a path segment
+            self.dead_letters.add(
+                record, INVALID_NAME, str(InvalidName("stream", stream)), None, first_seen, retry_count
+            )
+            return False
         if not self.registry.knows(self.provider, stream):
             self.dead_letters.add(
                 record,

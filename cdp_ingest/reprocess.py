@@ -1,7 +1,8 @@
 """Resubmit dead letters (after a schema or data fix) through the same validation.
 
 What passes lands in the raw zone; what still fails goes back to the dead-letter zone with its
-retry count raised and its first-seen time kept. A dead-letter file is deleted only after
+retry count raised and its first-seen time kept (a letter whose stream name breaks the name rule
+cannot pass and is kept as it was). A dead-letter file is deleted only after
 everything it held is durable again, so a crash can repeat a record but never lose one.
 """
 
@@ -9,7 +10,15 @@ import json
 from collections import Counter
 from dataclasses import dataclass, field
 
-from cdp_ingest.dead_letters import DLQ_KEY, MALFORMED_JSON, UNREADABLE_FILE, dlq_prefix
+from cdp_common.dead_letters import (
+    DLQ_KEY,
+    INVALID_NAME,
+    MALFORMED_JSON,
+    UNKNOWN_STREAM_FOLDER,
+    UNREADABLE_FILE,
+    dlq_prefix,
+)
+from cdp_common.names import checked_name
 from cdp_ingest.raw_writer import RawBatchWriter
 from cdp_ingest.registry import SchemaRegistry
 from cdp_resources.lake import LakeResource
@@ -24,9 +33,13 @@ class ReprocessOutcome:
 
 
 def _as_record(letter: dict) -> tuple[str | None, object]:
-    """The stream and record a dead letter holds; a malformed line is re-read as a Singer RECORD."""
-    payload, stream = letter["payload"], letter["stream"]
-    if letter["rule"] == MALFORMED_JSON and isinstance(payload, str):
+    """The stream and record a dead letter holds (no stream: it cannot pass and is kept as it was);
+    a malformed line is re-read as a Singer RECORD."""
+    payload = letter["payload"]
+    stream = None if letter["stream"] == UNKNOWN_STREAM_FOLDER else letter["stream"]
+    if letter["rule"] == MALFORMED_JSON:
+        if not isinstance(payload, str):  # bytes that were not UTF-8, kept in hex: still not JSON
+            return None, payload
         try:
             message = json.loads(payload)
         except ValueError:
@@ -45,6 +58,11 @@ def reprocess(
     error_type: str | None = None,
     stream: str | None = None,
 ) -> ReprocessOutcome:
+    checked_name("tenant", tenant)
+    checked_name("provider", provider)
+    for kind, name in (("rule", error_type), ("stream", stream)):
+        if name is not None:
+            checked_name(kind, name)
     outcome = ReprocessOutcome()
     for obj in lake.list(dlq_prefix(tenant, provider, error_type or "")):
         match = DLQ_KEY.match(obj.key)
@@ -55,7 +73,11 @@ def reprocess(
             outcome.resubmitted += 1
             record_stream, record = _as_record(letter)
             retry = letter["retry_count"] + 1
-            if letter["rule"] == UNREADABLE_FILE or record_stream is None or not isinstance(record, dict):
+            if (
+                letter["rule"] in (UNREADABLE_FILE, INVALID_NAME)
+                or record_stream is None
+                or not isinstance(record, dict)
+            ):
                 writer.dead_letters.add(
                     letter["payload"], letter["rule"], letter["reason"], letter["stream"], letter["first_seen"], retry
                 )

@@ -166,14 +166,14 @@ def registry_names(catalog: dict, source: Source) -> dict[str, str]:
     return renames
 
 
-def _renamed(stdout: Iterable[bytes], renames: dict[str, str], report: RunReport) -> Iterator[str]:
+def _renamed(stdout: Iterable[bytes], renames: dict[str, str], report: RunReport) -> Iterator[bytes]:
     """The tap's lines with each mapped stream named as its registry stream, counted per stream."""
     for raw in stdout:
         try:
             message = orjson.loads(raw)
             stream = message.get("stream")
         except (orjson.JSONDecodeError, AttributeError):
-            yield raw.decode(errors="replace")  # the target dead-letters what is not a message
+            yield raw  # the target dead-letters what is not a message, bytes as received
             continue
         if stream in renames:
             message["stream"] = stream = renames[stream]
@@ -181,7 +181,7 @@ def _renamed(stdout: Iterable[bytes], renames: dict[str, str], report: RunReport
         if message.get("type") == "RECORD":
             report.received[stream] += 1
             report.bytes[stream] += len(raw)
-        yield raw.decode()
+        yield raw
 
 
 def selected_catalog(catalog: dict, source: Source) -> dict:
@@ -292,11 +292,16 @@ def _attempt(
         arguments += ["--state", str(workdir / "state.json")]
     tap = _Tap([str(command), *arguments], workdir, deadline, source.auth_failure_patterns)
     lines = _renamed(tap.process.stdout, registry_names(catalog, source), report)
+    target = SingerTarget(writer, _BookmarkSink(session, report))
     try:
-        SingerTarget(writer, _BookmarkSink(session, report)).run(lines)
+        target.run(lines)
     except BaseException:
         tap.kill()  # the run was interrupted (or the target failed): the tap does not outlive it
         raise
+    if target.refused:  # the target stopped reading: the tap would block on a full pipe
+        tap.kill()
+        tap.wait()
+        raise TapFailed(f"source {source.key}: {target.refused}", report)
     _raise_unless_ok(source, tap, tap.wait(), "sync", report)
 
 

@@ -31,8 +31,8 @@ from cdp_activation.sync import DELIVERY_FAILED, DLQ_PROVIDER, sync_destination
 from cdp_assets.activation import audiences, sync_asset
 from cdp_assets.dbt import MEMBERSHIP, publish_membership
 from cdp_cli.demo import audience_lines
-from cdp_ingest.dead_letters import dlq_prefix
-from cdp_ingest.webhooks.signatures import verify_timestamped
+from cdp_common.dead_letters import dlq_prefix
+from cdp_common.signatures import verify_timestamped
 from cdp_resources.lake import LakeResource
 from cdp_resources.warehouse import WarehouseResource
 from tests.webhook_support import fresh_database

@@ -12,7 +12,7 @@ import psycopg
 import pytest
 
 from cdp_assets.dbt import cdp_dbt_project, dbt_cli
-from cdp_ingest.dead_letters import SCHEMA_VIOLATION, dlq_prefix
+from cdp_common.dead_letters import SCHEMA_VIOLATION, dlq_prefix
 from cdp_ingest.file_drops import process_drops
 from cdp_ingest.registry import SchemaRegistry
 from cdp_resources.lake import LakeResource

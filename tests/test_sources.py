@@ -371,6 +371,10 @@ def main():
     print(json.dumps({"type": "STATE", "value": {"position": 1}}), flush=True)
     print("INFO synced 1 record for person@example.com", file=sys.stderr)
     print("raw row 7 jane@example.org +1 555 010 9999", file=sys.stderr, flush=True)
+    if mode == "batch":  # the Singer SDK's batch files, which the target refuses
+        print(json.dumps({"type": "BATCH", "stream": "things", "encoding": {"format": "jsonl"}, "manifest": []}))
+        sys.stdout.flush()
+        time.sleep(600)
     if mode == "hang":
         child = subprocess.Popen(["sleep", "600"])
         with open(os.environ["SCRIPTED_TAP_PIDS"], "w") as pids:
@@ -396,6 +400,18 @@ def scripted_tap_package() -> str:
         '[tool.setuptools]\npy-modules = ["tap_scripted"]\n'
     )
     return f"tap-scripted @ {package.as_uri()}"
+
+
+def test_a_tap_the_target_refuses_is_stopped_at_once(scripted_tap_package, state_db, tmp_path, monkeypatch):
+    monkeypatch.setenv("SCRIPTED_TAP_MODE", "batch")
+    monkeypatch.setenv("SCRIPTED_TAP_LOG", str(tmp_path / "runs.jsonl"))
+    ensure_tap(scripted_tap_package)
+    source = scripted_source(scripted_tap_package, retries=0, timeout_minutes=1)
+    started = time.monotonic()
+    with pytest.raises(TapFailed, match="BATCH messages .* are not accepted") as refused:
+        run_source(source, LakeResource(base_uri=str(tmp_path)), state_db)
+    assert time.monotonic() - started < 50  # stopped at once, not left waiting for its timeout
+    assert refused.value.report.landed["customers"] == 1 and refused.value.report.bookmark == {"position": 1}
 
 
 def scripted_source(requirement: str, name: str = "scripted", **fields) -> Source:

@@ -14,8 +14,8 @@ from pathlib import Path
 import psycopg
 import requests
 
-from cdp_ingest.dead_letters import DLQ_KEY
-from cdp_ingest.webhooks.signatures import shopify_signature, sign_timestamped
+from cdp_common.dead_letters import DLQ_KEY
+from cdp_common.signatures import shopify_signature, sign_timestamped
 from cdp_resources.local_ports import free_port
 from cdp_resources.raw_zone import RAW_KEY, decode_ndjson_gz
 
@@ -24,6 +24,7 @@ SECRETS = {
     "globex": {"shopify": "shpss_globex_test", "stripe": "whsec_globex_test", "app": "app_globex_test"},
     "initech": {"shopify": "shpss_initech", "stripe": "whsec_initech", "app": "app_initech"},
     "flood": {"app": "app_flood_test"},
+    "umbrella": {"shopify": "shpss_umbrella_test"},
 }
 
 

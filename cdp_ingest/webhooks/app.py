@@ -3,7 +3,8 @@
 `POST /webhooks/{tenant}/{provider}` answers 200 only once the event is durably queued:
 `{"status": "queued" | "duplicate" | "dead_lettered", "event_id": …}` (an authentic payload that
 fails validation is acknowledged and dead-lettered, so the provider stops retrying). Refusals are
-JSON `{"error": reason, "message": …}`: 404 unknown tenant or provider, 415 not JSON, 429 over the
+JSON `{"error": reason, "message": …}`: 400 a tenant or provider name that breaks the name rule
+(`cdp_common.names`), 404 unknown tenant or provider, 415 not JSON, 429 over the
 tenant's rate (with Retry-After), 413 body too large, 401 not authentic (nothing stored), 503
 queue unavailable (the provider retries). `GET /health` and `GET /metrics` (Prometheus text).
 """
@@ -20,13 +21,14 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
+from cdp_common.names import InvalidName, checked_name
+from cdp_common.signatures import Unauthentic
 from cdp_ingest.registry import SchemaRegistry
 from cdp_ingest.webhooks.config import Secrets, WebhookSettings
 from cdp_ingest.webhooks.metrics import Metrics
 from cdp_ingest.webhooks.pg_queue import QueuedEvent, QueueUnavailable
 from cdp_ingest.webhooks.providers import PROVIDERS, validated
 from cdp_ingest.webhooks.ratelimit import RateLimiter
-from cdp_ingest.webhooks.signatures import Unauthentic
 
 
 class Refused(Exception):
@@ -84,6 +86,11 @@ def create_app(settings: WebhookSettings, secrets: Secrets, queue, registry: Sch
         started = time.perf_counter()
         tenant, provider_name = request.path_params["tenant"], request.path_params["provider"]
         try:
+            try:
+                checked_name("tenant", tenant)
+                checked_name("provider", provider_name)
+            except InvalidName as error:
+                raise Refused(400, "invalid_name", str(error)) from None
             provider = PROVIDERS.get(provider_name)
             if provider is None:
                 raise Refused(404, "unknown_provider", f"unknown provider {provider_name[:50]!r}")
@@ -117,6 +124,7 @@ def create_app(settings: WebhookSettings, secrets: Secrets, queue, registry: Sch
                 delivery.rule,
                 delivery.reason,
                 datetime.fromtimestamp(now, UTC),
+                delivery.body_key,
             )
             try:
                 new = await queue.put(event)

@@ -2,7 +2,9 @@
 
 Secrets come from `CDP_WEBHOOK_SECRETS_FILE` (JSON: `{"tenant": {"provider": "secret"}}`) and from
 variables `CDP_WEBHOOK_SECRET__{TENANT}__{PROVIDER}` (which win). A tenant is known to the receiver
-for a provider exactly when it has a secret for it. Secret values never appear in a repr or a log.
+for a provider exactly when it has a secret for it; a tenant or provider name that breaks the name
+rule (`cdp_common.names`) is refused when the secrets load. Secret values never appear in a repr or
+a log.
 """
 
 import json
@@ -12,7 +14,13 @@ from dataclasses import dataclass, field
 
 from pydantic import SecretBytes
 
+from cdp_common.names import checked_name
+
 SECRET_PREFIX = "CDP_WEBHOOK_SECRET__"
+
+
+def _key(tenant: str, provider: str) -> tuple[str, str]:
+    return checked_name("tenant", tenant), checked_name("provider", provider)
 
 
 @dataclass(frozen=True)
@@ -29,11 +37,11 @@ class Secrets:
             with open(path) as handle:
                 for tenant, providers in json.load(handle).items():
                     for provider, secret in providers.items():
-                        found[(tenant, provider)] = SecretBytes(secret.encode())
+                        found[_key(tenant, provider)] = SecretBytes(secret.encode())
         for name, value in environ.items():
             if name.startswith(SECRET_PREFIX) and "__" in name[len(SECRET_PREFIX) :]:
                 tenant, provider = name[len(SECRET_PREFIX) :].rsplit("__", 1)
-                found[(tenant.lower(), provider.lower())] = SecretBytes(value.encode())
+                found[_key(tenant.lower(), provider.lower())] = SecretBytes(value.encode())
         return cls(found)
 
     def get(self, tenant: str, provider: str) -> bytes | None:

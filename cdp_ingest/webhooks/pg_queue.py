@@ -2,7 +2,9 @@
 
 - `seen`: one row per (tenant, provider, event_id) for `CDP_WEBHOOK_DEDUP_HOURS`. Its primary key
   is the deduplication: queue rows leave at flush, but providers retry for days (Shopify 48 h,
-  Stripe 3 days), so the ids outlive them.
+  Stripe 3 days), so the ids outlive them. An event with a `body_key` (Shopify: its id is an
+  unsigned header, so the body's hash is kept too) claims both keys and is new only when neither
+  was seen, so a captured delivery replayed under a new id is still a duplicate.
 - `queue`: acknowledged events waiting for the batcher; `batch_id` is set once a batcher claims them.
 - `batches`: claimed batches; a batch's rows and flush time are fixed before its files are written.
 - `flushed`: running totals of events published per tenant/provider (for the metrics).
@@ -41,22 +43,31 @@ CREATE TABLE IF NOT EXISTS cdp_webhooks.flushed (
     dead_lettered bigint NOT NULL DEFAULT 0, PRIMARY KEY (tenant, provider));
 """
 
-# Events whose (tenant, provider, event_id) is new enter `seen` and `queue` in one statement. The
-# group travels as one JSON array of rows (serialised by orjson), far cheaper than a parameter per column.
+# Events none of whose keys (event_id, and body_key when there is one) was seen enter `seen` and
+# `queue` in one statement. The group travels as one JSON array of rows (serialised by orjson),
+# far cheaper than a parameter per column.
 INSERT_SQL = """
 WITH incoming AS (
-    SELECT e->>0 AS tenant, e->>1 AS provider, e->>2 AS event_id, e->>3 AS stream, e->>4 AS payload,
-           e->>5 AS rule, e->>6 AS reason, (e->>7)::timestamptz AS received_at
-    FROM json_array_elements(%s::json) AS e
+    SELECT n, e->>0 AS tenant, e->>1 AS provider, e->>2 AS event_id, e->>3 AS stream, e->>4 AS payload,
+           e->>5 AS rule, e->>6 AS reason, (e->>7)::timestamptz AS received_at, e->>8 AS body_key
+    FROM json_array_elements(%s::json) WITH ORDINALITY AS t(e, n)
+), claims AS (
+    SELECT n, tenant, provider, event_id AS seen_key, received_at FROM incoming
+    UNION ALL
+    SELECT n, tenant, provider, body_key, received_at FROM incoming WHERE body_key IS NOT NULL
 ), fresh AS (
     INSERT INTO cdp_webhooks.seen (tenant, provider, event_id, received_at)
-    SELECT tenant, provider, event_id, received_at FROM incoming
+    SELECT tenant, provider, seen_key, received_at FROM claims
     ON CONFLICT DO NOTHING
     RETURNING tenant, provider, event_id
+), new_events AS (
+    SELECT c.n FROM claims c
+    LEFT JOIN fresh f ON f.tenant = c.tenant AND f.provider = c.provider AND f.event_id = c.seen_key
+    GROUP BY c.n HAVING bool_and(f.event_id IS NOT NULL)
 )
 INSERT INTO cdp_webhooks.queue (tenant, provider, event_id, stream, payload, rule, reason, received_at)
 SELECT i.tenant, i.provider, i.event_id, i.stream, i.payload, i.rule, i.reason, i.received_at
-FROM incoming i JOIN fresh f USING (tenant, provider, event_id)
+FROM incoming i JOIN new_events USING (n)
 RETURNING tenant, provider, event_id
 """
 
@@ -70,10 +81,18 @@ class QueuedEvent(NamedTuple):
     rule: str | None
     reason: str | None
     received_at: datetime
+    body_key: str | None = None  # a second de-duplication key (the signed body's hash)
 
     @property
     def key(self) -> tuple[str, str, str]:
         return self.tenant, self.provider, self.event_id
+
+    @property
+    def seen_keys(self) -> set[tuple[str, str, str]]:
+        keys = {self.key}
+        if self.body_key is not None:
+            keys.add((self.tenant, self.provider, self.body_key))
+        return keys
 
 
 class QueueUnavailable(RuntimeError):
@@ -88,10 +107,14 @@ def ensure_schema(url: str) -> None:
 
 
 def unique_events(events: list[QueuedEvent]) -> dict[tuple[str, str, str], QueuedEvent]:
-    """The first event per key (a retry can arrive while the original is in the same group)."""
+    """By key, the events that share no key with an earlier one (a retry or a replay can arrive
+    while the original is in the same group)."""
     first: dict[tuple[str, str, str], QueuedEvent] = {}
+    claimed: set[tuple[str, str, str]] = set()
     for event in events:
-        first.setdefault(event.key, event)
+        if claimed.isdisjoint(event.seen_keys):
+            first[event.key] = event
+            claimed |= event.seen_keys
     return first
 
 
@@ -175,4 +198,4 @@ class GroupCommitQueue:
                 continue
             for event, done in group:
                 if not done.done():
-                    done.set_result(event.key in new and first[event.key] is event)
+                    done.set_result(event.key in new and first.get(event.key) is event)

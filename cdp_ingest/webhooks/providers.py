@@ -4,22 +4,25 @@ a dead letter with the rule and reason (malformed JSON, unknown topic, schema vi
 
 | provider | signature | event id | stream | record |
 | --- | --- | --- | --- | --- |
-| shopify | X-Shopify-Hmac-Sha256 | X-Shopify-Event-Id, else X-Shopify-Webhook-Id | X-Shopify-Topic `orders/…` → orders, `customers/…`, `products/…` | the body |
+| shopify | X-Shopify-Hmac-Sha256 | X-Shopify-Event-Id, else X-Shopify-Webhook-Id, and the body's hash | X-Shopify-Topic `orders/…` → orders, `customers/…`, `products/…` | the body |
 | stripe | Stripe-Signature | the event's `id` | `type` `customer.…` → customers, `charge.…` → charges | `data.object` |
 | app | X-CDP-Signature | the event's `message_id` | events | the body |
 
 With no id in the delivery, the SHA-256 of the body stands in, so a retried body is still recognised;
 an id too long or holding control characters (PostgreSQL text cannot hold NUL) is replaced by its own hash.
+Stripe's and the app's ids are inside the signed body, so a replay cannot change them; Shopify's are
+headers nobody signs, so a Shopify delivery also carries `body_key` (the body's SHA-256) and is a
+duplicate when either its id or its body was seen.
 """
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import orjson
 
-from cdp_ingest.dead_letters import MALFORMED_JSON, SCHEMA_VIOLATION, UNKNOWN_STREAM
+from cdp_common.dead_letters import MALFORMED_JSON, SCHEMA_VIOLATION, UNKNOWN_STREAM
+from cdp_common.signatures import verify_shopify, verify_timestamped
 from cdp_ingest.registry import SchemaRegistry
-from cdp_ingest.webhooks.signatures import verify_shopify, verify_timestamped
 
 SHOPIFY_STREAMS = {"orders": "orders", "customers": "customers", "products": "products"}  # topic resource → stream
 STRIPE_STREAMS = {"customer": "customers", "charge": "charges"}  # event type object → stream
@@ -35,6 +38,11 @@ class Delivery:
     payload: object
     rule: str | None = None
     reason: str | None = None
+    body_key: str | None = None  # a second de-duplication key, from signed content, when the id is not signed
+
+
+def _body_hash(body: bytes) -> str:
+    return "sha256:" + hashlib.sha256(body).hexdigest()
 
 
 def _event_id(candidate: object, body: bytes) -> str:
@@ -43,7 +51,7 @@ def _event_id(candidate: object, body: bytes) -> str:
         if len(text) <= _MAX_ID and text.isprintable():
             return text
         return "sha256:" + hashlib.sha256(text.encode()).hexdigest()
-    return "sha256:" + hashlib.sha256(body).hexdigest()
+    return _body_hash(body)
 
 
 def _readable(reason: str) -> str:
@@ -62,10 +70,14 @@ class Shopify:
     name = "shopify"
 
     def verify(self, headers, body: bytes, secret: bytes, now: float, tolerance: float) -> None:
-        verify_shopify(headers, body, secret, now, tolerance)
+        verify_shopify(headers, body, secret)  # no time check: see `cdp_common.signatures`
 
     def read(self, headers, body: bytes) -> Delivery:
         event_id = _event_id(headers.get("x-shopify-event-id") or headers.get("x-shopify-webhook-id"), body)
+        body_key = _body_hash(body)
+        return replace(self._read(event_id, headers, body), body_key=None if body_key == event_id else body_key)
+
+    def _read(self, event_id: str, headers, body: bytes) -> Delivery:
         topic = headers.get("x-shopify-topic", "")
         stream = SHOPIFY_STREAMS.get(topic.split("/")[0])
         try:
@@ -128,20 +140,10 @@ def validated(registry: SchemaRegistry, provider: str, delivery: Delivery) -> De
     if delivery.rule is not None:
         return delivery
     if not registry.knows(provider, delivery.stream):
-        return Delivery(
-            delivery.event_id,
-            delivery.stream,
-            delivery.payload,
-            UNKNOWN_STREAM,
-            f"no schema registered for {provider}/{delivery.stream}",
-        )
+        return replace(delivery, rule=UNKNOWN_STREAM, reason=f"no schema registered for {provider}/{delivery.stream}")
     if not isinstance(delivery.payload, dict):
-        return Delivery(
-            delivery.event_id, delivery.stream, delivery.payload, SCHEMA_VIOLATION, "(record): not an object"
-        )
+        return replace(delivery, rule=SCHEMA_VIOLATION, reason="(record): not an object")
     errors = registry.latest(provider, delivery.stream).errors(delivery.payload)
     if errors:
-        return Delivery(
-            delivery.event_id, delivery.stream, delivery.payload, SCHEMA_VIOLATION, _readable("; ".join(errors))
-        )
+        return replace(delivery, rule=SCHEMA_VIOLATION, reason=_readable("; ".join(errors)))
     return delivery

@@ -1,7 +1,8 @@
 """The dead-letter zone: every record the edge could not accept, with why, kept for reprocessing.
 
 `dlq/{tenant}/{provider}/{error_type}/{stream}/day={day}/{utc-ts}_{seq}.ndjson.gz`, where day is
-the record's event day when it can be read, else the day it was first seen;
+the record's event day when it can be read, else the day it was first seen, and stream is
+`_unknown` when the record has no stream with a valid name (`cdp_common.names`);
 each line keeps the original payload (or raw line) with reason, rule (the error type), source,
 first-seen time and retry count. Nothing the edge receives is dropped without landing here.
 """
@@ -15,6 +16,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING
 
+from cdp_common.names import checked_name, is_valid_name
 from cdp_resources.raw_zone import encode_ndjson_gz, publish_new
 
 if TYPE_CHECKING:  # the lake pulls in Dagster; the webhook receiver only needs the rule names
@@ -26,6 +28,9 @@ UNKNOWN_STREAM = "unknown_stream"
 RECORD_BEFORE_SCHEMA = "record_before_schema"
 BREAKING_SCHEMA_CHANGE = "breaking_schema_change"
 UNREADABLE_FILE = "unreadable_file"
+INVALID_NAME = "invalid_name"  # a stream name that breaks the name rule (`cdp_common.names`)
+INVALID_SCHEMA = "invalid_schema"  # the tap's SCHEMA message for the stream is not a usable JSON Schema
+UNKNOWN_STREAM_FOLDER = "_unknown"  # where letters without a usable stream name are kept
 
 DLQ_KEY = re.compile(
     r"^dlq/(?P<tenant>[^/]+)/(?P<provider>[^/]+)/(?P<error_type>[^/]+)/(?P<stream>[^/]+)/"
@@ -64,7 +69,8 @@ class DeadLetterWriter:
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         publish: Callable = publish_new,
     ):
-        self.lake, self.tenant, self.provider, self.source = lake, tenant, provider, source
+        self.lake, self.source = lake, source
+        self.tenant, self.provider = checked_name("tenant", tenant), checked_name("provider", provider)
         self.clock, self.publish = clock, publish
         self._pending: dict[tuple[str, str], list[dict]] = defaultdict(list)
         self.counts: Counter = Counter()
@@ -84,7 +90,7 @@ class DeadLetterWriter:
             payload,
             reason,
             rule,
-            stream or "_unknown",
+            stream if is_valid_name(stream) else UNKNOWN_STREAM_FOLDER,
             self.source,
             first_seen or now.isoformat(timespec="seconds"),
             retry_count,

@@ -8,6 +8,7 @@ from cdp_assets.dbt import dbt_checks, dbt_cli, dbt_definitions, dbt_project
 from cdp_assets.identity import identity_assets
 from cdp_assets.maintenance import delta_maintenance, weekly_maintenance_schedule
 from cdp_assets.raw import raw_assets
+from cdp_assets.sources import source_definitions
 from cdp_assets.warehouse import warehouse_assets
 from cdp_resources.lake import LakeResource
 from cdp_resources.settings import default_lake_uri, env_or_default
@@ -16,11 +17,21 @@ from cdp_resources.warehouse import WarehouseResource
 from sensors.raw_files import raw_file_sensor
 from sensors.schedules import lake_daily_job, lake_daily_schedule
 
+sources = source_definitions()
+
 defs = Definitions(
-    assets=[*raw_assets, curated_tables, *identity_assets, *warehouse_assets, *dbt_definitions, *activation_assets],
+    assets=[
+        *sources.assets,
+        *raw_assets,
+        curated_tables,
+        *identity_assets,
+        *warehouse_assets,
+        *dbt_definitions,
+        *activation_assets,
+    ],
     asset_checks=dbt_checks,
-    jobs=[lake_daily_job, delta_maintenance],
-    schedules=[lake_daily_schedule, weekly_maintenance_schedule],
+    jobs=[lake_daily_job, delta_maintenance, *sources.jobs],
+    schedules=[lake_daily_schedule, weekly_maintenance_schedule, *sources.schedules],
     sensors=[raw_file_sensor],
     # One process per run, so every Spark asset of a run shares one Spark session.
     executor=in_process_executor,

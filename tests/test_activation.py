@@ -394,9 +394,21 @@ def test_members_of_failed_batches_are_sent_again_the_next_day(world, receiver):
     assert received == Counter(after) and day2.sent == len(after) and day2.failed == 0
 
 
-def test_audience_and_sync_assets(world, tmp_path):
+def _synced_rows(lake: LakeResource, destination: str, tenant: str, segment: str, day: date) -> list[dict]:
+    prefix = f"exports/{destination}/{tenant}/{segment}/date={day}/"
+    return [row for obj in lake.list(prefix) for row in read_parquet(lake, obj.key).to_pylist()]
+
+
+@pytest.mark.parametrize("destinations_file", ["packaged", "own file with raw_pii"])
+def test_audience_and_sync_assets(world, tmp_path, monkeypatch, destinations_file):
     lake = LakeResource(base_uri=str(tmp_path / "lake"))
+    raw_pii = destinations_file != "packaged"
+    if raw_pii:  # the packaged crm_files as a tenant's own file would declare it for its CRM import
+        own = tmp_path / "destinations.yaml"
+        own.write_text("destinations:\n  - {name: crm_files, type: file, mode: mirror, raw_pii: true}\n")
+        monkeypatch.setenv("CDP_DESTINATIONS_FILE", str(own))
     (destination,) = load_destinations()
+    assert destination.raw_pii is raw_pii
     result = materialize(
         [audiences, sync_asset(destination)],
         partition_key=DAY1.isoformat(),
@@ -416,7 +428,16 @@ def test_audience_and_sync_assets(world, tmp_path):
     assert {k: v["added"] for k, v in exported_meta["by_audience"].value.items()} == sizes
     synced = result.asset_materializations_for_node(f"activation__sync_{destination.name}")[0].metadata
     assert synced["sent"].value == synced["members"].value == sum(sizes.values()) and synced["failed"].value == 0
-    assert exported(lake, "acme", "spenders", DAY1)[0]["email"] is not None  # the packaged crm_files takes raw PII
+    members_exported = exported(lake, "acme", "spenders", DAY1)
+    delivered = _synced_rows(lake, destination.name, "acme", "spenders", DAY1)
+    assert len(delivered) == len(members_exported) > 0
+    assert sum(r["email_sha256"] is not None for r in delivered) > len(delivered) / 2
+    if raw_pii:
+        assert sum(r["email"] is not None for r in members_exported) > len(members_exported) / 2
+        assert {r["email"] for r in delivered} == {r["email"] for r in members_exported}
+    else:  # hashes only: no raw email, phone or name in the export nor at the destination
+        assert all((r["email"], r["phone"], r["name"]) == (None, None, None) for r in members_exported)
+        assert not {"email", "phone", "name"} & set(delivered[0])
     lines = audience_lines(lake, DAY1)  # what `cdp demo` prints at the end
     segments = sorted({key.split("/")[1] for key in sizes})
     assert [line.split()[0] for line in lines[1:]] == segments

@@ -1,15 +1,19 @@
 """The `cdp` command as a user runs it: a real subprocess, writing a real lake."""
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from cdp_cli.demo import describe
 from cdp_resources.lake import LakeResource
-from cdp_resources.raw_zone import RAW_KEY
+from cdp_resources.raw_zone import RAW_KEY, decode_ndjson_gz
 
 CDP = str(Path(sys.executable).parent / "cdp")
+DAY = "2026-03-01T10:00:00Z"
 
 
 def test_generate_command(tmp_path):
@@ -61,3 +65,39 @@ def test_demo_summary_of_a_failed_run_names_the_zones(tmp_path):
     summary = describe({"lake": lake, "run_id": "r1", "success": False})
     assert summary.splitlines()[0] == "run r1: FAILED"
     assert "dead letters in curated/_dead_letters/{table}" in summary and lake.spark_path("raw/") in summary
+
+
+@pytest.mark.parametrize(
+    "where, given",
+    [("local", "the root above drops/"), ("local", "the drops folder itself"), ("s3", "the drops folder itself")],
+)
+def test_drops_process_takes_the_root_or_the_drops_folder(request, tmp_path, where, given):
+    drop_root = (
+        LakeResource(base_uri=str(tmp_path / "drop-root"))
+        if where == "local"
+        else LakeResource(
+            base_uri=f"s3://{request.getfixturevalue('s3_bucket')}/exports",
+            s3_endpoint_url=request.getfixturevalue("s3_endpoint"),
+        )
+    )
+    events = [
+        {"message_id": f"m{n}", "type": "track", "event": "page_view", "anonymous_id": f"a{n}", "timestamp": DAY}
+        for n in range(3)
+    ]
+    drop_root.write_bytes(
+        "drops/acme/app/events/export.jsonl", b"".join(json.dumps(e).encode() + b"\n" for e in events)
+    )
+    location = drop_root.base_uri if given.startswith("the root") else drop_root.base_uri.rstrip("/") + "/drops/"
+    lake_dir = tmp_path / "target-lake"
+    env = {**os.environ, "CDP_S3_ENDPOINT_URL": drop_root.s3_endpoint_url or ""}
+    command = [CDP, "drops", "process", "--drops", location, "--lake", str(lake_dir)]
+    first = subprocess.run(command, capture_output=True, text=True, env=env, timeout=120)
+    assert first.returncode == 0, first.stderr
+    where = drop_root.spark_path("drops/")
+    assert first.stdout.splitlines()[-1].startswith(f"1 drop files processed from {where} ")
+    assert "drops/acme/app/events/export.jsonl: 3 records, 3 landed, 0 dead-lettered" in first.stdout
+    lake = LakeResource(base_uri=str(lake_dir))
+    landed = [r for obj in lake.list("raw/") for r in decode_ndjson_gz(lake.read_bytes(obj.key))]
+    assert sorted(r["message_id"] for r in landed) == ["m0", "m1", "m2"]
+    again = subprocess.run(command, capture_output=True, text=True, env=env, timeout=120)
+    assert again.returncode == 0 and again.stdout.startswith(f"0 drop files processed from {where} ")

@@ -38,12 +38,15 @@ def _generate(args) -> int:
 
 
 def _demo(args) -> int:
-    from cdp_cli.demo import default_demo_config, describe, run_demo
+    from cdp_cli.demo import default_demo_config, demo_log_path, describe, output_to, run_demo
     from cdp_cli.environment import prepare_dagster_environment
 
     prepare_dagster_environment()
-    outcome = run_demo(default_demo_config(date.fromisoformat(start_date())), workers=args.workers)
-    print(describe(outcome))
+    log_path = demo_log_path()
+    outcome = run_demo(default_demo_config(date.fromisoformat(start_date())), args.workers, log_path)
+    with output_to(log_path):  # the summary's Spark and PostgreSQL reads log too
+        summary = describe(outcome)
+    print(summary)
     return 0 if outcome["success"] else 1
 
 

@@ -7,8 +7,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from dagster import AssetSelection, Definitions, asset, define_asset_job
 
-from cdp_cli.demo import describe
+from cdp_cli.demo import describe, execute_with_progress
 from cdp_resources.lake import LakeResource
 from cdp_resources.raw_zone import RAW_KEY, decode_ndjson_gz
 
@@ -101,3 +102,44 @@ def test_drops_process_takes_the_root_or_the_drops_folder(request, tmp_path, whe
     assert sorted(r["message_id"] for r in landed) == ["m0", "m1", "m2"]
     again = subprocess.run(command, capture_output=True, text=True, env=env, timeout=120)
     assert again.returncode == 0 and again.stdout.startswith(f"0 drop files processed from {where} ")
+
+
+def test_a_demo_run_shows_one_line_per_step_and_logs_the_rest(dagster_instance, tmp_path, capfd):
+    """What `cdp demo` does with a run's output, on a small job whose steps write to stdout and stderr,
+    start a process that writes to both, log through Dagster, and fail: the terminal gets one line per
+    finished step; everything else, the failure's error included, is in the log file."""
+    noise = ["python stdout noise", "python stderr noise", "child stdout noise", "child stderr noise"]
+
+    @asset
+    def noisy(context):
+        print(noise[0])
+        print(noise[1], file=sys.stderr)
+        child = f"import sys; print({noise[2]!r}); print({noise[3]!r}, file=sys.stderr)"
+        subprocess.run([sys.executable, "-c", child], check=True)
+        context.log.info("dagster log noise")
+
+    @asset(deps=[noisy])
+    def quiet():
+        return 1
+
+    @asset(deps=[quiet])
+    def broken():
+        raise ValueError("broken on purpose")
+
+    job = Definitions(
+        assets=[noisy, quiet, broken], jobs=[define_asset_job("small", selection=AssetSelection.all())]
+    ).resolve_job_def("small")
+    log = tmp_path / "demo.log"
+    capfd.readouterr()
+    result = execute_with_progress(job, dagster_instance, {}, log)
+    out, err = capfd.readouterr()
+    assert not result.success
+    assert [line.split()[:2] for line in out.splitlines()] == [
+        ["[1/3]", "noisy"],
+        ["[2/3]", "quiet"],
+        ["[3/3]", "broken"],
+    ]
+    assert out.splitlines()[2].endswith("FAILED") and err == ""
+    logged = log.read_text()
+    for text in [*noise, "dagster log noise", "broken on purpose", "STEP_FAILURE"]:
+        assert text in logged and text not in out, text

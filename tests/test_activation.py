@@ -9,7 +9,7 @@ import threading
 import time
 from collections import Counter, defaultdict
 from dataclasses import replace
-from datetime import date
+from datetime import date, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import psycopg
@@ -35,6 +35,7 @@ from cdp_ingest.dead_letters import dlq_prefix
 from cdp_ingest.webhooks.signatures import verify_timestamped
 from cdp_resources.lake import LakeResource
 from cdp_resources.warehouse import WarehouseResource
+from tests.conftest import LAKE_DAILY_CONFIG
 from tests.webhook_support import fresh_database
 
 DAY1, DAY2 = date(2026, 3, 1), date(2026, 3, 2)
@@ -447,3 +448,38 @@ def test_audience_and_sync_assets(world, tmp_path, monkeypatch, destinations_fil
             f"{tenant} {sizes[f'{tenant}/{segment}']:,} members (+{sizes[f'{tenant}/{segment}']:,} -0)"
             for tenant in ("acme", "globex")
         )
+
+
+@pytest.mark.slow
+def test_audiences_carry_the_customer_360_that_dbt_builds(lake_daily_run):
+    """The tests above hand-write customer_360; here it is dbt's, built by the whole `lake_daily` job
+    from generated data: every member of the last day's audiences is exported once, with its
+    customer_360 row's fields and identifiers hashed by the rules (written again in SQL)."""
+    lake, warehouse = lake_daily_run["lake"], lake_daily_run["warehouse"]
+    day = LAKE_DAILY_CONFIG.start + timedelta(days=LAKE_DAILY_CONFIG.days - 1)
+    fields = ("country", "city", "company_name", "industry", "accepts_marketing", "preferred_channel", "orders")
+    with psycopg.connect(warehouse.dsn()) as conn:
+        truth = {
+            r[0]: r[1:]
+            for r in conn.execute(
+                f"SELECT c.cdp_customer_id, CASE WHEN c.email LIKE '%%@%%' THEN {PG_EMAIL_HASH} END, "
+                f"CASE WHEN c.phone LIKE '+%%' THEN {PG_PHONE_HASH} END, c.lifetime_revenue_usd, c.last_order_date, "
+                f"{', '.join(f'c.{f}' for f in fields)} FROM marts.customer_360 c"
+            ).fetchall()
+        }
+        membership = Counter(
+            conn.execute(f"SELECT tenant_id, segment FROM {MEMBERSHIP} WHERE as_of_date = %s", (day,)).fetchall()
+        )
+    assert membership and truth
+    rows = [row for tenant, segment in membership for row in exported(lake, tenant, segment, day)]
+    assert Counter((r["tenant_id"], r["segment"]) for r in rows) == membership
+    for row in rows:
+        email_hash, phone_hash, revenue, last_order, *values = truth[row["cdp_customer_id"]]
+        assert (row["email_sha256"], row["phone_sha256"]) == (email_hash, phone_hash), row["cdp_customer_id"]
+        assert [row[f] for f in fields] == values and (row["lifetime_revenue_usd"], row["last_order_date"]) == (
+            revenue,
+            last_order,
+        )
+        assert (row["email"], row["phone"], row["name"]) == (None, None, None)  # the packaged destinations
+    assert sum(r["email_sha256"] is not None for r in rows) > len(rows) * 0.9
+    assert sum(r["orders"] > 0 for r in rows) > 0 and any(r["company_name"] for r in rows)

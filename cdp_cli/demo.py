@@ -162,8 +162,8 @@ def accuracy_lines(lake: LakeResource) -> list[str]:
     score, kinds = pair_accuracy(spark, lake, identity_map), profile_kinds(spark, lake, identity_map)
     return [
         f"identity:          {score['profiles']:,} profiles: {kinds['people']:,} of the {score['persons']:,} people "
-        f"in the truth, {kinds['anonymous']:,} anonymous visitors (an anonymous id no person has), "
-        f"{kinds['unowned']:,} of identifiers no one person has (shared inboxes, a kiosk)",
+        f"in the truth, {kinds['anonymous']:,} anonymous visitors (an anonymous id only), "
+        f"{kinds['unowned']:,} of identifiers no one person has",
         f"                   pair precision {score['pair_precision']:.4f}, pair recall {score['pair_recall']:.4f} "
         f"({score['correct_pairs']:,} of {score['predicted_pairs']:,} predicted pairs right, "
         f"{score['true_pairs']:,} true pairs)",

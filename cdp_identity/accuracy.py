@@ -58,8 +58,9 @@ def pair_scores(points: DataFrame, *person: str) -> dict[str, float]:
 def profile_kinds(spark: SparkSession, lake: LakeResource, identity_map: DataFrame) -> dict[str, int]:
     """Profiles of `identity_map` by what the truth knows of them: `people` hold an identifier of a
     person in the truth; `anonymous` hold nothing but anonymous ids no person has (visitors whose
-    sessions never logged in); `unowned` hold other identifiers no person has (a store inbox, a
-    kiosk browser, a company's billing@ address: kept on their records, joined to no one)."""
+    sessions never logged in, and a kiosk browser several people share); `unowned` hold other
+    identifiers no one person has (a store's inbox, a company's billing@ address: kept on their
+    records, joined to no one)."""
     known = truth_identifiers(spark, lake).select("tenant_id", "id_type", "id_value", F.lit(True).alias("known"))
     profiles = (
         identity_map.join(known, ["tenant_id", "id_type", "id_value"], "left")

@@ -4,14 +4,17 @@ import json
 import os
 import subprocess
 import sys
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 from dagster import AssetSelection, Definitions, asset, define_asset_job
 
+from cdp_assets.dbt import MEMBERSHIP
 from cdp_cli.demo import describe, execute_with_progress
 from cdp_resources.lake import LakeResource
 from cdp_resources.raw_zone import RAW_KEY, decode_ndjson_gz
+from tests.conftest import LAKE_DAILY_CONFIG
 
 CDP = str(Path(sys.executable).parent / "cdp")
 DAY = "2026-03-01T10:00:00Z"
@@ -143,3 +146,22 @@ def test_a_demo_run_shows_one_line_per_step_and_logs_the_rest(dagster_instance, 
     logged = log.read_text()
     for text in [*noise, "dagster log noise", "broken on purpose", "STEP_FAILURE"]:
         assert text in logged and text not in out, text
+
+
+@pytest.mark.slow
+def test_the_demo_summary_of_a_whole_run(lake_daily_run, monkeypatch):
+    """What `cdp demo` prints after the run, on the whole job's output: a fixed set of lines plus one
+    per segment in the segment and audience lists, nothing else."""
+    monkeypatch.setenv("CDP_POSTGRES_URL", lake_daily_run["warehouse"].dsn())  # where segment_lines reads
+    result, lake = lake_daily_run["result"], lake_daily_run["lake"]
+    last = LAKE_DAILY_CONFIG.start + timedelta(days=LAKE_DAILY_CONFIG.days - 1)
+    log = Path(".cdp/logs/demo-test.log")
+    outcome = {"run_id": result.run_id, "success": True, "last": last, "lake": lake, "log": log}
+    lines = describe(outcome).splitlines()
+    with lake_daily_run["warehouse"].connect() as conn:
+        (segments,) = conn.execute(
+            f"SELECT count(DISTINCT segment) FROM {MEMBERSHIP} WHERE as_of_date = %s", (last,)
+        ).fetchone()
+    assert lines[0] == f"run {result.run_id}: succeeded (full log: {log})"
+    assert len(lines) == 10 + 2 * (1 + segments)
+    assert lines[4].startswith("identity:") and lines[5].lstrip().startswith("pair precision")

@@ -5,7 +5,16 @@ Runs every Sunday 03:00 UTC over every curated table and its dead-letter table. 
 `retention_hours` (default 168, Delta's own safe minimum) of history for time travel and readers.
 """
 
-from dagster import Config, MetadataValue, OpExecutionContext, Output, ScheduleDefinition, job, op
+from dagster import (
+    Config,
+    DefaultScheduleStatus,
+    MetadataValue,
+    OpExecutionContext,
+    Output,
+    ScheduleDefinition,
+    job,
+    op,
+)
 
 from cdp_assets.curated import DEAD_LETTER_FILTER_COLUMNS, dead_letter_table
 from cdp_resources.lake import LakeResource
@@ -55,5 +64,8 @@ def delta_maintenance():
 
 
 weekly_maintenance_schedule = ScheduleDefinition(
-    job=delta_maintenance, cron_schedule="0 3 * * 0", execution_timezone="UTC"
+    job=delta_maintenance,
+    cron_schedule="0 3 * * 0",
+    execution_timezone="UTC",
+    default_status=DefaultScheduleStatus.RUNNING,
 )

@@ -4,6 +4,7 @@ import argparse
 import os
 import sys
 from datetime import date
+from pathlib import Path
 
 from cdp_common.names import InvalidName, checked_name
 from cdp_ingest.webhooks.cli import add_commands as add_webhook_commands
@@ -55,12 +56,15 @@ def _generate(args) -> int:
 
 
 def _demo(args) -> int:
-    from cdp_cli.demo import default_demo_config, describe, run_demo
+    from cdp_cli.demo import default_demo_config, demo_log_path, describe, output_to, run_demo
     from cdp_cli.environment import prepare_dagster_environment
 
     prepare_dagster_environment()
-    outcome = run_demo(default_demo_config(date.fromisoformat(start_date())), workers=args.workers)
-    print(describe(outcome))
+    log_path = demo_log_path()
+    outcome = run_demo(default_demo_config(date.fromisoformat(start_date())), args.workers, log_path)
+    with output_to(log_path):  # the summary's Spark and PostgreSQL reads log too
+        summary = describe(outcome)
+    print(summary)
     return 0 if outcome["success"] else 1
 
 
@@ -128,19 +132,37 @@ def _lake_from(uri: str | None):
     )
 
 
+def _drop_root(location: str | None, lake):
+    """The location holding `drops/`: the lake by default. A location that is the `drops` folder
+    itself (and holds no `drops/` of its own) stands for the folder above it."""
+    if not location:
+        return lake
+    root = _lake_from(location)
+    trimmed = location.rstrip("/")
+    if trimmed.rsplit("/", 1)[-1] != "drops" or root.list("drops/"):
+        return root
+    if "://" in trimmed:  # s3://bucket/…/drops; a bucket named drops has nothing above it
+        return _lake_from(trimmed.rsplit("/", 1)[0]) if "/" in trimmed.split("://", 1)[1] else root
+    return _lake_from(str(Path(trimmed).resolve().parent))
+
+
 def _drops(args) -> int:
     from cdp_ingest.file_drops import process_drops
     from cdp_ingest.registry import SchemaRegistry
 
     lake = _lake_from(args.lake)
-    outcomes = process_drops(_lake_from(args.drops) if args.drops else lake, lake, SchemaRegistry())
+    root = _drop_root(args.drops, lake)
+    outcomes = process_drops(root, lake, SchemaRegistry())
     for outcome in outcomes:
         note = f" ({outcome.error})" if outcome.error else ""
         print(
             f"{outcome.key}: {outcome.records} records, {outcome.landed} landed, "
             f"{outcome.dead_lettered} dead-lettered{note}"
         )
-    print(f"{len(outcomes)} drop files processed")
+    print(
+        f"{len(outcomes)} drop files processed from {root.spark_path('drops/')} "
+        "(files go under drops/{tenant}/{provider}/{stream}/; processed ones are skipped)"
+    )
     return 0
 
 

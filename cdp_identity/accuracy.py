@@ -55,6 +55,26 @@ def pair_scores(points: DataFrame, *person: str) -> dict[str, float]:
     }
 
 
+def profile_kinds(spark: SparkSession, lake: LakeResource, identity_map: DataFrame) -> dict[str, int]:
+    """Profiles of `identity_map` by what the truth knows of them: `people` hold an identifier of a
+    person in the truth; `anonymous` hold nothing but anonymous ids no person has (visitors whose
+    sessions never logged in, and a kiosk browser several people share); `unowned` hold other
+    identifiers no one person has (a store's inbox, a company's billing@ address: kept on their
+    records, joined to no one)."""
+    known = truth_identifiers(spark, lake).select("tenant_id", "id_type", "id_value", F.lit(True).alias("known"))
+    profiles = (
+        identity_map.join(known, ["tenant_id", "id_type", "id_value"], "left")
+        .groupBy("cdp_customer_id")
+        .agg(
+            F.max(F.coalesce("known", F.lit(False))).alias("known"),
+            F.min(F.col("id_type") == "anonymous_id").alias("only_anonymous"),
+        )
+    )
+    kind = F.when(F.col("known"), "people").when(F.col("only_anonymous"), "anonymous").otherwise("unowned")
+    counts = {row["kind"]: row["count"] for row in profiles.groupBy(kind.alias("kind")).count().collect()}
+    return {name: counts.get(name, 0) for name in ("people", "anonymous", "unowned")}
+
+
 def pair_accuracy(spark: SparkSession, lake: LakeResource, identity_map: DataFrame) -> dict[str, float]:
     """Pair precision and recall of `identity_map` against the truth in `lake`, with the counts behind them."""
     points = identity_map.join(truth_identifiers(spark, lake), ["tenant_id", "id_type", "id_value"]).cache()

@@ -2,7 +2,7 @@
 `cdp` database (started on first use)."""
 
 import psycopg
-from dagster import ConfigurableResource
+from dagster import ConfigurableResource, EnvVar
 from psycopg.conninfo import conninfo_to_dict
 from pydantic import Field
 
@@ -25,7 +25,9 @@ class WarehouseResource(ConfigurableResource):
     )
 
     def dsn(self) -> str:
-        return self.url or EmbeddedPostgres.default().start().url("cdp")
+        # Built outside Dagster (the `cdp` command), the default is still an unresolved EnvVar.
+        url = self.url.get_value() if isinstance(self.url, EnvVar) else self.url
+        return url or EmbeddedPostgres.default().start().url("cdp")
 
     def connect(self, autocommit: bool = False) -> psycopg.Connection:
         return psycopg.connect(self.dsn(), autocommit=autocommit)

@@ -13,7 +13,16 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from dagster import AssetKey, AssetSelection, RunRequest, SensorEvaluationContext, SensorResult, SkipReason, sensor
+from dagster import (
+    AssetKey,
+    AssetSelection,
+    DefaultSensorStatus,
+    RunRequest,
+    SensorEvaluationContext,
+    SensorResult,
+    SkipReason,
+    sensor,
+)
 
 from cdp_resources.lake import LakeResource
 from cdp_resources.raw_zone import RAW_KEY
@@ -72,6 +81,7 @@ def run_requests_for(new_keys: list[str], asset_graph, valid_day) -> tuple[list[
 @sensor(
     job=lake_daily_job,
     minimum_interval_seconds=30,
+    default_status=DefaultSensorStatus.RUNNING,
     description="Starts runs for the days that new raw files (on time or late) belong to.",
 )
 def raw_file_sensor(context: SensorEvaluationContext, lake: LakeResource):

@@ -5,7 +5,7 @@ State goes under `.cdp/test/` (git-ignored); Spark's jars come from the project'
 
 import os
 import shutil
-from datetime import timedelta
+from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
 
 import boto3
@@ -110,9 +110,6 @@ def dagster_instance(postgres, tmp_path_factory) -> DagsterInstance:
         yield instance
 
 
-RANGE_TAGS = ("dagster/asset_partition_range_start", "dagster/asset_partition_range_end")
-
-
 def run_assets(
     lake: LakeResource,
     instance: DagsterInstance,
@@ -131,7 +128,7 @@ def run_assets(
     from dagster import AssetKey, AssetSelection, Definitions, define_asset_job
 
     from cdp_assets.definitions import defs
-    from partitions import daily_partitions
+    from partitions import daily_partitions, range_tags
 
     keys = (
         AssetSelection.keys(*(AssetKey(k.split("/")) for k in selection))
@@ -154,7 +151,7 @@ def run_assets(
     )
     return test_defs.resolve_job_def("test_run").execute_in_process(
         instance=instance,
-        tags=dict(zip(RANGE_TAGS, (first.isoformat(), last.isoformat()), strict=True)),
+        tags=range_tags(first.isoformat(), last.isoformat()),
         raise_on_error=raise_on_error,
     )
 
@@ -268,3 +265,45 @@ def warehouse_loaded(identity_historic, dagster_instance, warehouse):
 def pytest_sessionstart(session):
     shutil.rmtree(TEST_STATE / "lakes", ignore_errors=True)
     Path(TEST_STATE).mkdir(parents=True, exist_ok=True)
+
+
+# The whole `lake_daily` job's sample: one tenant, two days, small enough for one run of every asset.
+LAKE_DAILY_CONFIG = GeneratorConfig(tenants=("acme_corp",), days=2, customers=400, seed=11)
+
+
+@pytest.fixture(scope="session")
+def lake_daily_run(tmp_path_factory, dagster_instance, postgres):
+    """The real `lake_daily` job (every asset and check of the graph) run in-process on a fresh sample,
+    a fresh warehouse database and the packaged destinations, for the days the daily schedule asks
+    for the morning after the sample's last day (CDP_LATE_DAYS set so it covers the whole sample)."""
+    from dagster import Definitions, build_schedule_context
+
+    from cdp_assets.definitions import defs
+    from sensors.schedules import lake_daily_job, lake_daily_schedule
+    from tests.webhook_support import fresh_database
+
+    lake = LakeResource(base_uri=str(tmp_path_factory.mktemp("lake_daily") / "lake"))
+    generate(lake, LAKE_DAILY_CONFIG, workers=1, progress=False)
+    warehouse = WarehouseResource(url=fresh_database(postgres))
+    last = LAKE_DAILY_CONFIG.start + timedelta(days=LAKE_DAILY_CONFIG.days - 1)
+    tick = build_schedule_context(scheduled_execution_time=datetime.combine(last + timedelta(days=1), time(1), UTC))
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("CDP_LATE_DAYS", str(LAKE_DAILY_CONFIG.days - 1))
+        (request,) = lake_daily_schedule.evaluate_tick(tick).run_requests
+    test_defs = Definitions(
+        assets=list(defs.assets),
+        asset_checks=list(defs.asset_checks),
+        jobs=[lake_daily_job],
+        executor=defs.executor,
+        resources={
+            **defs.resources,
+            "lake": lake,
+            "warehouse": warehouse,
+            "spark": SparkDeltaResource(spark_config=TEST_SPARK_CONFIG),
+        },
+    )
+    started = datetime.now(UTC)
+    result = test_defs.resolve_job_def("lake_daily").execute_in_process(
+        instance=dagster_instance, tags=request.tags, raise_on_error=False
+    )
+    return {"lake": lake, "warehouse": warehouse, "result": result, "request": request, "started": started}

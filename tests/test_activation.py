@@ -9,7 +9,7 @@ import threading
 import time
 from collections import Counter, defaultdict
 from dataclasses import replace
-from datetime import date
+from datetime import date, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import psycopg
@@ -35,6 +35,7 @@ from cdp_common.dead_letters import dlq_prefix
 from cdp_common.signatures import verify_timestamped
 from cdp_resources.lake import LakeResource
 from cdp_resources.warehouse import WarehouseResource
+from tests.conftest import LAKE_DAILY_CONFIG
 from tests.webhook_support import fresh_database
 
 DAY1, DAY2 = date(2026, 3, 1), date(2026, 3, 2)
@@ -394,9 +395,21 @@ def test_members_of_failed_batches_are_sent_again_the_next_day(world, receiver):
     assert received == Counter(after) and day2.sent == len(after) and day2.failed == 0
 
 
-def test_audience_and_sync_assets(world, tmp_path):
+def _synced_rows(lake: LakeResource, destination: str, tenant: str, segment: str, day: date) -> list[dict]:
+    prefix = f"exports/{destination}/{tenant}/{segment}/date={day}/"
+    return [row for obj in lake.list(prefix) for row in read_parquet(lake, obj.key).to_pylist()]
+
+
+@pytest.mark.parametrize("destinations_file", ["packaged", "own file with raw_pii"])
+def test_audience_and_sync_assets(world, tmp_path, monkeypatch, destinations_file):
     lake = LakeResource(base_uri=str(tmp_path / "lake"))
+    raw_pii = destinations_file != "packaged"
+    if raw_pii:  # the packaged crm_files as a tenant's own file would declare it for its CRM import
+        own = tmp_path / "destinations.yaml"
+        own.write_text("destinations:\n  - {name: crm_files, type: file, mode: mirror, raw_pii: true}\n")
+        monkeypatch.setenv("CDP_DESTINATIONS_FILE", str(own))
     (destination,) = load_destinations()
+    assert destination.raw_pii is raw_pii
     result = materialize(
         [audiences, sync_asset(destination)],
         partition_key=DAY1.isoformat(),
@@ -416,7 +429,16 @@ def test_audience_and_sync_assets(world, tmp_path):
     assert {k: v["added"] for k, v in exported_meta["by_audience"].value.items()} == sizes
     synced = result.asset_materializations_for_node(f"activation__sync_{destination.name}")[0].metadata
     assert synced["sent"].value == synced["members"].value == sum(sizes.values()) and synced["failed"].value == 0
-    assert exported(lake, "acme", "spenders", DAY1)[0]["email"] is not None  # the packaged crm_files takes raw PII
+    members_exported = exported(lake, "acme", "spenders", DAY1)
+    delivered = _synced_rows(lake, destination.name, "acme", "spenders", DAY1)
+    assert len(delivered) == len(members_exported) > 0
+    assert sum(r["email_sha256"] is not None for r in delivered) > len(delivered) / 2
+    if raw_pii:
+        assert sum(r["email"] is not None for r in members_exported) > len(members_exported) / 2
+        assert {r["email"] for r in delivered} == {r["email"] for r in members_exported}
+    else:  # hashes only: no raw email, phone or name in the export nor at the destination
+        assert all((r["email"], r["phone"], r["name"]) == (None, None, None) for r in members_exported)
+        assert not {"email", "phone", "name"} & set(delivered[0])
     lines = audience_lines(lake, DAY1)  # what `cdp demo` prints at the end
     segments = sorted({key.split("/")[1] for key in sizes})
     assert [line.split()[0] for line in lines[1:]] == segments
@@ -426,3 +448,38 @@ def test_audience_and_sync_assets(world, tmp_path):
             f"{tenant} {sizes[f'{tenant}/{segment}']:,} members (+{sizes[f'{tenant}/{segment}']:,} -0)"
             for tenant in ("acme", "globex")
         )
+
+
+@pytest.mark.slow
+def test_audiences_carry_the_customer_360_that_dbt_builds(lake_daily_run):
+    """The tests above hand-write customer_360; here it is dbt's, built by the whole `lake_daily` job
+    from generated data: every member of the last day's audiences is exported once, with its
+    customer_360 row's fields and identifiers hashed by the rules (written again in SQL)."""
+    lake, warehouse = lake_daily_run["lake"], lake_daily_run["warehouse"]
+    day = LAKE_DAILY_CONFIG.start + timedelta(days=LAKE_DAILY_CONFIG.days - 1)
+    fields = ("country", "city", "company_name", "industry", "accepts_marketing", "preferred_channel", "orders")
+    with psycopg.connect(warehouse.dsn()) as conn:
+        truth = {
+            r[0]: r[1:]
+            for r in conn.execute(
+                f"SELECT c.cdp_customer_id, CASE WHEN c.email LIKE '%%@%%' THEN {PG_EMAIL_HASH} END, "
+                f"CASE WHEN c.phone LIKE '+%%' THEN {PG_PHONE_HASH} END, c.lifetime_revenue_usd, c.last_order_date, "
+                f"{', '.join(f'c.{f}' for f in fields)} FROM marts.customer_360 c"
+            ).fetchall()
+        }
+        membership = Counter(
+            conn.execute(f"SELECT tenant_id, segment FROM {MEMBERSHIP} WHERE as_of_date = %s", (day,)).fetchall()
+        )
+    assert membership and truth
+    rows = [row for tenant, segment in membership for row in exported(lake, tenant, segment, day)]
+    assert Counter((r["tenant_id"], r["segment"]) for r in rows) == membership
+    for row in rows:
+        email_hash, phone_hash, revenue, last_order, *values = truth[row["cdp_customer_id"]]
+        assert (row["email_sha256"], row["phone_sha256"]) == (email_hash, phone_hash), row["cdp_customer_id"]
+        assert [row[f] for f in fields] == values and (row["lifetime_revenue_usd"], row["last_order_date"]) == (
+            revenue,
+            last_order,
+        )
+        assert (row["email"], row["phone"], row["name"]) == (None, None, None)  # the packaged destinations
+    assert sum(r["email_sha256"] is not None for r in rows) > len(rows) * 0.9
+    assert sum(r["orders"] > 0 for r in rows) > 0 and any(r["company_name"] for r in rows)

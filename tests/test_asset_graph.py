@@ -1,23 +1,34 @@
 """The first asset graph end to end: raw manifests → curated Delta events, on real Spark, Delta and a
 PostgreSQL-backed Dagster instance, checked against the generator's ground truth."""
 
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
 from collections import Counter
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 
 import psycopg
 import pytest
-from dagster import AssetKey, DagsterRunStatus
+from dagster import AssetKey, DagsterRunStatus, PartitionKeyRange
 
+from cdp_assets.dbt import MEMBERSHIP
 from cdp_ingest.raw_writer import RawBatchWriter
 from cdp_ingest.registry import SchemaRegistry
 from cdp_resources.lake import LakeResource
+from cdp_resources.local_ports import free_port
 from cdp_resources.raw_zone import RAW_KEY, decode_ndjson_gz, encode_ndjson_gz, raw_key
 from cdp_sampledata.streams import DRIFT_FIELD
-from tests.conftest import SAMPLE_CONFIG, run_assets
+from tests.conftest import LAKE_DAILY_CONFIG, SAMPLE_CONFIG, run_assets
 from tests.test_generator import event_time
 
 pytestmark = pytest.mark.slow
 EVENTS = ["raw/app/events", "curated/events"]
+CDP = str(Path(sys.executable).parent / "cdp")
 
 
 def run_days(lake, instance, first, last):
@@ -113,3 +124,105 @@ def test_a_damaged_raw_file_is_reported_and_left_out(spark, tmp_path, dagster_in
         AssetKey(["curated", "events"])
     ).asset_materialization.metadata
     assert curated["damaged_raw_files_skipped"].value == 1 and curated["dagster/row_count"].value == 10
+
+
+def test_lake_daily_materialises_the_whole_graph_for_the_scheduled_days(spark, lake_daily_run):
+    """The daily schedule's run request, executed as the real `lake_daily` job: every asset of the
+    job materialised for the sample's days, every asset check passed, and each layer agrees with the one
+    before it (raw → curated → profiles → dbt's customer_360 → membership → audiences → the destination)."""
+    from cdp_assets.definitions import defs
+
+    lake, warehouse, result = lake_daily_run["lake"], lake_daily_run["warehouse"], lake_daily_run["result"]
+    first, last = LAKE_DAILY_CONFIG.start, LAKE_DAILY_CONFIG.start + timedelta(days=LAKE_DAILY_CONFIG.days - 1)
+    assert lake_daily_run["request"].partition_key_range == PartitionKeyRange(first.isoformat(), last.isoformat())
+    failed = [e.step_key for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
+    assert result.success, failed
+
+    job_keys = set(defs.resolve_job_def("lake_daily").asset_layer.executable_asset_keys)
+    assert {e.asset_key for e in result.get_asset_materialization_events()} == job_keys
+    assert len(job_keys) > 60
+    checks = [
+        e.asset_check_evaluation_data for e in result.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION"
+    ]
+    assert len(checks) > 40 and [c.check_name for c in checks if not c.passed] == []
+
+    expected_events, _ = expected_events_per_day(lake)
+    assert curated_per_day(spark, lake) == expected_events
+    profiles = spark.read.format("delta").load(lake.spark_path("profiles/customer_profiles")).count()
+    with warehouse.connect() as conn:
+        assert conn.execute("SELECT count(*) FROM marts.customer_360").fetchone() == (profiles,)
+        sizes = dict(
+            conn.execute(
+                f"SELECT tenant_id || '/' || segment, count(*) FROM {MEMBERSHIP} WHERE as_of_date = %s GROUP BY 1",
+                (last,),
+            ).fetchall()
+        )
+    assert sizes and sum(sizes.values()) > 0
+    exported = {
+        f"{m['tenant']}/{m['segment']}": m["members"]
+        for m in (
+            json.loads(lake.read_bytes(obj.key))
+            for obj in lake.list("audiences/")
+            if obj.key.endswith(f"/date={last}/_manifest.json")
+        )
+    }
+    assert exported == sizes
+    sync = result.asset_materializations_for_node("activation__sync_crm_files")[-1].metadata  # the range's last day
+    assert sync["members"].value == sync["sent"].value == sum(sizes.values()) and sync["failed"].value == 0
+
+
+def _get(url: str) -> bytes:
+    with urllib.request.urlopen(url, timeout=10) as response:
+        return response.read()
+
+
+def test_dbt_docs_asset_and_cdp_dbt_docs_serve_the_built_warehouse(lake_daily_run, tmp_path):
+    """`docs/dbt_docs` (run by the whole job) writes dbt's site from the warehouse it built, and `cdp dbt
+    docs` serves it over HTTP: index.html, the catalog (the warehouse's own columns) and the manifest."""
+    from cdp_assets.dbt import dbt_project, docs_path
+
+    target = docs_path(dbt_project)
+    (docs,) = lake_daily_run["result"].asset_materializations_for_node("docs__dbt_docs")
+    assert docs.metadata["index"].value == str(target / "index.html")
+    for name in ("index.html", "catalog.json", "manifest.json"):
+        assert (target / name).stat().st_mtime >= lake_daily_run["started"].timestamp(), name
+    with lake_daily_run["warehouse"].connect() as conn:
+        columns = [
+            r[0]
+            for r in conn.execute(
+                "SELECT column_name FROM information_schema.columns WHERE table_schema = 'marts' "
+                "AND table_name = 'customer_360' ORDER BY ordinal_position"
+            ).fetchall()
+        ]
+
+    port = free_port()
+    env = {**os.environ, "CDP_POSTGRES_URL": lake_daily_run["warehouse"].dsn()}
+    log = open(tmp_path / "dbt-docs.log", "wb")  # noqa: SIM115 (closed after the server stops, in finally)
+    process = subprocess.Popen(
+        [CDP, "dbt", "docs", "--port", str(port)], env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            assert process.poll() is None, (tmp_path / "dbt-docs.log").read_text()[-3000:]
+            try:
+                index = _get(f"{base}/index.html")
+                break
+            except OSError:
+                assert time.monotonic() < deadline, "cdp dbt docs did not serve in 120 s"
+                time.sleep(1)
+        assert index == (target / "index.html").read_bytes()
+        catalog = json.loads(_get(f"{base}/catalog.json"))
+        served = catalog["nodes"]["model.cdp.customer_360"]["columns"]
+        assert sorted(served, key=lambda c: served[c]["index"]) == columns
+        manifest = json.loads(_get(f"{base}/manifest.json"))
+        assert {"model.cdp.customer_360", "model.cdp.segment_rfm"} <= set(manifest["nodes"])
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+        log.close()

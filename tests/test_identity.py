@@ -10,14 +10,15 @@ import pytest
 from pyspark.sql import functions as F
 
 from cdp_assets.identity import EXCLUSIONS, HISTORY, MAP, MAP_KEY, MERGES, PROFILES
+from cdp_cli.demo import accuracy_lines
 from cdp_cli.main import main
-from cdp_identity.accuracy import pair_accuracy
+from cdp_identity.accuracy import pair_accuracy, profile_kinds
 from cdp_identity.components import connected_components
 from cdp_identity.profiles import update_history
 from cdp_identity.resolve import resolve
 from cdp_identity.sources import node_id
 from cdp_resources.raw_zone import decode_ndjson_gz
-from tests.conftest import CURATED_CONFIG, IDENTITY_GROUPS, copy_lake, run_assets
+from tests.conftest import CURATED_CONFIG, IDENTITY_GROUPS, LAKE_DAILY_CONFIG, copy_lake, run_assets
 
 CONFIG = CURATED_CONFIG
 FIRST, LAST = CONFIG.start, CONFIG.start + timedelta(days=CONFIG.days - 1)
@@ -317,3 +318,34 @@ def test_historic_equals_incremental(spark, historic, incremental):
     a, b = table(spark, one, MAP).select(*columns), table(spark, other, MAP).select(*columns)
     assert a.count() == b.count() > 0
     assert a.exceptAll(b).count() == 0 and b.exceptAll(a).count() == 0
+
+
+def test_every_profile_is_a_person_an_anonymous_id_or_an_unowned_identifier(spark, lake_daily_run):
+    """The demo's identity line says what the profiles are, and its counts add up against the truth:
+    every anonymous id in the events that no person has is a profile of its own (visitors who never
+    logged in, the kiosk browser), people split over two profiles are few, and the rest hold
+    identifiers of no one person (the injected store and billing inboxes among them)."""
+    lake = lake_daily_run["lake"]
+    tenants = LAKE_DAILY_CONFIG.tenants
+    identity_map = table(spark, lake, MAP)
+    kinds = profile_kinds(spark, lake, identity_map)
+    accuracy = pair_accuracy(spark, lake, identity_map)
+    assert sum(kinds.values()) == accuracy["profiles"] == identity_map.select("cdp_customer_id").distinct().count()
+
+    persons_anonymous = {
+        (t, anonymous)
+        for t in tenants
+        for person in decode_ndjson_gz(lake.read_bytes(f"truth/{t}/persons.ndjson.gz"))
+        for anonymous in person["anonymous_ids"]
+    }
+    events = table(spark, lake, "curated/events").where("anonymous_id IS NOT NULL")
+    seen = {(r.tenant_id, r.anonymous_id) for r in events.select("tenant_id", "anonymous_id").distinct().collect()}
+    assert kinds["anonymous"] == len(seen - persons_anonymous) > 0
+    assert accuracy["persons"] <= kinds["people"] <= accuracy["persons"] * 1.05
+
+    identity_line = accuracy_lines(lake)[0]
+    assert identity_line.split(None, 1)[1].startswith(
+        f"{accuracy['profiles']:,} profiles: {kinds['people']:,} of the {accuracy['persons']:,} people in the truth, "
+        f"{kinds['anonymous']:,} anonymous"
+    )
+    assert f"{kinds['unowned']:,} of identifiers no one person has" in identity_line

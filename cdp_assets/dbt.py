@@ -30,6 +30,7 @@ from dagster import (
 )
 from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings, DbtCliResource, DbtProject, dbt_assets
 
+from cdp_assets.keys import MEMBERSHIP_KEY
 from cdp_resources.settings import PROJECT_DIR, state_dir
 from cdp_resources.warehouse import WarehouseResource
 from partitions import daily_partitions
@@ -37,7 +38,6 @@ from partitions import daily_partitions
 ANALYTICS_OWNERS = ["team:analytics"]
 SEGMENT_FOLDER = "segments"
 MEMBERSHIP = "segments.segment_membership"
-MEMBERSHIP_KEY = AssetKey(["segments", "segment_membership"])
 # dbt from this interpreter's environment, found without an activated virtualenv.
 DBT_EXECUTABLE = str(Path(sys.executable).parent / "dbt")
 

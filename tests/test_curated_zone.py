@@ -14,15 +14,19 @@ from dagster import Definitions
 from delta.tables import DeltaTable
 from pyspark.sql import functions as F
 
-from cdp_assets.curated import curated_key, dead_letter_table, read_dead_letters, read_raw, replace_partitions
 from cdp_assets.curated_checks import DAY, StoredTable, counted_counts, counts, logged_counts
+from cdp_assets.keys import curated_key
 from cdp_assets.maintenance import delta_maintenance
+from cdp_resources.delta_tables import replace_partitions
 from cdp_resources.lake import LakeResource
+from cdp_resources.lake_paths import curated_path, dead_letter_path
 from cdp_resources.raw_zone import decode_ndjson_gz, encode_ndjson_gz, raw_key
+from cdp_transform.curated_store import read_dead_letters
 from cdp_transform.enrich import REFERENCE_DIR
 from cdp_transform.entities import BY_TABLE, ENTITIES
 from cdp_transform.lineage import RunLineage
 from cdp_transform.quality_schema import pandera_schema, required_columns
+from cdp_transform.raw_reader import read_raw
 from tests.conftest import CURATED_CONFIG, assert_same_rows, comparable, dictionary_encoded, run_assets
 from tests.test_generator import EMAIL
 
@@ -148,7 +152,7 @@ def test_checks_take_from_the_log_what_spark_counts_in_the_rows(spark, historic)
     lake, _ = historic
     for spec in ENTITIES:
         required = [c for c in required_columns(pandera_schema(spec)) if c != DAY]
-        for key, columns in ((f"curated/{spec.table}", required), (dead_letter_table(spec.table), ["tenant_id"])):
+        for key, columns in ((curated_path(spec.table), required), (dead_letter_path(spec.table), ["tenant_id"])):
             log = lake.delta_log(key)
             if log is None:  # a table with no dead letters has no dead-letter table
                 continue
@@ -218,7 +222,7 @@ def test_only_few_valued_columns_are_dictionary_encoded(spark, historic):
     for spec in ENTITIES:
         assert set(spec.categorical) <= {f.name for f in spec.fields}, spec.table
         rows = table(spark, lake, spec.table)
-        properties = DeltaTable.forPath(spark, lake.spark_path(f"curated/{spec.table}")).detail().first().properties
+        properties = DeltaTable.forPath(spark, lake.spark_path(curated_path(spec.table))).detail().first().properties
         plain = {
             key.split("#")[1]
             for key, value in properties.items()
@@ -373,7 +377,7 @@ def test_dead_letters_follow_reruns_and_clean_days_write_none(spark, tmp_path, d
 
     deliver(["9.99"] * 20)
     assert run_assets(lake, dagster_instance, day, day, ["raw/shopify/orders", "curated/orders"], checks=True).success
-    assert not lake.list(f"{dead_letter_table('orders')}/_delta_log/")
+    assert not lake.list(f"{dead_letter_path('orders')}/_delta_log/")
     deliver(["9.99"] * 18 + ["0.00", "-1"])
     assert run_assets(lake, dagster_instance, day, day, ["raw/shopify/orders", "curated/orders"]).success
     assert letters() == 2

@@ -9,7 +9,7 @@ import pytest
 from delta.tables import DeltaTable
 from pyspark.sql import functions as F
 
-from cdp_assets.curated import replace_partitions
+from cdp_resources.delta_tables import replace_partitions
 from cdp_resources.spark import (
     LOCAL_FILE_SYSTEM,
     SESSION_SETTINGS,

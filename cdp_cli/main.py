@@ -178,11 +178,17 @@ def _dbt_docs(args) -> int:
 
 
 def _jars(args) -> int:
-    from cdp_resources.spark_jars import ensure_functions_jar, ensure_jars, ensure_local_fs_jar
+    from cdp_resources.spark_jars import (
+        ensure_functions_jar,
+        ensure_jars,
+        ensure_local_fs_jar,
+        ensure_parquet_writers_jar,
+    )
 
     jars = ensure_jars()
     jars.append(ensure_functions_jar(jars))
     ensure_local_fs_jar()  # on the JVM's own classpath in local mode, not a session jar
+    ensure_parquet_writers_jar()  # likewise
     print("\n".join(jars) if args.action == "list" else f"{len(jars)} jars cached")
     return 0
 

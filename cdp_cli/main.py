@@ -39,8 +39,10 @@ def _generate(args) -> int:
 def _demo(args) -> int:
     from cdp_cli.demo import default_demo_config, describe, run_demo
     from cdp_cli.environment import prepare_dagster_environment
+    from cdp_resources.dbt_project import dbt_project, prepare
 
     prepare_dagster_environment()
+    prepare(dbt_project)  # the definitions load in this process, not under `dagster dev`
     outcome = run_demo(default_demo_config(date.fromisoformat(start_date())), workers=args.workers)
     print(describe(outcome))
     return 0 if outcome["success"] else 1
@@ -57,7 +59,9 @@ def _dev(args) -> int:
         print(
             f"runs use the Spark Connect server at {os.environ['CDP_SPARK_MASTER']} (`cdp spark-server stop` stops it)"
         )
-    # The virtualenv's dagster: `make dev` runs `.venv/bin/cdp` with the virtualenv not on PATH.
+    # The virtualenv's dagster, and its dbt for dagster-dbt, which prepares the dbt manifest under
+    # `dagster dev` with the `dbt` on PATH: `make dev` runs `.venv/bin/cdp` with the virtualenv not on PATH.
+    os.environ["PATH"] = os.pathsep.join([os.path.dirname(sys.executable), os.environ.get("PATH", "")])
     command = [
         os.path.join(os.path.dirname(sys.executable), "dagster"),
         "dev",
@@ -148,7 +152,7 @@ def _identity(args) -> int:
 
 
 def _dbt_docs(args) -> int:
-    from cdp_assets.dbt import DBT_EXECUTABLE, dbt_cli, dbt_project, docs_path
+    from cdp_resources.dbt_project import DBT_EXECUTABLE, dbt_cli, dbt_project, docs_path
     from cdp_resources.warehouse import WarehouseResource
 
     os.environ.update(WarehouseResource().dbt_env())

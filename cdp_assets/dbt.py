@@ -28,7 +28,7 @@ from dagster import (
 from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings, DbtCliResource, DbtProject, dbt_assets
 
 from cdp_assets.keys import MEMBERSHIP_KEY
-from cdp_resources.dbt_project import dbt_project, docs_path
+from cdp_resources.dbt_project import dbt_project, docs_path, manifest_is_current
 from cdp_resources.warehouse import WarehouseResource
 from partitions import daily_partitions
 
@@ -188,5 +188,8 @@ def publish_membership(conn, segments: Mapping[str, str], as_of: str) -> dict[st
     )
 
 
-dbt_project.prepare_if_dev()
+# Under `dagster dev`, dagster-dbt's preparer parses the project when the code loads; only when the
+# manifest is stale here, so that reloading unchanged code does not wait for `dbt parse`.
+if not manifest_is_current(dbt_project):
+    dbt_project.prepare_if_dev()
 dbt_definitions, dbt_checks = build_dbt_definitions(dbt_project)

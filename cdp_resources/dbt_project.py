@@ -1,6 +1,6 @@
 """The dbt project (`dbt_project/`) as dagster-dbt's `DbtProject`, with its manifest prepared the way
-dagster-dbt prepares one: under `dagster dev` (what `cdp dev` runs) when the code loads
-(`prepare_if_dev`, with the `dbt` on PATH), and everywhere else beforehand: by `make setup`
+dagster-dbt prepares one: under `dagster dev` (what `cdp dev` runs) when the code loads and the
+manifest is stale (`prepare_if_dev`, with the `dbt` on PATH), and everywhere else beforehand: by `make setup`
 (`dagster-dbt project prepare-and-package --file cdp_resources/dbt_project.py`), and by `cdp demo`
 and the tests (`prepare`: only when the manifest is missing or older than a project file). Nothing
 is parsed at import."""

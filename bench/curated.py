@@ -50,8 +50,9 @@ from dagster import AssetSelection, DagsterInstance, Definitions, define_asset_j
 from proc_cpu import cpu_seconds  # bench/'s own module
 from pyspark.sql import SparkSession
 
-from cdp_assets.curated import curate_table, raw_files_for
+from cdp_assets.curated import curate_table
 from cdp_assets.definitions import defs
+from cdp_ingest.manifests import raw_files_for
 from cdp_resources.lake import LakeResource
 from cdp_resources.settings import state_dir
 from cdp_resources.spark import SparkDeltaResource, is_connect

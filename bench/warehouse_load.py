@@ -29,7 +29,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from tqdm import tqdm
 
-from cdp_assets.dbt import dbt_cli, dbt_project
+from cdp_resources.dbt_project import dbt_cli, dbt_project
 from cdp_resources.postgres_server import EmbeddedPostgres
 from cdp_resources.settings import state_dir
 from cdp_resources.spark import get_spark_session

@@ -22,13 +22,12 @@ from dagster import (
 from cdp_activation.audiences import audiences_of, export_audiences
 from cdp_activation.config import Destination, load_destinations, raw_pii_wanted
 from cdp_activation.sync import sync_destination
-from cdp_assets.dbt import MEMBERSHIP_KEY
+from cdp_assets.keys import AUDIENCES_KEY, MEMBERSHIP_KEY
 from cdp_resources.lake import LakeResource
 from cdp_resources.warehouse import WarehouseResource
 from partitions import daily_partitions
 
 ACTIVATION_OWNERS = ["team:data-platform"]
-AUDIENCES_KEY = AssetKey(["activation", "audiences"])
 
 
 def _last_day(context: AssetExecutionContext):

@@ -17,11 +17,8 @@ checks check the days the table's latest materialisation wrote.
 
 import functools
 import os
-import re
-import unicodedata
 from collections.abc import Iterator
-from datetime import UTC, date, datetime, timedelta
-from urllib.parse import quote
+from datetime import date, timedelta
 
 from dagster import (
     AssetCheckResult,
@@ -35,213 +32,35 @@ from dagster import (
     multi_asset,
 )
 from pyspark import StorageLevel
-from pyspark.errors import AnalysisException
 from pyspark.sql import DataFrame, SparkSession
-from pyspark.sql import functions as F
-from pyspark.sql.types import ArrayType, MapType, StructType
 
 from cdp_assets.curated_checks import StoredTable, check_specs, run_checks, statistics_columns
-from cdp_assets.raw import read_manifest
+from cdp_assets.keys import curated_key, raw_key
 from cdp_assets.table_pool import run_in_dependency_order
+from cdp_ingest.manifests import raw_files_for
+from cdp_resources.delta_tables import replace_partitions
 from cdp_resources.lake import LakeResource
-from cdp_resources.raw_zone import RAW_KEY
-from cdp_resources.spark import SparkDeltaResource, delta_table_name
+from cdp_resources.lake_paths import curated_path, dead_letter_path
+from cdp_resources.previews import preview
+from cdp_resources.spark import SparkDeltaResource
+from cdp_transform.curated_store import (
+    DEAD_LETTER_DICTIONARY_COLUMNS,
+    DEAD_LETTER_FILTER_COLUMNS,
+    may_hold_dead_letters,
+    read_curated,
+)
 from cdp_transform.enrich import read_company_references
 from cdp_transform.entities import ENTITIES, EntitySpec
-from cdp_transform.lineage import CARRIED, CARRIED_SCHEMA, RunLineage
-from cdp_transform.local_frame import local_frame
+from cdp_transform.lineage import RunLineage
 from cdp_transform.pipeline import DEAD_LETTER_COLUMNS, DayStats, curate, partition_stats, split
+from cdp_transform.raw_reader import read_raw
 from partitions import daily_partitions
 
 CURATED_OWNERS = ["team:data-platform"]
-DEAD_LETTERS = "curated/_dead_letters"
-DEAD_LETTER_FILTER_COLUMNS = ["tenant_id", "rule"]
-DEAD_LETTER_DICTIONARY_COLUMNS = [c for c in DEAD_LETTER_COLUMNS if c != "record"]
 
 
 def critical_threshold() -> float:
     return float(os.environ.get("CDP_CRITICAL_THRESHOLD", "0.25"))
-
-
-def curated_key(table: str) -> AssetKey:
-    return AssetKey(["curated", table])
-
-
-def dead_letter_table(table: str) -> str:
-    """The lake path of curated `table`'s dead letters: a Delta table of its own, so no asset
-    writes a table another one writes (a shared one cost every asset a rebuild of its snapshot,
-    1.5-2 s, after each other asset's commit, and concurrent writers would conflict)."""
-    return f"{DEAD_LETTERS}/{table}"
-
-
-def read_dead_letters(spark: SparkSession, lake: LakeResource, tables: list[str] | None = None) -> DataFrame | None:
-    """The dead letters of `tables` (default: every curated table) in one frame; None when none
-    of them has a dead-letter table yet (the first run with a dead letter creates it)."""
-    paths = [dead_letter_table(t) for t in tables or [spec.table for spec in ENTITIES]]
-    frames = [spark.read.format("delta").load(lake.spark_path(p)) for p in paths if lake.is_delta_table(p)]
-    return functools.reduce(DataFrame.unionByName, frames) if frames else None
-
-
-# What java.net.URI leaves unquoted in a path besides letters, digits and "_.-~" (which Python's
-# `quote` never quotes); Unicode letters outside ASCII it leaves too.
-_URI_PATH_SAFE = "/@!*'(),;:$&+="
-_URI_QUOTED_CATEGORIES = {"Cc", "Zs", "Zl", "Zp"}  # control and space characters
-_GLOB_CHARACTERS = re.compile(r"([\\{}\[\]*?])")  # what Hadoop reads as a pattern in a path
-
-
-def uri_quoted(tail: str) -> str:
-    """A raw file's path tail as Spark gives it in `input_file_name()`: its Hadoop Path's URI, where
-    a space or `%` in a tenant id is percent-encoded."""
-    return "".join(
-        c if ord(c) > 127 and unicodedata.category(c) not in _URI_QUOTED_CATEGORIES else quote(c, safe=_URI_PATH_SAFE)
-        for c in tail
-    )
-
-
-def literal_path(path: str) -> str:
-    """`path` with Hadoop's glob characters escaped, so that Spark reads the file of exactly that
-    name: a tenant id such as `b[ae]ta` would otherwise be a pattern, matching other tenants' files."""
-    return _GLOB_CHARACTERS.sub(r"\\\1", path)
-
-
-def raw_file_lineage(session: SparkSession, files: tuple[str, ...]) -> DataFrame:
-    """Per raw file, keyed by the last seven segments of its path (`tenant/provider/stream/year=…/
-    month=…/day=…/name`) as Spark names them (`uri_quoted`): `_file`, its index in `files`,
-    tenant_id and event_date from the layout, _ingest_ts from the flush time in its name. Parsed
-    once per file here, not once per record in Spark."""
-    rows = []
-    for index, path in enumerate(files):
-        tail = "/".join(path.split("/")[-7:])
-        key = RAW_KEY.match(f"raw/{tail}")
-        rows.append(
-            (
-                uri_quoted(tail),
-                key["tenant"],
-                date(int(key["year"]), int(key["month"]), int(key["day"])),
-                index,
-                datetime.strptime(key["ts"], "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC),
-            )
-        )
-    return local_frame(session, rows, f"_file_tail string, {CARRIED_SCHEMA}")
-
-
-def read_raw(session: SparkSession, spec: EntitySpec, lineage: RunLineage) -> DataFrame:
-    """The raw files of `lineage` as rows of the spec's read schema, with the carried lineage
-    columns (`cdp_transform.lineage.CARRIED`, from `raw_file_lineage`); none when no files. The
-    file is named by `input_file_name()`, not the `_metadata.file_path` column: the scan copies
-    every row once more to add `_metadata` (events' read took about 15% more task time)."""
-    if not lineage.files:
-        return session.createDataFrame([], f"{spec.read_schema}, {CARRIED_SCHEMA}")
-    frame = session.read.schema(spec.read_schema).json([literal_path(path) for path in lineage.files])
-    tail = F.substring_index(F.input_file_name(), "/", -7).alias("_file_tail")
-    return (
-        frame.select("*", tail)
-        .join(F.broadcast(raw_file_lineage(session, lineage.files)), "_file_tail")
-        .select(*frame.columns, *CARRIED)
-    )
-
-
-def replace_partitions(
-    frame: DataFrame,
-    path: str,
-    column: str,
-    first: date,
-    last: date,
-    stats_columns: list[str] | None = None,
-    dictionary_columns: list[str] | None = None,
-) -> None:
-    """Overwrite the date partitions first..last of the Delta table at `path` in one transaction
-    (the first one creates the table). Table settings, kept for every later write (OPTIMIZE too):
-    `stats_columns`, the only columns Delta keeps statistics on (data skipping, Z-order; the
-    default, the first 32 columns, costs the write about half again); `dictionary_columns`, the
-    only flat columns Parquet dictionary-encodes (default: all): building dictionaries that
-    overflow and are dropped, for ids, timestamps and amounts, took about an eighth of the
-    curated job's CPU. Through SQL's CREATE TABLE AS SELECT and the DataFrame writer only, not
-    Delta's Python API, so that it runs on Spark Connect too."""
-    try:
-        # Refused before any row is computed when the table exists (tens of milliseconds).
-        _create_table(frame, path, column, first, last, stats_columns, dictionary_columns)
-        return
-    except AnalysisException as error:
-        # The table exists (or a log directory without commits, its files deleted, is there):
-        # replace the partitions.
-        if error.getCondition() != "TABLE_OR_VIEW_ALREADY_EXISTS":
-            raise
-    condition = f"{column} >= '{first}' AND {column} <= '{last}'"
-    writer = frame.write.format("delta").mode("overwrite").partitionBy(column).option("replaceWhere", condition)
-    if stats_columns:  # a table property only if this write creates the table
-        writer = writer.option("delta.dataSkippingStatsColumns", ",".join(stats_columns))
-    writer.save(path)
-
-
-def _create_table(
-    frame: DataFrame,
-    path: str,
-    column: str,
-    first: date,
-    last: date,
-    stats_columns: list[str] | None,
-    dictionary_columns: list[str] | None,
-) -> None:
-    """A new table at `path`, partitioned by `column`, with its settings as table properties, made
-    with its first rows in one transaction (CREATE TABLE AS SELECT). Rows outside first..last fail
-    the write, as `replaceWhere` makes them fail on an existing table."""
-    in_range = F.col(column).between(F.lit(first), F.lit(last))
-    checked = frame.withColumn(
-        column,
-        F.when(in_range, F.col(column)).otherwise(
-            F.raise_error(F.format_string(f"{column} %s is outside {first}..{last}", F.col(column).cast("string")))
-        ),
-    )
-    writer = checked.writeTo(delta_table_name(path)).using("delta").partitionedBy(F.col(column))
-    if stats_columns:
-        writer = writer.tableProperty("delta.dataSkippingStatsColumns", ",".join(stats_columns))
-    if dictionary_columns is not None:
-        flat = [f.name for f in frame.schema.fields if not isinstance(f.dataType, ArrayType | MapType | StructType)]
-        for name in (n for n in flat if n not in dictionary_columns):
-            writer = writer.tableProperty(f"parquet.enable.dictionary#{name}", "false")
-    writer.create()
-
-
-def may_hold_dead_letters(lake: LakeResource, table: str, first: date, last: date) -> bool:
-    """Whether `table`'s dead-letter table may hold rows of days first..last: a file lies under one
-    of those partitions' directories (Delta writes a partition's files there). A lake listing, no
-    Delta snapshot (1.5-2 s a table); a removed file not yet vacuumed only costs an empty replace."""
-    days = {f"event_date={first + timedelta(days=offset)}" for offset in range((last - first).days + 1)}
-    return any(o.key.split("/")[-2] in days for o in lake.list(f"{dead_letter_table(table)}/event_date="))
-
-
-def raw_files_for(
-    lake: LakeResource, provider: str, stream: str, first: date, last: date
-) -> tuple[list[str], list[str], int]:
-    """Spark paths of the readable raw files of days first..last as their manifests list them, the
-    keys of damaged ones (left out; the raw asset reports them) and the readable files' bytes."""
-    paths, damaged, size = [], [], 0
-    for offset in range((last - first).days + 1):
-        manifest = read_manifest(lake, provider, stream, (first + timedelta(days=offset)).isoformat())
-        for entry in manifest["files"] if manifest else []:
-            if "error" in entry:
-                damaged.append(entry["key"])
-            else:
-                paths.append(lake.spark_path(entry["key"]))
-                size += entry["bytes"]
-    return paths, damaged, size
-
-
-def read_table(spark: SparkSession, lake: LakeResource, table: str, first: date | None, last: date) -> DataFrame | None:
-    """Rows of curated `table` with event_date in first..last (from the beginning when first is None)."""
-    path = lake.spark_path(f"curated/{table}")
-    if not lake.is_delta_table(f"curated/{table}"):
-        return None
-    rows = spark.read.format("delta").load(path).where(F.col("event_date") <= F.lit(last))
-    return rows if first is None else rows.where(F.col("event_date") >= F.lit(first))
-
-
-def preview(frame: DataFrame, columns: list[str], rows: int = 5) -> MetadataValue:
-    sample = frame.select(*columns).limit(rows).collect()
-    header = "| " + " | ".join(columns) + " |\n|" + "---|" * len(columns) + "\n"
-    body = "".join("| " + " | ".join(str(row[c]) for c in columns) + " |\n" for row in sample)
-    return MetadataValue.md(header + body)
 
 
 def _enforce_threshold(spec: EntitySpec, stats: dict[str, DayStats]) -> None:
@@ -324,7 +143,7 @@ def _run_checks(
         return []
     try:
         table, dead_letters = (
-            StoredTable.at(session, lake, key) for key in (f"curated/{spec.table}", dead_letter_table(spec.table))
+            StoredTable.at(session, lake, key) for key in (curated_path(spec.table), dead_letter_path(spec.table))
         )
         return run_checks(spec, curated_key(spec.table), checks, table, dead_letters, lake, first, last, per_day)
     except Exception as error:  # any reader's error: Spark's, delta-rs's, the lake's
@@ -356,7 +175,7 @@ def checks_of_last_materialisation(
 
 
 def _upstream(spec: EntitySpec) -> list[AssetKey]:
-    deps = [AssetKey(["raw", spec.provider, spec.stream])]
+    deps = [raw_key(spec.provider, spec.stream)]
     if spec.needs_fx:
         deps.append(curated_key("fx_rates"))
     if spec.customer_must_exist:
@@ -384,15 +203,17 @@ def curate_table(
     runs its `checks` (names) on what was written."""
     fx = (
         (
-            read_table(session, lake, "fx_rates", first, last)
+            read_curated(session, lake, "fx_rates", first, last)
             or session.createDataFrame([], "event_date date, currency string, rate double")
         )
         if spec.needs_fx
         else None
     )
-    customers = read_table(session, lake, "shopify_customers", None, last) if spec.customer_must_exist else None
+    customers = read_curated(session, lake, "shopify_customers", None, last) if spec.customer_must_exist else None
     companies = read_company_references(session, lake) if spec.company_from else None
-    earlier = read_table(session, lake, spec.table, None, first - timedelta(days=1)) if spec.email_unique_per else None
+    earlier = (
+        read_curated(session, lake, spec.table, None, first - timedelta(days=1)) if spec.email_unique_per else None
+    )
     # Kept once, as the rows were computed (no columnar encoding, never recomputed), for the
     # counts, both writes and the preview: the events' counts job took 13 s with .cache(), 7 s so.
     # Serialised (PySpark's MEMORY_AND_DISK; the JVM default keeps a million row objects, which
@@ -404,7 +225,7 @@ def curate_table(
     stats = partition_stats(spec, ruled)
     _enforce_threshold(spec, stats)
     curated, dead = split(spec, ruled, lineage)
-    table_path = lake.spark_path(f"curated/{spec.table}")
+    table_path = lake.spark_path(curated_path(spec.table))
     replace_partitions(
         curated,
         table_path,
@@ -419,7 +240,7 @@ def curate_table(
     if any(s.dead_lettered for s in stats.values()) or may_hold_dead_letters(lake, spec.table, first, last):
         replace_partitions(
             dead.select(*DEAD_LETTER_COLUMNS),
-            lake.spark_path(dead_letter_table(spec.table)),
+            lake.spark_path(dead_letter_path(spec.table)),
             "event_date",
             first,
             last,

@@ -19,7 +19,7 @@ from deltalake import DeltaTable
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from cdp_assets.raw import read_manifest
+from cdp_ingest.manifests import read_manifest
 from cdp_resources.lake import LakeResource
 from cdp_transform.entities import EntitySpec
 from cdp_transform.quality_schema import null_counts, pandera_schema, required_columns, schema_errors

@@ -1,20 +1,17 @@
 """The dbt project as Dagster assets: every model an asset downstream of the warehouse tables it
 reads (sources map to `warehouse/<table>`), every dbt test an asset check. Models get the run's
-partition window as dbt vars, and a backfill runs dbt once over the whole range. The manifest is
-prepared when the code loads (`dbt parse` when it is missing or older than the project's files).
+partition window as dbt vars, and a backfill runs dbt once over the whole range. The project and
+its manifest: `cdp_resources/dbt_project.py` (prepared under `dagster dev`, beforehand elsewhere).
 
 `segments/segment_membership` collects every model under `models/segments/` (found in the
 manifest, so an analyst's new segment model needs no Python) into one table per as-of day, and
 `docs/dbt_docs` runs `dbt docs generate` for the analysts' catalogue and lineage.
 """
 
-import hashlib
 import json
 import os
-import sys
 from collections.abc import Mapping
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
 from dagster import (
@@ -30,41 +27,14 @@ from dagster import (
 )
 from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings, DbtCliResource, DbtProject, dbt_assets
 
-from cdp_resources.settings import PROJECT_DIR, state_dir
+from cdp_assets.keys import MEMBERSHIP_KEY
+from cdp_resources.dbt_project import dbt_project, docs_path, manifest_is_current
 from cdp_resources.warehouse import WarehouseResource
 from partitions import daily_partitions, late_days
 
 ANALYTICS_OWNERS = ["team:analytics"]
 SEGMENT_FOLDER = "segments"
 MEMBERSHIP = "segments.segment_membership"
-MEMBERSHIP_KEY = AssetKey(["segments", "segment_membership"])
-# dbt from this interpreter's environment, found without an activated virtualenv.
-DBT_EXECUTABLE = str(Path(sys.executable).parent / "dbt")
-
-
-def cdp_dbt_project(project_dir: Path = PROJECT_DIR / "dbt_project") -> DbtProject:
-    """The dbt project with its manifest prepared: parsed now when missing or older than any project file."""
-    checkout = hashlib.sha1(str(project_dir.resolve()).encode()).hexdigest()[:8]  # one target per project copy
-    project = DbtProject(
-        project_dir=project_dir,
-        profiles_dir=project_dir,
-        target_path=state_dir() / "dbt" / f"{project_dir.name}-{checkout}" / "target",
-    )
-    sources = [
-        p
-        for p in project_dir.rglob("*")
-        if p.is_file()
-        and p.suffix in {".sql", ".yml", ".md"}
-        and not {"target", "logs", "dbt_packages"} & set(p.relative_to(project_dir).parts)
-    ]
-    manifest = project.manifest_path
-    if not manifest.exists() or manifest.stat().st_mtime < max(p.stat().st_mtime for p in sources):
-        dbt_cli(project).cli(["parse", "--quiet"], target_path=project.target_path).wait()
-    return project
-
-
-def dbt_cli(project: DbtProject) -> DbtCliResource:
-    return DbtCliResource(project_dir=project, dbt_executable=DBT_EXECUTABLE)
 
 
 class CdpDbtTranslator(DagsterDbtTranslator):
@@ -82,7 +52,10 @@ class CdpDbtTranslator(DagsterDbtTranslator):
         return ANALYTICS_OWNERS
 
 
-TRANSLATOR = CdpDbtTranslator(settings=DagsterDbtTranslatorSettings(enable_asset_checks=True))
+# Code references: each model's asset links to its SQL file in the UI.
+TRANSLATOR = CdpDbtTranslator(
+    settings=DagsterDbtTranslatorSettings(enable_asset_checks=True, enable_code_references=True)
+)
 
 
 def dbt_vars(window: TimeWindow) -> dict[str, str | int]:
@@ -108,6 +81,11 @@ def segment_models(manifest: Mapping[str, Any]) -> dict[str, str]:
 
 def build_dbt_definitions(project: DbtProject) -> tuple[list, list]:
     """(assets, asset checks) for one dbt project: the dbt models, segment membership and the docs."""
+    if not project.manifest_path.exists():
+        raise FileNotFoundError(
+            f"dbt's manifest is not prepared ({project.manifest_path}): run `make setup`, or `dagster-dbt project "
+            "prepare-and-package --file cdp_resources/dbt_project.py`"
+        )
     manifest = json.loads(project.manifest_path.read_text())
     segments = segment_models(manifest)
 
@@ -190,10 +168,6 @@ def build_dbt_definitions(project: DbtProject) -> tuple[list, list]:
     return [dbt_models, segment_membership, dbt_docs], [members_are_customers]
 
 
-def docs_path(project: DbtProject) -> Path:
-    return project.target_path.parent / "docs"
-
-
 def publish_membership(conn, segments: Mapping[str, str], as_of: str) -> dict[str, int]:
     """Replace the as-of day's rows of segment_membership with the union of the segment models, in
     one transaction; returns members per segment."""
@@ -220,5 +194,8 @@ def publish_membership(conn, segments: Mapping[str, str], as_of: str) -> dict[st
     )
 
 
-dbt_project = cdp_dbt_project()
+# Under `dagster dev`, dagster-dbt's preparer parses the project when the code loads; only when the
+# manifest is stale here, so that reloading unchanged code does not wait for `dbt parse`.
+if not manifest_is_current(dbt_project):
+    dbt_project.prepare_if_dev()
 dbt_definitions, dbt_checks = build_dbt_definitions(dbt_project)

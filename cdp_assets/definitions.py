@@ -1,15 +1,16 @@
 """The one `Definitions` object that `dagster dev` (workspace.yaml) loads."""
 
-from dagster import Definitions, in_process_executor
+from dagster import Definitions, in_process_executor, with_source_code_references
 
 from cdp_assets.activation import activation_assets
 from cdp_assets.curated import curated_tables
-from cdp_assets.dbt import dbt_checks, dbt_cli, dbt_definitions, dbt_project
+from cdp_assets.dbt import dbt_checks, dbt_definitions
 from cdp_assets.identity import identity_assets
 from cdp_assets.maintenance import delta_maintenance, weekly_maintenance_schedule
 from cdp_assets.raw import raw_assets
 from cdp_assets.sources import source_definitions
 from cdp_assets.warehouse import warehouse_assets
+from cdp_resources.dbt_project import dbt_cli, dbt_project
 from cdp_resources.lake import LakeResource
 from cdp_resources.settings import default_lake_uri, env_or_default
 from cdp_resources.spark import SparkDeltaResource
@@ -20,15 +21,18 @@ from sensors.schedules import lake_daily_job, lake_daily_schedule
 sources = source_definitions()
 
 defs = Definitions(
-    assets=[
-        *sources.assets,
-        *raw_assets,
-        curated_tables,
-        *identity_assets,
-        *warehouse_assets,
-        *dbt_definitions,
-        *activation_assets,
-    ],
+    # Each asset links to the code that makes it in the UI (its Python function; a dbt model's SQL file too).
+    assets=with_source_code_references(
+        [
+            *sources.assets,
+            *raw_assets,
+            curated_tables,
+            *identity_assets,
+            *warehouse_assets,
+            *dbt_definitions,
+            *activation_assets,
+        ]
+    ),
     asset_checks=dbt_checks,
     jobs=[lake_daily_job, delta_maintenance, *sources.jobs],
     schedules=[lake_daily_schedule, weekly_maintenance_schedule, *sources.schedules],

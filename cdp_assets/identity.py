@@ -21,23 +21,22 @@ from dagster import (
     asset,
     multi_asset,
 )
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from cdp_assets.curated import curated_key, preview, read_table, replace_partitions
+from cdp_assets.keys import GRAPH_KEY, MAP_KEY, PROFILES_KEY, curated_key
 from cdp_identity.profiles import build_profiles, update_history
 from cdp_identity.resolve import resolve
 from cdp_identity.sources import SOURCES, identified_records, occurrences, record_edges
+from cdp_resources.delta_tables import latest_version, read_delta, replace_partitions
 from cdp_resources.lake import LakeResource
+from cdp_resources.lake_paths import EDGES, EXCLUSIONS, HISTORY, MAP, MERGES, NODES, PROFILES
+from cdp_resources.previews import preview
 from cdp_resources.spark import SparkDeltaResource
+from cdp_transform.curated_store import read_curated
 from partitions import daily_partitions
 
 IDENTITY_OWNERS = ["team:identity"]
-NODES, EDGES = "identity/nodes", "identity/edges"
-MAP, MERGES, EXCLUSIONS = "identity/customer_ids", "identity/merges", "identity/exclusions"
-PROFILES, HISTORY = "profiles/customer_profiles", "profiles/profile_history"
-GRAPH_KEY, MAP_KEY = AssetKey(["identity", "graph"]), AssetKey(["identity", "customer_ids"])
-PROFILES_KEY = AssetKey(["profiles", "customer_profiles"])
 COMMON = dict(partitions_def=daily_partitions, backfill_policy=BackfillPolicy.single_run())
 KINDS = {"spark", "delta"}
 
@@ -45,19 +44,6 @@ KINDS = {"spark", "delta"}
 def _days(context: AssetExecutionContext) -> tuple[date, date]:
     window = context.partition_time_window
     return window.start.date(), window.end.date() - timedelta(days=1)
-
-
-def read_delta(spark: SparkSession, lake: LakeResource, table: str, version: int | None = None) -> DataFrame | None:
-    if not lake.is_delta_table(table):
-        return None
-    reader = spark.read.format("delta")
-    return (reader.option("versionAsOf", version) if version is not None else reader).load(lake.spark_path(table))
-
-
-def _latest_version(lake: LakeResource, table: str) -> int | None:
-    """The version of the lake's Delta `table` now (from its log, by delta-rs); None when there is none."""
-    log = lake.delta_log(table)
-    return None if log is None else log.version()
 
 
 @asset(
@@ -77,7 +63,7 @@ def identity_graph(context: AssetExecutionContext, lake: LakeResource, spark: Sp
     parts = [
         identified_records(source, rows)
         for source in SOURCES
-        if (rows := read_table(session, lake, source.table, first, last)) is not None
+        if (rows := read_curated(session, lake, source.table, first, last)) is not None
     ]
     if not parts:
         return MaterializeResult(
@@ -166,7 +152,7 @@ def identity_resolution(context: AssetExecutionContext, lake: LakeResource, spar
         F.max("last_seen").alias("last_seen"),
     )
     edges = stored_edges.select("tenant_id", "src", "dst", "src_type", "dst_type").distinct()
-    version = _latest_version(lake, MAP)
+    version = latest_version(lake, MAP)
     previous = read_delta(session, lake, MAP, version) if version is not None else None
     result = resolve(session, nodes, edges, previous)
 
@@ -240,7 +226,7 @@ def customer_profiles(
     _, last = _days(context)
     session = spark.session_for(lake)
     identity_map = read_delta(session, lake, MAP)
-    tables = {s.table: rows for s in SOURCES if (rows := read_table(session, lake, s.table, None, last)) is not None}
+    tables = {s.table: rows for s in SOURCES if (rows := read_curated(session, lake, s.table, None, last)) is not None}
     profiles = build_profiles(tables, identity_map, last).localCheckpoint()
     profiles.write.format("delta").mode("overwrite").option("overwriteSchema", "true").save(lake.spark_path(PROFILES))
     stats = profiles.agg(

@@ -16,15 +16,16 @@ from dagster import (
     op,
 )
 
-from cdp_assets.curated import DEAD_LETTER_FILTER_COLUMNS, dead_letter_table
 from cdp_resources.lake import LakeResource
+from cdp_resources.lake_paths import curated_path, dead_letter_path
 from cdp_resources.spark import SparkDeltaResource, delta_table_name
+from cdp_transform.curated_store import DEAD_LETTER_FILTER_COLUMNS
 from cdp_transform.entities import ENTITIES
 
 # Table path in the lake -> columns queries filter on (the partition column, event_date, is not Z-ordered).
 ZORDER = {
-    **{f"curated/{spec.table}": spec.filter_columns[:2] for spec in ENTITIES},
-    **{dead_letter_table(spec.table): DEAD_LETTER_FILTER_COLUMNS for spec in ENTITIES},
+    **{curated_path(spec.table): spec.filter_columns[:2] for spec in ENTITIES},
+    **{dead_letter_path(spec.table): DEAD_LETTER_FILTER_COLUMNS for spec in ENTITIES},
 }
 
 

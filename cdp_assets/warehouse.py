@@ -7,7 +7,6 @@ from datetime import timedelta
 
 from dagster import (
     AssetExecutionContext,
-    AssetKey,
     AssetsDefinition,
     BackfillPolicy,
     MaterializeResult,
@@ -16,21 +15,18 @@ from dagster import (
 )
 from psycopg import sql
 
-from cdp_assets.curated import curated_key, read_table
-from cdp_assets.identity import MAP_KEY, PROFILES_KEY, read_delta
+from cdp_assets.keys import MAP_KEY, PROFILES_KEY, curated_key, warehouse_key
+from cdp_resources.delta_tables import read_delta
 from cdp_resources.lake import LakeResource
 from cdp_resources.spark import SparkDeltaResource
 from cdp_resources.warehouse import WarehouseResource
+from cdp_transform.curated_store import read_curated
 from cdp_warehouse.load import load_table
 from cdp_warehouse.tables import IDENTITY_MAP, PROFILES, SCHEMA, TABLES, WarehouseTable
 from partitions import daily_partitions
 
 WAREHOUSE_OWNERS = ["team:data-platform"]
 _UPSTREAM = {PROFILES.name: PROFILES_KEY, IDENTITY_MAP.name: MAP_KEY}
-
-
-def warehouse_key(table: str) -> AssetKey:
-    return AssetKey(["warehouse", table])
 
 
 def _preview(conn, table: WarehouseTable, rows: int = 5) -> MetadataValue:
@@ -72,7 +68,7 @@ def warehouse_asset(table: WarehouseTable) -> AssetsDefinition:
         first, last = window.start.date(), window.end.date() - timedelta(days=1)
         session = spark.session_for(lake)
         if table.dated:
-            frame = read_table(session, lake, table.name, first, last)
+            frame = read_curated(session, lake, table.name, first, last)
             units = [first + timedelta(days=n) for n in range((last - first).days + 1)]
         else:
             frame = read_delta(session, lake, table.lake_table)

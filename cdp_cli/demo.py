@@ -151,8 +151,8 @@ def run_demo(config: GeneratorConfig, workers: int, log_path: Path) -> dict:
 
 def accuracy_lines(lake: LakeResource) -> list[str]:
     """Identity resolution in the lake against its ground truth, as printable lines."""
-    from cdp_assets.identity import MAP
     from cdp_identity.accuracy import pair_accuracy, profile_kinds
+    from cdp_resources.lake_paths import MAP
     from cdp_resources.spark import SparkDeltaResource
 
     if not lake.list(f"{MAP}/_delta_log/"):

@@ -58,8 +58,10 @@ def _generate(args) -> int:
 def _demo(args) -> int:
     from cdp_cli.demo import default_demo_config, demo_log_path, describe, output_to, run_demo
     from cdp_cli.environment import prepare_dagster_environment
+    from cdp_resources.dbt_project import dbt_project, prepare
 
     prepare_dagster_environment()
+    prepare(dbt_project)  # the definitions load in this process, not under `dagster dev`
     log_path = demo_log_path()
     outcome = run_demo(default_demo_config(date.fromisoformat(start_date())), args.workers, log_path)
     with output_to(log_path):  # the summary's Spark and PostgreSQL reads log too
@@ -79,7 +81,9 @@ def _dev(args) -> int:
         print(
             f"runs use the Spark Connect server at {os.environ['CDP_SPARK_MASTER']} (`cdp spark-server stop` stops it)"
         )
-    # The virtualenv's dagster: `make dev` runs `.venv/bin/cdp` with the virtualenv not on PATH.
+    # The virtualenv's dagster, and its dbt for dagster-dbt, which prepares the dbt manifest under
+    # `dagster dev` with the `dbt` on PATH: `make dev` runs `.venv/bin/cdp` with the virtualenv not on PATH.
+    os.environ["PATH"] = os.pathsep.join([os.path.dirname(sys.executable), os.environ.get("PATH", "")])
     command = [
         os.path.join(os.path.dirname(sys.executable), "dagster"),
         "dev",
@@ -188,7 +192,7 @@ def _identity(args) -> int:
 
 
 def _dbt_docs(args) -> int:
-    from cdp_assets.dbt import DBT_EXECUTABLE, dbt_cli, dbt_project, docs_path
+    from cdp_resources.dbt_project import DBT_EXECUTABLE, dbt_cli, dbt_project, docs_path
     from cdp_resources.warehouse import WarehouseResource
 
     os.environ.update(WarehouseResource().dbt_env())
@@ -218,11 +222,17 @@ def _dbt_docs(args) -> int:
 
 
 def _jars(args) -> int:
-    from cdp_resources.spark_jars import ensure_functions_jar, ensure_jars, ensure_local_fs_jar
+    from cdp_resources.spark_jars import (
+        ensure_functions_jar,
+        ensure_jars,
+        ensure_local_fs_jar,
+        ensure_parquet_writers_jar,
+    )
 
     jars = ensure_jars()
     jars.append(ensure_functions_jar(jars))
     ensure_local_fs_jar()  # on the JVM's own classpath in local mode, not a session jar
+    ensure_parquet_writers_jar()  # likewise
     print("\n".join(jars) if args.action == "list" else f"{len(jars)} jars cached")
     return 0
 

@@ -19,7 +19,13 @@ from pyspark.sql import SparkSession
 
 from cdp_resources.lake import LakeResource
 from cdp_resources.settings import spark_master, state_dir
-from cdp_resources.spark_jars import JVM_SOURCES, ensure_functions_jar, ensure_jars, ensure_local_fs_jar
+from cdp_resources.spark_jars import (
+    JVM_SOURCES,
+    ensure_functions_jar,
+    ensure_jars,
+    ensure_local_fs_jar,
+    ensure_parquet_writers_jar,
+)
 
 # The project's JVM functions (`cdp_resources/jvm/functions`): SQL name, class, return type.
 JVM_FUNCTIONS = [("cdp_e164", "cdp.E164", "string")]
@@ -132,9 +138,16 @@ def delta_spark_config(master: str, overrides: dict[str, Any] | None = None) -> 
         # jar is on the JVM's own classpath: Spark reads the session's jars through it. Clusters
         # keep Hadoop's: their executors would need the jar before any task.
         config.update(LOCAL_FILE_SYSTEM)
-        # A `spark_config` classpath of the user's own follows the jar rather than replacing it:
-        # without the jar, no session could load the file system named above.
-        classpath = [ensure_local_fs_jar(), overrides.pop("spark.driver.extraClassPath", "")]
+        # Parquet's column writers with settings of their own per file (`jvm/parquet_writers`):
+        # with Spark's, a file written while another table's was started could take that table's
+        # per-column dictionary settings. Before Spark's jars, so that its class is the one loaded.
+        # A `spark_config` classpath of the user's own follows these jars rather than replacing
+        # them: without the first, no session could load the file system named above.
+        classpath = [
+            ensure_local_fs_jar(),
+            ensure_parquet_writers_jar(),
+            overrides.pop("spark.driver.extraClassPath", ""),
+        ]
         config["spark.driver.extraClassPath"] = os.pathsep.join(entry for entry in classpath if entry)
     jars = ensure_jars()
     return {**config, "spark.master": master, "spark.jars": ",".join([*jars, ensure_functions_jar(jars)]), **overrides}

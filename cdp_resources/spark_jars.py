@@ -38,6 +38,7 @@ SPARK_ARTIFACTS = (
 EXCLUDED_ARTIFACTS = ("software.amazon.awssdk:bundle",)
 JVM_SOURCES = Path(__file__).parent / "jvm"
 FUNCTIONS_SOURCES, LOCAL_FS_SOURCES = JVM_SOURCES / "functions", JVM_SOURCES / "local_fs"
+PARQUET_WRITERS_SOURCES = JVM_SOURCES / "parquet_writers"
 DEPENDENCY_PLUGIN = "org.apache.maven.plugins:maven-dependency-plugin:3.8.1"
 _JAR_NAME = re.compile(r"^(?P<artifact>.+?)-\d[\w.\-]*\.jar$")
 
@@ -151,6 +152,13 @@ def ensure_local_fs_jar(cache_dir: Path | None = None) -> str:
     """The jar of the project's local file system (`jvm/local_fs`), compiled against pyspark's jars
     on first use: apart from the functions, as it goes on the JVM's own classpath."""
     return _compiled_jar("local-fs", LOCAL_FS_SOURCES, [], cache_dir)
+
+
+def ensure_parquet_writers_jar(cache_dir: Path | None = None) -> str:
+    """The jar of the project's fix to Parquet's column writers (`jvm/parquet_writers`: each file keeps
+    its own settings when several are written at once), compiled on first use: it goes on the JVM's
+    own classpath, before Spark's Parquet jars."""
+    return _compiled_jar("parquet-writers", PARQUET_WRITERS_SOURCES, [], cache_dir)
 
 
 def _compiled_jar(name: str, source_dir: Path, classpath: list[str], cache_dir: Path | None) -> str:

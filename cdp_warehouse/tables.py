@@ -10,6 +10,7 @@ index: the marts attribute orders and events to people by (tenant, id type, id v
 
 from dataclasses import dataclass, field
 
+from cdp_resources import lake_paths
 from cdp_transform.entities import ENTITIES
 
 SCHEMA = "raw_cdp"
@@ -34,7 +35,7 @@ class WarehouseTable:
 CURATED = [
     WarehouseTable(
         spec.table,
-        f"curated/{spec.table}",
+        lake_paths.curated_path(spec.table),
         BY_DAY,
         ("tenant_id", *spec.key, "event_date"),
         description=spec.description,
@@ -43,14 +44,14 @@ CURATED = [
 ]
 PROFILES = WarehouseTable(
     "customer_profiles",
-    "profiles/customer_profiles",
+    lake_paths.PROFILES,
     BY_TENANT,
     ("tenant_id", "cdp_customer_id"),
     description="The unified customer profiles (golden records) as of the last run.",
 )
 IDENTITY_MAP = WarehouseTable(
     "customer_ids",
-    "identity/customer_ids",
+    lake_paths.MAP,
     BY_TENANT,
     ("tenant_id", "node_id"),
     (("tenant_id", "id_type", "id_value"),),

@@ -37,3 +37,7 @@ if ! .venv/bin/cdp postgres bindir >/dev/null 2>&1; then
 fi
 
 .venv/bin/cdp jars fetch
+# dbt's manifest, which the definitions load (they do not parse the project), prepared as
+# dagster-dbt prepares a project for deployment, with the virtualenv's dbt.
+PATH="$PWD/.venv/bin:$PATH" .venv/bin/dagster-dbt project prepare-and-package \
+  --file cdp_resources/dbt_project.py >/dev/null

@@ -14,6 +14,7 @@ import pytest
 from dagster import DagsterInstance
 from pyspark.sql import functions as F
 
+from cdp_resources.dbt_project import dbt_project, prepare
 from cdp_resources.lake import LakeResource
 from cdp_resources.local_ports import free_port
 from cdp_resources.postgres_server import EmbeddedPostgres
@@ -31,6 +32,11 @@ for key, value in {
     "AWS_DEFAULT_REGION": "us-east-1",
 }.items():
     os.environ.setdefault(key, value)
+
+
+def pytest_configure(config):
+    """dbt's manifest prepared before any test module imports the definitions (they do not parse it)."""
+    prepare(dbt_project)
 
 
 @pytest.fixture(scope="session")

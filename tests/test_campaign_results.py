@@ -11,10 +11,10 @@ from decimal import ROUND_HALF_UP, Decimal
 import psycopg
 import pytest
 
-from cdp_assets.dbt import cdp_dbt_project, dbt_cli
 from cdp_common.dead_letters import SCHEMA_VIOLATION, dlq_prefix
 from cdp_ingest.file_drops import process_drops
 from cdp_ingest.registry import SchemaRegistry
+from cdp_resources.dbt_project import cdp_dbt_project, dbt_cli
 from cdp_resources.lake import LakeResource
 from cdp_resources.raw_zone import decode_ndjson_gz
 from cdp_resources.warehouse import WarehouseResource

@@ -15,12 +15,11 @@ from dagster import AssetKey
 from cdp_assets.dbt import (
     MEMBERSHIP,
     build_dbt_definitions,
-    cdp_dbt_project,
-    dbt_cli,
     dbt_vars,
     publish_membership,
     segment_models,
 )
+from cdp_resources.dbt_project import cdp_dbt_project, dbt_cli, prepare
 from cdp_resources.raw_zone import decode_ndjson_gz
 from cdp_resources.settings import PROJECT_DIR
 from partitions import daily_partitions
@@ -200,7 +199,7 @@ def test_an_analysts_segment_needs_no_other_change(built, warehouse, tmp_path):
         "select tenant_id, cdp_customer_id, 'new_in_town' as segment, {{ as_of_date() }} as as_of_date\n"
         "from {{ ref('customer_360') }} where city is not null and orders = 0\n"
     )
-    project = cdp_dbt_project(project_dir)
+    project = prepare(cdp_dbt_project(project_dir))
     assets, _ = build_dbt_definitions(project)
     membership = next(a for a in assets if AssetKey(["segments", "segment_membership"]) in a.keys)
     assert (

@@ -9,7 +9,7 @@ from datetime import date, datetime, timedelta
 import pytest
 from pyspark.sql import functions as F
 
-from cdp_assets.identity import EXCLUSIONS, HISTORY, MAP, MAP_KEY, MERGES, PROFILES
+from cdp_assets.keys import MAP_KEY
 from cdp_cli.demo import accuracy_lines
 from cdp_cli.main import main
 from cdp_identity.accuracy import pair_accuracy, profile_kinds
@@ -17,6 +17,7 @@ from cdp_identity.components import connected_components
 from cdp_identity.profiles import update_history
 from cdp_identity.resolve import resolve
 from cdp_identity.sources import node_id
+from cdp_resources.lake_paths import EXCLUSIONS, HISTORY, MAP, MERGES, PROFILES
 from cdp_resources.raw_zone import decode_ndjson_gz
 from tests.conftest import CURATED_CONFIG, IDENTITY_GROUPS, LAKE_DAILY_CONFIG, copy_lake, run_assets
 

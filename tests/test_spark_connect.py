@@ -12,8 +12,7 @@ from datetime import timedelta
 
 import pytest
 
-from cdp_assets.curated import dead_letter_table
-from cdp_assets.identity import EDGES, HISTORY, MAP, NODES, PROFILES
+from cdp_resources.lake_paths import EDGES, HISTORY, MAP, NODES, PROFILES, dead_letter_path
 from cdp_resources.local_ports import free_port, port_in_use
 from cdp_resources.settings import PROJECT_DIR
 from cdp_resources.spark_server import SERVER_CLASS, SparkConnectServer, SparkServerError
@@ -60,9 +59,7 @@ def test_spark_connect_server_gives_the_tables_local_mode_gives(spark, tmp_path,
     assert "spark session: pyspark.sql.connect.session" in run.stdout
 
     tables = [f"curated/{spec.table}" for spec in ENTITIES if local.is_delta_table(f"curated/{spec.table}")]
-    tables += [
-        dead_letter_table(spec.table) for spec in ENTITIES if local.is_delta_table(dead_letter_table(spec.table))
-    ]
+    tables += [dead_letter_path(spec.table) for spec in ENTITIES if local.is_delta_table(dead_letter_path(spec.table))]
     for key in [*tables, NODES, EDGES, MAP, PROFILES, HISTORY]:
         assert_same_rows(
             *(spark.read.format("delta").load(f"{root}/{key}") for root in (local.base_uri, tmp_path / "lake")), key

@@ -9,7 +9,7 @@ import pytest
 from delta.tables import DeltaTable
 from pyspark.sql import functions as F
 
-from cdp_assets.curated import replace_partitions
+from cdp_resources.delta_tables import replace_partitions
 from cdp_resources.spark import (
     LOCAL_FILE_SYSTEM,
     SESSION_SETTINGS,
@@ -137,12 +137,13 @@ def test_only_local_masters_replace_hadoops_local_file_system():
     for master in ("local[*]", "local"):
         config = delta_spark_config(master)
         assert {key: config[key] for key in LOCAL_FILE_SYSTEM} == LOCAL_FILE_SYSTEM
-        assert Path(config["spark.driver.extraClassPath"]).name == "cdp-local-fs.jar"
-        # A classpath of the user's own is kept, after the jar.
+        ours = config["spark.driver.extraClassPath"].split(os.pathsep)
+        assert [Path(jar).name for jar in ours] == ["cdp-local-fs.jar", "cdp-parquet-writers.jar"]
+        # A classpath of the user's own is kept, after the jars.
         theirs = delta_spark_config(master, {"spark.driver.extraClassPath": "/opt/a.jar:/opt/b.jar"})[
             "spark.driver.extraClassPath"
         ]
-        assert theirs.split(os.pathsep) == [config["spark.driver.extraClassPath"], "/opt/a.jar", "/opt/b.jar"]
+        assert theirs.split(os.pathsep) == [*ours, "/opt/a.jar", "/opt/b.jar"]
     for master in CLUSTER_MASTERS:
         assert not ({*LOCAL_FILE_SYSTEM, "spark.driver.extraClassPath"} & delta_spark_config(master).keys())
 
@@ -234,6 +235,21 @@ def test_only_the_named_columns_are_dictionary_encoded_in_every_write(spark, tmp
     assert DeltaTable.forPath(spark, path).detail().first().properties == {
         "parquet.enable.dictionary#message_id": "false"
     }
+
+
+def test_a_files_dictionary_settings_stay_its_own_when_another_file_is_started(spark):
+    """Parquet's column writers are set up per file from that file's settings; in parquet-column
+    1.17.0 they read the settings of whichever file was set up last in the JVM (apache/parquet-java
+    #3497), so a table's file started while another table's was could be dictionary-encoded
+    against its table's settings. The session loads the project's fix (`jvm/parquet_writers`)."""
+    jvm = spark.sparkContext._jvm
+    properties = jvm.org.apache.parquet.column.ParquetProperties
+    column = jvm.org.apache.parquet.schema.MessageTypeParser.parseMessageType(
+        "message m { required binary message_id (STRING); }"
+    ).getColumns()[0]
+    plain = properties.builder().withDictionaryEncoding("message_id", False).build()
+    properties.builder().build()  # another file's settings, with dictionaries on
+    assert plain.newValuesWriter(column).getClass().getSimpleName() == "PlainValuesWriter"
 
 
 def test_event_time_formats_parse_to_the_same_instant(spark):

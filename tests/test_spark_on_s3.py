@@ -5,10 +5,10 @@ from datetime import timedelta
 
 import pytest
 
-from cdp_assets.curated import read_dead_letters
-from cdp_assets.identity import MAP, PROFILES
 from cdp_resources.lake import LakeResource
+from cdp_resources.lake_paths import MAP, PROFILES
 from cdp_sampledata.generator import GeneratorConfig, generate
+from cdp_transform.curated_store import read_dead_letters
 from cdp_transform.entities import ENTITIES
 from tests.conftest import IDENTITY_GROUPS, assert_same_rows, run_assets
 

@@ -14,6 +14,9 @@ def test_session_server_has_both_databases(postgres):
     assert set(DATABASES) <= names
     with psycopg.connect(postgres.url("cdp")) as conn:
         assert conn.execute("SHOW listen_addresses").fetchone()[0] == "127.0.0.1"
+        assert conn.execute("SHOW synchronous_commit").fetchone()[0] == "on"  # the warehouse stays durable
+    with psycopg.connect(postgres.url("dagster")) as conn:
+        assert conn.execute("SHOW synchronous_commit").fetchone()[0] == "off"  # Dagster's bookkeeping
 
 
 def test_start_stop_reuse_and_port_change():

@@ -16,6 +16,7 @@ lake under .cdp/bench/backfill/. `--dagster-defaults` runs the backfill without 
     .venv/bin/python bench/backfill.py                          # 30, 365 and 1,096 days
     .venv/bin/python bench/backfill.py --days 30 --single-days 5
     .venv/bin/python bench/backfill.py --days 30 --dagster-defaults
+    .venv/bin/python bench/backfill.py --planning 30,365       # creating the run alone, each way
 
 Goals (issue 37): bookkeeping <= 15 % of the wall time at 1,096 days; the 30-day backfill <= 0.3x
 the sum of 30 single-day runs; cost from 365 to 1,096 days growing no worse than linearly.
@@ -24,6 +25,7 @@ the sum of 30 single-day runs; cost from 365 to 1,096 days growing no worse than
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -68,6 +70,7 @@ class StorageTimer:
         self.seconds: dict[str | None, float] = defaultdict(float)
         self.events: Counter = Counter()
         self.writes = 0
+        self.running = False  # planned events name their step too, but are stored before the run starts
         for name in ("store_event", "store_event_batch"):
             setattr(storage, name, self._timed(getattr(storage, name)))
 
@@ -78,7 +81,8 @@ class StorageTimer:
             try:
                 return method(events)
             finally:
-                self.seconds[batch[0].step_key] += time.perf_counter() - started
+                self.seconds[batch[0].step_key if self.running else None] += time.perf_counter() - started
+                self.running = self.running or any(e.dagster_event_type == "PIPELINE_START" for e in batch)
                 self.writes += 1
                 self.events.update(e.dagster_event_type.value if e.dagster_event_type else "LOG" for e in batch)
 
@@ -121,9 +125,8 @@ def prepare_lake(days: int, customers: int, tenants: tuple[str, ...]):
     generated = 0.0
     if not sample_is_current(lake, config):
         generated = generate(lake, config, workers=os.cpu_count() or 2, progress=False).seconds
-    for zone in DERIVED_ZONES:
-        for obj in lake.list(zone):
-            lake.delete(obj.key)
+    for zone in DERIVED_ZONES:  # directories too: Delta refuses to create a table where an empty log dir is left
+        shutil.rmtree(Path(os.environ["CDP_LAKE_URI"]) / zone, ignore_errors=True)
     return lake, generated
 
 
@@ -224,6 +227,28 @@ def run_single_days(days: int, customers: int, tenants: tuple[str, ...], count: 
     return {"days": days, "single_walls": walls}
 
 
+def time_planning(days: int, subset: bool, synchronous_commit: bool) -> dict:
+    """Creating the run alone (its planned events), with or without the planned-subset switch."""
+    first, last = setup_case(days, "planning", dagster_defaults=synchronous_commit)
+    if subset:
+        os.environ["DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS"] = "1"
+    from dagster import DagsterInstance
+
+    from cdp_assets.definitions import defs
+    from cdp_cli.backfill import RANGE_END_TAG, RANGE_START_TAG
+
+    with DagsterInstance.get() as instance:
+        timer = StorageTimer(instance.event_log_storage)
+        started = time.perf_counter()
+        instance.create_run_for_job(
+            defs.resolve_job_def("lake_daily"),
+            tags={RANGE_START_TAG: first.isoformat(), RANGE_END_TAG: last.isoformat()},
+        )
+        seconds = time.perf_counter() - started
+    return {"days": days, "subset": subset, "synchronous_commit": synchronous_commit, "seconds": seconds,
+            "events": dict(timer.events)}  # fmt: skip
+
+
 def orders_in(lake) -> int:
     from deltalake import DeltaTable
 
@@ -268,6 +293,8 @@ def main() -> None:
     parser.add_argument("--tenants", default="acme_corp")
     parser.add_argument("--single-days", type=int, default=30, help="single-day runs to time for the 30-day case")
     parser.add_argument("--dagster-defaults", action="store_true", help="without cdp backfill's switches")
+    parser.add_argument("--planning", help="comma-separated days: time creating the run alone, each way")
+    parser.add_argument("--planning-way", help=argparse.SUPPRESS)
     parser.add_argument("--case", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--single", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -277,6 +304,19 @@ def main() -> None:
         return
     if args.single:
         print(json.dumps(run_single_days(args.case or 30, args.customers, tenants, args.single)))
+        return
+    if args.planning_way:
+        subset, synchronous = args.planning_way.split(",")
+        print(json.dumps(time_planning(int(args.planning), subset == "subset", synchronous == "sync")))
+        return
+    if args.planning:
+        for days in (int(d) for d in args.planning.split(",")):
+            for way in ("per-day,sync", "per-day,async", "subset,async"):
+                timed = in_child(["--planning", str(days), "--planning-way", way])
+                events = sum(v for k, v in timed["events"].items() if k.endswith("_PLANNED"))
+                print(
+                    f"{days:>5} days, planned events {way:<14}: {timed['seconds']:7.1f}s, {events:,} events", flush=True
+                )
         return
     common = ["--customers", str(args.customers), "--tenants", args.tenants]
     print(

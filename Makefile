@@ -1,6 +1,6 @@
 # The two commands: `make demo` (set up, generate sample data, materialise the graph) and
 # `make test` (set up, run the test suite). Everything else is a helper.
-.PHONY: demo test lint format setup dev dev-spark-server spark-server-stop postgres-stop lock bench-generator bench-ingest bench-curated bench-identity bench-warehouse bench-webhook bench-sources
+.PHONY: demo test lint format setup dev dev-spark-server spark-server-stop postgres-stop lock bench-generator bench-ingest bench-curated bench-identity bench-warehouse bench-webhook bench-sources bench-backfill
 
 demo: setup
 	.venv/bin/cdp demo
@@ -54,3 +54,6 @@ bench-webhook: setup
 
 bench-sources: setup
 	.venv/bin/python bench/sources.py
+
+bench-backfill: setup
+	.venv/bin/python bench/backfill.py

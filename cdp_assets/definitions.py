@@ -46,7 +46,7 @@ defs = Definitions(
             s3_region=env_or_default("CDP_S3_REGION", "us-east-1"),
         ),
         "spark": SparkDeltaResource(master=env_or_default("CDP_SPARK_MASTER", "local[*]")),
-        "warehouse": WarehouseResource(),
+        "warehouse": WarehouseResource(url=env_or_default("CDP_POSTGRES_URL", None)),
         "dbt": dbt_cli(dbt_project),
     },
 )

@@ -3,6 +3,7 @@
 import os
 from pathlib import Path
 
+from cdp_cli.backfill import EVENT_BATCH_SIZE
 from cdp_resources.postgres_server import dagster_storage_url
 from cdp_resources.settings import PROJECT_DIR, state_dir
 
@@ -19,7 +20,10 @@ def dagster_home() -> Path:
 
 
 def prepare_dagster_environment() -> dict[str, str]:
-    """Sets DAGSTER_HOME and CDP_DAGSTER_POSTGRES_URL (starting the embedded PostgreSQL if needed)."""
+    """Sets DAGSTER_HOME and CDP_DAGSTER_POSTGRES_URL (starting the embedded PostgreSQL if needed),
+    and DAGSTER_EVENT_BATCH_SIZE, so a run over many days (a backfill from the UI too: its run
+    inherits this environment) stores each asset's materialisations in batches, not one commit a day."""
     os.environ.setdefault("DAGSTER_HOME", str(dagster_home()))
     os.environ["CDP_DAGSTER_POSTGRES_URL"] = dagster_storage_url()
-    return {key: os.environ[key] for key in ("DAGSTER_HOME", "CDP_DAGSTER_POSTGRES_URL")}
+    os.environ.setdefault("DAGSTER_EVENT_BATCH_SIZE", str(EVENT_BATCH_SIZE))
+    return {key: os.environ[key] for key in ("DAGSTER_HOME", "CDP_DAGSTER_POSTGRES_URL", "DAGSTER_EVENT_BATCH_SIZE")}

@@ -1,4 +1,4 @@
-"""`cdp` console command: generate | demo | dev | drops | dlq | webhooks … | identity | dbt docs | postgres … | spark-server … | jars fetch|list."""
+"""`cdp` console command: generate | demo | backfill | dev | drops | dlq | webhooks … | identity | dbt docs | postgres … | spark-server … | jars fetch|list."""
 
 import argparse
 import os
@@ -13,6 +13,8 @@ from cdp_resources.settings import PROJECT_DIR, default_lake_uri
 from cdp_sampledata.dirt import DirtRates
 from cdp_sampledata.generator import GeneratorConfig
 from partitions import late_days, start_date
+
+JOB_NAME = "lake_daily"
 
 
 def _name(kind: str):
@@ -68,6 +70,29 @@ def _demo(args) -> int:
         summary = describe(outcome)
     print(summary)
     return 0 if outcome["success"] else 1
+
+
+def _backfill(args) -> int:
+    import time
+
+    from dagster import DagsterInstance
+
+    from cdp_cli.backfill import BackfillRangeError, check_range, run_backfill, summary
+    from cdp_cli.environment import prepare_dagster_environment
+
+    first, last = date.fromisoformat(args.from_day), date.fromisoformat(args.to_day)
+    try:
+        check_range(first, last)
+    except BackfillRangeError as error:
+        print(f"cdp backfill: {error}", file=sys.stderr)
+        return 2
+    prepare_dagster_environment()
+    with DagsterInstance.get() as instance:
+        print(f"backfilling {JOB_NAME} for {first} … {last} in one run (progress every {args.every:g}s)", flush=True)
+        started = time.monotonic()
+        result = run_backfill(first, last, instance, every=args.every)
+        print(summary(result, first, last, time.monotonic() - started, instance))
+    return 0 if result.success else 1
 
 
 def _dev(args) -> int:
@@ -254,6 +279,14 @@ def parser() -> argparse.ArgumentParser:
     demo = commands.add_parser("demo", help="generate sample data and materialise every partition")
     demo.add_argument("--workers", type=int, default=os.cpu_count() or 2)
     demo.set_defaults(handler=_demo)
+
+    backfill = commands.add_parser(
+        "backfill", help=f"onboard history: materialise {JOB_NAME} over a range of days in one run, with progress"
+    )
+    backfill.add_argument("--from", dest="from_day", required=True, help="first day (YYYY-MM-DD), >= CDP_START_DATE")
+    backfill.add_argument("--to", dest="to_day", required=True, help="last day (YYYY-MM-DD), inclusive")
+    backfill.add_argument("--every", type=float, default=10.0, help="seconds between progress lines (0: none)")
+    backfill.set_defaults(handler=_backfill)
 
     dev = commands.add_parser("dev", help="start the Dagster UI on the embedded defaults")
     dev.add_argument("--host", default="127.0.0.1")

@@ -3,8 +3,8 @@
 Used when `CDP_POSTGRES_URL` is unset. It listens on 127.0.0.1 only, on a free port chosen at
 `initdb` time (and re-chosen if that port is later taken), with no Unix socket. Starting is
 idempotent: a running cluster is reused. As root, the cluster runs as the `postgres` OS user,
-because PostgreSQL refuses to run as root. It holds two databases: `dagster` (instance storage)
-and `cdp` (the warehouse).
+because PostgreSQL refuses to run as root. It holds two databases: `dagster` (instance storage,
+with `synchronous_commit = off`) and `cdp` (the warehouse).
 """
 
 import glob
@@ -18,7 +18,8 @@ from pathlib import Path
 from cdp_resources.local_ports import free_port, port_in_use
 from cdp_resources.settings import state_dir
 
-DATABASES = ("dagster", "cdp")
+DAGSTER_DATABASE = "dagster"
+DATABASES = (DAGSTER_DATABASE, "cdp")
 SUPERUSER = "cdp"
 _SERVER_SETTINGS = {
     "listen_addresses": "'127.0.0.1'",
@@ -164,6 +165,10 @@ class EmbeddedPostgres:
             for database in DATABASES:
                 if database not in existing:
                     conn.execute(f'CREATE DATABASE "{database}"')
+            # Dagster's own bookkeeping commits one event at a time; without waiting for each WAL
+            # flush a server crash can lose the last moments of run events, never corrupt them.
+            # The warehouse (`cdp`) keeps full durability.
+            conn.execute(f'ALTER DATABASE "{DAGSTER_DATABASE}" SET synchronous_commit = off')
 
 
 def dagster_storage_url() -> str:

@@ -1,20 +1,22 @@
 """The PostgreSQL warehouse as a Dagster resource: `CDP_POSTGRES_URL`, else the embedded server's
 `cdp` database (started on first use)."""
 
+import os
+
 import psycopg
 from dagster import ConfigurableResource, EnvVar
 from psycopg.conninfo import conninfo_to_dict
 from pydantic import Field
 
 from cdp_resources.postgres_server import EmbeddedPostgres
-from cdp_resources.settings import env_or_default
 
 
 class WarehouseResource(ConfigurableResource):
     """Where the warehouse tables, dbt's models and the segments live."""
 
     url: str | None = Field(
-        default_factory=lambda: env_or_default("CDP_POSTGRES_URL", None),
+        # The value, not an EnvVar: Dagster resolves EnvVars given to the constructor, not defaults.
+        default_factory=lambda: os.environ.get("CDP_POSTGRES_URL") or None,
         description="PostgreSQL URL (CDP_POSTGRES_URL); unset: the embedded server's `cdp` database",
     )
 

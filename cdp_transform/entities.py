@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from cdp_transform.conform import Field
 from cdp_transform.enrich import COMPANY_COLUMNS
 from cdp_transform.lineage import LINEAGE
-from cdp_transform.rules import CRITICAL, WARNING, Rule, email_format, not_null, typed_fields
+from cdp_transform.rules import CRITICAL, WARNING, Rule, email_format, not_before_earliest, not_null, typed_fields
 
 
 @dataclass(frozen=True)
@@ -253,12 +253,7 @@ ENTITIES = [
             typed_fields(),
             not_null("order_id", "ordered_at"),
             Rule("order_total_positive", "total > 0", CRITICAL, "order total must be > 0"),
-            Rule(
-                "order_date_min",
-                "ordered_at >= TIMESTAMP '2020-01-01 00:00:00'",
-                CRITICAL,
-                "order date before 2020-01-01",
-            ),
+            not_before_earliest("order_date_min", "ordered_at", "order date"),
             Rule(
                 "customer_exists",
                 "customer_id IS NULL OR _customer_known",

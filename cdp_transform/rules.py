@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
+from cdp_transform.date_bounds import EARLIEST_COLUMN, earliest_timestamp
+
 CRITICAL, WARNING = "critical", "warning"
 # No backslashes: the pattern sits inside a SQL string literal, where `\.` would become `.`.
 EMAIL_PATTERN = r"^[a-z0-9._%+-]+@[a-z0-9-]+([.][a-z0-9-]+)*[.][a-z]{2,}$"
@@ -44,6 +46,16 @@ def email_format(column: str = "email", severity: str = CRITICAL) -> Rule:
     )
 
 
+def not_before_earliest(name: str, column: str, what: str) -> Rule:
+    """`column` (a UTC timestamp) on or after its tenant's earliest event date (`date_bounds.py`)."""
+    return Rule(
+        name,
+        f"{column} >= {EARLIEST_COLUMN}",
+        CRITICAL,
+        f"{what} before the tenant's earliest event date (cdp_transform/date_bounds.yaml)",
+    )
+
+
 def names_where(conditions: list[tuple[Column, str]]) -> Column:
     """The names whose condition holds, in order, as an array of strings (empty when none does).
     A concatenation of one-name and empty arrays, not `array_compact` of an array with nulls:
@@ -59,6 +71,9 @@ def names_where(conditions: list[tuple[Column, str]]) -> Column:
 
 
 def apply_rules(frame: DataFrame, rules: list[Rule]) -> DataFrame:
+    if any(EARLIEST_COLUMN in r.condition for r in rules):
+        frame = frame.withColumn(EARLIEST_COLUMN, earliest_timestamp())
+
     def failed(severity: str):
         return names_where(
             [(~F.coalesce(F.expr(r.condition), F.lit(False)), r.name) for r in rules if r.severity == severity]

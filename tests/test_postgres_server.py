@@ -14,6 +14,9 @@ def test_session_server_has_both_databases(postgres):
     assert set(DATABASES) <= names
     with psycopg.connect(postgres.url("cdp")) as conn:
         assert conn.execute("SHOW listen_addresses").fetchone()[0] == "127.0.0.1"
+        assert conn.execute("SHOW synchronous_commit").fetchone()[0] == "on"  # the warehouse stays durable
+    with psycopg.connect(postgres.url("dagster")) as conn:
+        assert conn.execute("SHOW synchronous_commit").fetchone()[0] == "off"  # Dagster's bookkeeping
 
 
 def test_start_stop_reuse_and_port_change():
@@ -54,3 +57,26 @@ def test_configured_url_starts_nothing(monkeypatch, tmp_path):
     monkeypatch.setenv("CDP_DAGSTER_POSTGRES_URL", "postgresql://someone@db.example:5432/dagster")
     assert dagster_storage_url() == "postgresql://someone@db.example:5432/dagster"
     assert not (tmp_path / "state").exists()
+
+
+def test_warehouse_url_from_the_environment_reaches_runs(warehouse, monkeypatch):
+    """CDP_POSTGRES_URL set: the project's warehouse resource connects there inside a run and
+    outside one (a bug: runs connected to the literal string "CDP_POSTGRES_URL")."""
+    from dagster import EnvVar, asset, materialize
+
+    from cdp_resources.warehouse import WarehouseResource
+
+    monkeypatch.setenv("CDP_POSTGRES_URL", warehouse.url)
+
+    @asset
+    def database_name(warehouse: WarehouseResource) -> str:
+        with warehouse.connect() as conn:
+            return conn.execute("SELECT current_database()").fetchone()[0]
+
+    assert WarehouseResource().dsn() == warehouse.url
+    for resource in (
+        WarehouseResource(),
+        WarehouseResource(url=EnvVar("CDP_POSTGRES_URL")),
+    ):  # the latter as definitions.py builds it
+        result = materialize([database_name], resources={"warehouse": resource})
+        assert result.output_for_node("database_name") == "warehouse"

@@ -285,6 +285,57 @@ def test_critical_rules_dead_letter_with_reason(spark, table, bad, good, rule):
     assert (stats.rows_in, stats.dead_lettered, stats.critical[rule]) == (2, 1, 1)
 
 
+def order_dates_kept(spark, days_by_tenant: dict[str, list[str]]) -> dict[tuple[str, str], bool]:
+    """Per (tenant, order day): whether an order of that day passes `order_date_min` (every other rule holds)."""
+    records = [
+        (tenant, {"id": i, "created_at": f"{day}T12:00:00Z", "currency": "USD", "total_price": "5.00"})
+        for i, (tenant, day) in enumerate((t, d) for t, days in days_by_tenant.items() for d in days)
+    ]
+    frame = spark.read.schema(BY_TABLE["orders"].read_schema).json(
+        spark.sparkContext.parallelize([json.dumps(r) for _, r in records])
+    )
+    tenant_of = spark.createDataFrame([(r["id"], t) for t, r in records], "id_ string, tenant string")
+    frame = with_test_lineage(frame).drop("tenant_id").join(tenant_of, F.col("id") == F.col("id_"))
+    frame = frame.withColumnRenamed("tenant", "tenant_id").drop("id_")
+    fx = spark.createDataFrame([(date(2026, 1, 5), "EUR", 0.9)], "event_date date, currency string, rate double")
+    ruled = curate(BY_TABLE["orders"], frame, fx, None)
+    return {
+        (row.tenant_id, str(row.ordered_at.date())): "order_date_min" not in row._critical
+        for row in ruled.select("tenant_id", "ordered_at", "_critical").collect()
+    }
+
+
+def test_order_date_bound_follows_the_partitions_start(spark, monkeypatch):
+    """A tenant whose history starts in 2018 (CDP_START_DATE moved back) keeps its orders; an order
+    far before the first partition (a typo'd year) is still dead-lettered."""
+    monkeypatch.setenv("CDP_START_DATE", "2018-03-01")
+    monkeypatch.setenv("CDP_LATE_DAYS", "3")
+    kept = order_dates_kept(spark, {"t": ["2018-02-26", "2018-03-01", "2019-07-04", "2018-02-25", "1999-03-01"]})
+    assert kept == {
+        ("t", "2018-02-26"): True,  # the late-data window before the first partition
+        ("t", "2018-03-01"): True,
+        ("t", "2019-07-04"): True,
+        ("t", "2018-02-25"): False,
+        ("t", "1999-03-01"): False,
+    }
+
+
+def test_order_date_bound_per_tenant(spark, monkeypatch, tmp_path):
+    bounds = tmp_path / "date_bounds.yaml"
+    bounds.write_text('default: {earliest: "2016-01-01"}\nold_shop: {earliest: "2009-01-01"}\n')
+    monkeypatch.setenv("CDP_DATE_BOUNDS_FILE", str(bounds))
+    kept = order_dates_kept(spark, {"old_shop": ["2010-05-01", "2008-12-31"], "new_shop": ["2010-05-02", "2016-01-01"]})
+    assert kept == {
+        ("old_shop", "2010-05-01"): True,
+        ("old_shop", "2008-12-31"): False,
+        ("new_shop", "2010-05-02"): False,
+        ("new_shop", "2016-01-01"): True,
+    }
+    bounds.write_text("default: {latest: 2030-01-01}\n")
+    with pytest.raises(ValueError, match="at most the key 'earliest'"):
+        order_dates_kept(spark, {"t": ["2026-01-05"]})
+
+
 # Operators Spark never compiles into a stage's generated code, and scans of the test's in-memory rows.
 UNCOMPILED_OPERATORS = re.compile(
     r"Exchange|Window|Scan|SerializeFromObject|MapPartitions|DeserializeToObject|ExternalRDD"

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING
 
-from cdp_resources.raw_zone import encode_ndjson_gz, publish_new
+from cdp_resources.raw_zone import check_tenant_prefix, encode_ndjson_gz, publish_new
 
 if TYPE_CHECKING:  # the lake pulls in Dagster; the webhook receiver only needs the rule names
     from cdp_resources.lake import LakeResource
@@ -96,7 +96,9 @@ class DeadLetterWriter:
         keys = []
         now = self.clock()
         for (rule, stream, day), letters in sorted(self._pending.items()):
-            prefix = f"{dlq_prefix(self.tenant, self.provider, rule)}{stream}/day={day.isoformat()}/"
+            prefix = check_tenant_prefix(
+                self.tenant, f"{dlq_prefix(self.tenant, self.provider, rule)}{stream}/day={day.isoformat()}/"
+            )
             keys.append(self.publish(self.lake, prefix, "", now, encode_ndjson_gz(letters)))
         self._pending.clear()
         return keys

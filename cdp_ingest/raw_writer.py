@@ -16,7 +16,14 @@ from datetime import UTC, date, datetime
 from cdp_ingest.dead_letters import SCHEMA_VIOLATION, UNKNOWN_STREAM, DeadLetterWriter
 from cdp_ingest.registry import DriftReport, SchemaRegistry
 from cdp_resources.lake import LakeResource
-from cdp_resources.raw_zone import MAX_RECORDS_PER_FILE, encode_ndjson_gz, event_day, publish_new, raw_prefix
+from cdp_resources.raw_zone import (
+    MAX_RECORDS_PER_FILE,
+    check_tenant_prefix,
+    encode_ndjson_gz,
+    event_day,
+    publish_new,
+    raw_prefix,
+)
 
 
 class RawBatchWriter:
@@ -105,7 +112,7 @@ class RawBatchWriter:
         records = self._buffers.pop((stream, day))
         key = self.publish(
             self.lake,
-            raw_prefix(self.tenant, self.provider, stream, day),
+            check_tenant_prefix(self.tenant, raw_prefix(self.tenant, self.provider, stream, day)),
             f"{stream}_",
             self.clock(),
             encode_ndjson_gz(records),

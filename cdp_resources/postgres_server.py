@@ -4,7 +4,10 @@ Used when `CDP_POSTGRES_URL` is unset. It listens on 127.0.0.1 only, on a free p
 `initdb` time (and re-chosen if that port is later taken), with no Unix socket. Starting is
 idempotent: a running cluster is reused. As root, the cluster runs as the `postgres` OS user,
 because PostgreSQL refuses to run as root. It holds two databases: `dagster` (instance storage)
-and `cdp` (the warehouse).
+and `cdp` (the warehouse, owned by the pipeline's role `cdp_pipeline`).
+
+The platform's own roles (the superuser `cdp`, the pipeline's `cdp_pipeline`) are trusted from
+127.0.0.1; every other role (tenants' analysts) logs in with its password (docs/security.md).
 """
 
 import glob
@@ -17,9 +20,11 @@ from pathlib import Path
 
 from cdp_resources.local_ports import free_port, port_in_use
 from cdp_resources.settings import state_dir
+from cdp_resources.warehouse_security import PIPELINE_ROLE, ensure_roles
 
 DATABASES = ("dagster", "cdp")
 SUPERUSER = "cdp"
+WAREHOUSE_DATABASE = "cdp"
 _SERVER_SETTINGS = {
     "listen_addresses": "'127.0.0.1'",
     "unix_socket_directories": "''",
@@ -97,8 +102,23 @@ class EmbeddedPostgres:
     def port(self) -> int:
         return int((self.root / "port").read_text())
 
-    def url(self, database: str = "cdp") -> str:
-        return f"postgresql://{SUPERUSER}@127.0.0.1:{self.port}/{database}"
+    def url(self, database: str = "cdp", user: str = SUPERUSER) -> str:
+        return f"postgresql://{user}@127.0.0.1:{self.port}/{database}"
+
+    def _write_hba(self) -> bool:
+        """Trust the platform's roles from 127.0.0.1, passwords for everyone else; True when changed."""
+        hba = self.data_dir / "pg_hba.conf"
+        wanted = "".join(
+            [
+                "# CDP embedded server: the platform's own roles are trusted locally, analysts need a password\n",
+                *(f"host all {role} 127.0.0.1/32 trust\n" for role in (SUPERUSER, PIPELINE_ROLE)),
+                "host all all 127.0.0.1/32 scram-sha-256\n",
+            ]
+        )
+        if hba.read_text() == wanted:
+            return False
+        hba.write_text(wanted)
+        return True
 
     def _run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
         command = [str(find_bindir() / args[0]), *args[1:]]
@@ -143,7 +163,11 @@ class EmbeddedPostgres:
         """Start the cluster (initialising it first if needed); reuse it when it is already running."""
         if not self.initialised():
             self.init()
-        if not self.running():
+        hba_changed = self._write_hba()
+        if self.running():
+            if hba_changed:
+                self._run("pg_ctl", "reload", "-D", str(self.data_dir))
+        else:
             if port_in_use(self.port):
                 self._write_port(free_port())
             self.log_file.touch()
@@ -160,10 +184,12 @@ class EmbeddedPostgres:
         import psycopg
 
         with psycopg.connect(self.url("postgres"), autocommit=True) as conn:
+            ensure_roles(conn)
             existing = {row[0] for row in conn.execute("SELECT datname FROM pg_database")}
             for database in DATABASES:
                 if database not in existing:
-                    conn.execute(f'CREATE DATABASE "{database}"')
+                    owner = PIPELINE_ROLE if database == WAREHOUSE_DATABASE else SUPERUSER
+                    conn.execute(f'CREATE DATABASE "{database}" OWNER "{owner}"')
 
 
 def dagster_storage_url() -> str:

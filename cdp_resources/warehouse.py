@@ -1,5 +1,5 @@
 """The PostgreSQL warehouse as a Dagster resource: `CDP_POSTGRES_URL`, else the embedded server's
-`cdp` database (started on first use)."""
+`cdp` database as the pipeline's role `cdp_pipeline` (started on first use)."""
 
 import psycopg
 from dagster import ConfigurableResource
@@ -8,6 +8,7 @@ from pydantic import Field
 
 from cdp_resources.postgres_server import EmbeddedPostgres
 from cdp_resources.settings import env_or_default
+from cdp_resources.warehouse_security import PIPELINE_ROLE
 
 
 class WarehouseResource(ConfigurableResource):
@@ -15,7 +16,8 @@ class WarehouseResource(ConfigurableResource):
 
     url: str | None = Field(
         default_factory=lambda: env_or_default("CDP_POSTGRES_URL", None),
-        description="PostgreSQL URL (CDP_POSTGRES_URL); unset: the embedded server's `cdp` database",
+        description="PostgreSQL URL of the pipeline's role (CDP_POSTGRES_URL); unset: the embedded server's "
+        "`cdp` database as `cdp_pipeline`",
     )
 
     copy_connections: int = Field(
@@ -25,7 +27,7 @@ class WarehouseResource(ConfigurableResource):
     )
 
     def dsn(self) -> str:
-        return self.url or EmbeddedPostgres.default().start().url("cdp")
+        return self.url or EmbeddedPostgres.default().start().url("cdp", PIPELINE_ROLE)
 
     def connect(self, autocommit: bool = False) -> psycopg.Connection:
         return psycopg.connect(self.dsn(), autocommit=autocommit)

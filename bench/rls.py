@@ -53,7 +53,7 @@ CREATE UNIQUE INDEX ON marts.customer_360 (tenant_id, cdp_customer_id);
 CREATE TABLE marts.fct_orders AS
 SELECT c.tenant_id, format('o%%s', n) AS order_id, c.cdp_customer_id,
        DATE '2026-01-01' + (n %% 90) AS event_date, DATE '2026-01-01' + (n %% 90) AS order_date,
-       ((n * 7919) %% 50000 / 100.0)::numeric(18, 2) AS total_usd, 'paid' AS financial_status
+       ((n::bigint * 7919) %% 50000 / 100.0)::numeric(18, 2) AS total_usd, 'paid' AS financial_status
 FROM generate_series(1, %(orders)s) AS n
 JOIN marts.customer_360 c ON c.cdp_customer_id = md5((1 + (n * 31) %% %(customers)s)::text);
 CREATE UNIQUE INDEX ON marts.fct_orders (tenant_id, order_id);

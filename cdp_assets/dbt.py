@@ -32,7 +32,7 @@ from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings, DbtC
 
 from cdp_resources.settings import PROJECT_DIR, state_dir
 from cdp_resources.warehouse import WarehouseResource
-from cdp_resources.warehouse_security import protect
+from cdp_resources.warehouse_security import ensure_security, protect
 from partitions import daily_partitions
 
 ANALYTICS_OWNERS = ["team:analytics"]
@@ -195,6 +195,7 @@ def publish_membership(conn, segments: Mapping[str, str], as_of: str) -> dict[st
     conn.execute(f"""CREATE TABLE IF NOT EXISTS {MEMBERSHIP} (
         tenant_id text NOT NULL, segment text NOT NULL, cdp_customer_id text NOT NULL, as_of_date date NOT NULL,
         source_model text NOT NULL, PRIMARY KEY (as_of_date, tenant_id, segment, cdp_customer_id))""")
+    ensure_security(conn)
     protect(conn, *MEMBERSHIP.split("."))
     union = " UNION ALL ".join(
         f"SELECT tenant_id, segment, cdp_customer_id, '{name}' AS model FROM {relation}"

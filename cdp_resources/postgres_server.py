@@ -185,11 +185,44 @@ class EmbeddedPostgres:
 
         with psycopg.connect(self.url("postgres"), autocommit=True) as conn:
             ensure_roles(conn)
-            existing = {row[0] for row in conn.execute("SELECT datname FROM pg_database")}
+            existing = dict(conn.execute("SELECT datname, pg_get_userbyid(datdba) FROM pg_database").fetchall())
             for database in DATABASES:
                 if database not in existing:
                     owner = PIPELINE_ROLE if database == WAREHOUSE_DATABASE else SUPERUSER
                     conn.execute(f'CREATE DATABASE "{database}" OWNER "{owner}"')
+            if existing.get(WAREHOUSE_DATABASE) == SUPERUSER:
+                self._hand_warehouse_to_pipeline()
+
+    def _hand_warehouse_to_pipeline(self) -> None:
+        """A cluster made before the pipeline had a role of its own: the warehouse database, its
+        schemas and their relations pass from the superuser to the pipeline's role."""
+        import psycopg
+        from psycopg import sql
+
+        kinds = {"r": "TABLE", "p": "TABLE", "v": "VIEW", "m": "MATERIALIZED VIEW"}
+        with psycopg.connect(self.url(WAREHOUSE_DATABASE), autocommit=True) as conn, conn.transaction():
+            pipeline = sql.Identifier(PIPELINE_ROLE)
+            conn.execute(sql.SQL("ALTER DATABASE {} OWNER TO {}").format(sql.Identifier(WAREHOUSE_DATABASE), pipeline))
+            schemas = [
+                name
+                for (name,) in conn.execute(
+                    "SELECT nspname FROM pg_namespace WHERE pg_get_userbyid(nspowner) = %s "
+                    "AND nspname NOT IN ('public', 'information_schema', 'cdp_webhooks') AND nspname NOT LIKE 'pg_%%'",
+                    (SUPERUSER,),
+                )
+            ]
+            for schema in schemas:
+                conn.execute(sql.SQL("ALTER SCHEMA {} OWNER TO {}").format(sql.Identifier(schema), pipeline))
+            for schema, relation, kind in conn.execute(
+                "SELECT n.nspname, c.relname, c.relkind FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+                "WHERE n.nspname = ANY(%s) AND c.relkind = ANY(%s)",
+                (schemas, list(kinds)),
+            ).fetchall():
+                conn.execute(
+                    sql.SQL("ALTER {} {} OWNER TO {}").format(
+                        sql.SQL(kinds[kind]), sql.Identifier(schema, relation), pipeline
+                    )
+                )
 
 
 def dagster_storage_url() -> str:

@@ -12,8 +12,8 @@ membership) goes through `cdp_security.protect(relation)`:
 - `tenant_views.<schema>__<relation>` shows every column to both, personal ones masked unless the
   role holds the PII grant for the row's tenant.
 
-Analysts' login roles are members of one or both groups; the pipeline's role owns the database and
-the tables and is admitted by the policies; only superusers bypass them. The design and its limits: docs/security.md.
+Analysts' login roles are members of one or both groups; the pipeline's role owns the tables and
+is admitted by the policies by name; only superusers bypass them. The design and its limits: docs/security.md.
 """
 
 import re
@@ -76,30 +76,20 @@ COMMENT ON TABLE cdp_security.pii_columns IS
 
 -- Not SECURITY DEFINER on purpose: current_user stays the role in effect (also beneath a view,
 -- which checks privileges as its owner but runs as the caller), and tenant_roles' own policy lets
--- a role read only its own rows. The fixed search_path keeps a caller's temporary tables from
--- standing in for the catalogs; PL/pgSQL keeps each function's plan for the session.
+-- a role read only its own rows. Every name is schema-qualified (a caller's temporary tables are
+-- never found for them); PL/pgSQL keeps each function's plan for the session.
 CREATE OR REPLACE FUNCTION cdp_security.current_tenants() RETURNS text[]
-LANGUAGE plpgsql STABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+LANGUAGE plpgsql STABLE PARALLEL SAFE AS $$
 BEGIN
-    RETURN (SELECT coalesce(array_agg(tenant_id), '{}') FROM cdp_security.tenant_roles
+    RETURN (SELECT coalesce(pg_catalog.array_agg(tenant_id), '{}') FROM cdp_security.tenant_roles
             WHERE role_name = current_user);
 END
 $$;
 CREATE OR REPLACE FUNCTION cdp_security.pii_tenants() RETURNS text[]
-LANGUAGE plpgsql STABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+LANGUAGE plpgsql STABLE PARALLEL SAFE AS $$
 BEGIN
-    RETURN (SELECT coalesce(array_agg(tenant_id), '{}') FROM cdp_security.tenant_roles
+    RETURN (SELECT coalesce(pg_catalog.array_agg(tenant_id), '{}') FROM cdp_security.tenant_roles
             WHERE role_name = current_user AND pii);
-END
-$$;
--- The pipeline is the database's owner; it is subject to the policies (FORCE) and admitted by them.
-CREATE OR REPLACE FUNCTION cdp_security.is_pipeline() RETURNS boolean
-LANGUAGE plpgsql STABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
-BEGIN
-    RETURN EXISTS (
-        SELECT 1 FROM pg_catalog.pg_database d
-        WHERE d.datname = current_database() AND d.datdba = (SELECT oid FROM pg_catalog.pg_roles WHERE rolname = current_user)
-    );
 END
 $$;
 CREATE OR REPLACE FUNCTION cdp_security.is_pii(col name) RETURNS boolean
@@ -117,6 +107,7 @@ DECLARE
     open_columns text;
     masked_columns text;
     masked_view text;
+    policy text;
 BEGIN
     SELECT c.relkind, n.nspname, c.relname INTO kind, schema_name, rel_name
     FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = rel;
@@ -131,13 +122,19 @@ BEGIN
     IF kind IN ('r', 'p') THEN
         EXECUTE format('ALTER TABLE %s ENABLE ROW LEVEL SECURITY', rel);
         EXECUTE format('ALTER TABLE %s FORCE ROW LEVEL SECURITY', rel);
-        IF NOT EXISTS (SELECT 1 FROM pg_policy WHERE polrelid = rel AND polname = 'tenant_isolation') THEN
-            -- Sub-selects make both tests init plans, evaluated once per query, not per row.
-            EXECUTE format(
-                'CREATE POLICY tenant_isolation ON %s USING ((SELECT cdp_security.is_pipeline()) '
-                'OR tenant_id = ANY ((SELECT cdp_security.current_tenants())::text[]))', rel
-            );
-        END IF;
+        -- The relation's owner (the pipeline) is admitted by name: current_user is the role in
+        -- effect, so a reader of the owner's views is not. The tenant list is a sub-select: an
+        -- init plan, evaluated once per query, not per row.
+        SELECT format(
+            '(current_user = %L OR tenant_id = ANY ((SELECT cdp_security.current_tenants())::text[]))',
+            pg_get_userbyid(relowner)
+        ) INTO policy FROM pg_class WHERE oid = rel;
+        EXECUTE format(
+            CASE WHEN EXISTS (SELECT 1 FROM pg_policy WHERE polrelid = rel AND polname = 'tenant_isolation')
+                 THEN 'ALTER POLICY tenant_isolation ON %s USING %s'
+                 ELSE 'CREATE POLICY tenant_isolation ON %s USING %s' END,
+            rel, policy
+        );
     ELSIF kind <> 'v' THEN
         RETURN;  -- materialized views (RLS does not apply to them) and others: closed to tenant roles
     END IF;
@@ -205,8 +202,7 @@ def ensure_security(conn: psycopg.Connection) -> None:
         conn.execute(sql.SQL("GRANT SELECT ON cdp_security.tenant_roles TO {}").format(groups))
         conn.execute(
             sql.SQL(
-                "GRANT EXECUTE ON FUNCTION cdp_security.current_tenants(), cdp_security.pii_tenants(), "
-                "cdp_security.is_pipeline() TO {}"
+                "GRANT EXECUTE ON FUNCTION cdp_security.current_tenants(), cdp_security.pii_tenants() TO {}"
             ).format(groups)
         )
 

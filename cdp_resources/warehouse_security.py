@@ -138,7 +138,13 @@ BEGIN
     ELSIF kind <> 'v' THEN
         RETURN;  -- materialized views (RLS does not apply to them) and others: closed to tenant roles
     END IF;
-    EXECUTE format('GRANT USAGE ON SCHEMA %I TO cdp_tenant_reader, cdp_tenant_pii', schema_name);
+    IF NOT (has_schema_privilege('cdp_tenant_reader', schema_name, 'USAGE')
+            AND has_schema_privilege('cdp_tenant_pii', schema_name, 'USAGE')) THEN
+        -- dbt protects several models at once: one schema grant at a time (two concurrent grants
+        -- on the same schema fail with "tuple concurrently updated").
+        PERFORM pg_advisory_xact_lock(hashtext('cdp_security.protect'));
+        EXECUTE format('GRANT USAGE ON SCHEMA %I TO cdp_tenant_reader, cdp_tenant_pii', schema_name);
+    END IF;
     SELECT string_agg(quote_ident(attname), ', ' ORDER BY attnum) FILTER (WHERE NOT cdp_security.is_pii(attname)),
            string_agg(
                CASE WHEN NOT cdp_security.is_pii(attname) THEN quote_ident(attname)

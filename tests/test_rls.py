@@ -117,7 +117,7 @@ def test_every_relation_in_every_schema_shows_only_the_own_tenant(pipeline, anal
         "SELECT c.oid, n.nspname, c.relname, c.relkind FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
         "WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f') ORDER BY 2, 3",
     )
-    tenant_schemas = {"raw_cdp", "raw_cdp_loading", "staging", "intermediate", "marts", "segments", "tenant_views"}
+    tenant_schemas = {"raw_cdp", "staging", "intermediate", "marts", "segments", "tenant_views", "cdp_security"}
     assert {schema for _, schema, _, _ in relations} >= tenant_schemas | {"pg_catalog", "information_schema"}
     seen, denied = {}, []
     with connect_as(postgres, A, analysts[A]) as conn:

@@ -30,6 +30,7 @@ from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings, DbtC
 from cdp_assets.keys import MEMBERSHIP_KEY
 from cdp_resources.dbt_project import dbt_project, docs_path, manifest_is_current
 from cdp_resources.warehouse import WarehouseResource
+from cdp_resources.warehouse_security import ensure_security, protect
 from partitions import daily_partitions, late_days
 
 ANALYTICS_OWNERS = ["team:analytics"]
@@ -174,6 +175,8 @@ def publish_membership(conn, segments: Mapping[str, str], as_of: str) -> dict[st
     conn.execute(f"""CREATE TABLE IF NOT EXISTS {MEMBERSHIP} (
         tenant_id text NOT NULL, segment text NOT NULL, cdp_customer_id text NOT NULL, as_of_date date NOT NULL,
         source_model text NOT NULL, PRIMARY KEY (as_of_date, tenant_id, segment, cdp_customer_id))""")
+    ensure_security(conn)
+    protect(conn, *MEMBERSHIP.split("."))
     union = " UNION ALL ".join(
         f"SELECT tenant_id, segment, cdp_customer_id, '{name}' AS model FROM {relation}"
         for name, relation in sorted(segments.items())

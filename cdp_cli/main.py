@@ -1,4 +1,4 @@
-"""`cdp` console command: generate | demo | backfill | dev | drops | dlq | webhooks … | identity | dbt docs | postgres … | spark-server … | jars fetch|list."""
+"""`cdp` console command: generate | demo | backfill | dev | drops | dlq | webhooks … | identity | dbt docs | postgres … | tenants … | spark-server … | jars fetch|list."""
 
 import argparse
 import os
@@ -6,10 +6,11 @@ import sys
 from datetime import date
 from pathlib import Path
 
-from cdp_common.names import InvalidName, checked_name
 from cdp_ingest.webhooks.cli import add_commands as add_webhook_commands
+from cdp_resources.names import InvalidName, checked_name
 from cdp_resources.postgres_server import EmbeddedPostgres, PostgresServerError, find_bindir
 from cdp_resources.settings import PROJECT_DIR, default_lake_uri
+from cdp_resources.warehouse_security import TenantAccessError
 from cdp_sampledata.dirt import DirtRates
 from cdp_sampledata.generator import GeneratorConfig
 from partitions import late_days, start_date
@@ -134,6 +135,38 @@ def _postgres(args) -> int:
         print(server.url() if server.initialised() else "not initialised")
     else:
         print("running" if server.running() else "stopped")
+    return 0
+
+
+def _admin_url(args) -> str:
+    """A role that may create roles: `--url`, `CDP_POSTGRES_ADMIN_URL`, else the embedded superuser."""
+    return args.url or os.environ.get("CDP_POSTGRES_ADMIN_URL") or EmbeddedPostgres.default().start().url("cdp")
+
+
+def _tenants(args) -> int:
+    import psycopg
+
+    from cdp_resources import warehouse_security as security
+
+    with psycopg.connect(_admin_url(args), autocommit=True) as admin:
+        if args.action == "list":
+            for tenant, role, pii in security.list_tenants(admin):
+                print(f"{tenant}\t{role}\t{'pii' if pii else 'masked'}")
+            return 0
+        if args.action == "add":
+            security.ensure_roles(admin)
+            security.ensure_security_as_owner(admin)
+            role, password = security.add_tenant(
+                admin, args.tenant, os.environ.get("CDP_TENANT_PASSWORD"), pii=args.pii
+            )
+            print(f"role {role} for tenant {args.tenant} ({'with' if args.pii else 'without'} personal columns)")
+            if not os.environ.get("CDP_TENANT_PASSWORD"):
+                print(f"password (shown once): {password}")
+            return 0
+        if not args.pii:
+            raise security.TenantAccessError(f"`cdp tenants {args.action}` takes --pii (the one grant there is)")
+        role = security.set_pii(admin, args.tenant, args.action == "grant")
+        print(f"{role}: personal columns of {args.tenant} {'visible' if args.action == 'grant' else 'masked'}")
     return 0
 
 
@@ -326,6 +359,17 @@ def parser() -> argparse.ArgumentParser:
     pg.add_argument("action", choices=["start", "stop", "status", "url", "bindir"])
     pg.set_defaults(handler=_postgres)
 
+    tenants = commands.add_parser(
+        "tenants",
+        help="tenants' analyst roles in the warehouse: add (a login role that sees only its tenant), list, "
+        "grant/revoke --pii (its personal columns unmasked)",
+    )
+    tenants.add_argument("action", choices=["add", "list", "grant", "revoke"])
+    tenants.add_argument("tenant", nargs="?", help="tenant id (add, grant, revoke)")
+    tenants.add_argument("--pii", action="store_true", help="personal columns (email, phone, names, address)")
+    tenants.add_argument("--url", help="a role that may create roles (default: CDP_POSTGRES_ADMIN_URL or embedded)")
+    tenants.set_defaults(handler=_tenants)
+
     spark_server = commands.add_parser(
         "spark-server",
         help="a long-lived Spark Connect server under .cdp/spark-server: "
@@ -352,7 +396,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
         return args.handler(args)
-    except PostgresServerError as error:
+    except (PostgresServerError, TenantAccessError) as error:
         print(f"cdp: {error}", file=sys.stderr)
         return 1
 

@@ -2,7 +2,7 @@
 
 `dlq/{tenant}/{provider}/{error_type}/{stream}/day={day}/{utc-ts}_{seq}.ndjson.gz`, where day is
 the record's event day when it can be read, else the day it was first seen, and stream is
-`_unknown` when the record has no stream with a valid name (`cdp_common.names`);
+`_unknown` when the record has no stream with a valid name (`cdp_resources.names`);
 each line keeps the original payload (or raw line) with reason, rule (the error type), source,
 first-seen time and retry count. Nothing the edge receives is dropped without landing here.
 """
@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING
 
-from cdp_common.names import checked_name, is_valid_name
-from cdp_resources.raw_zone import encode_ndjson_gz, publish_new
+from cdp_resources.names import checked_name, is_valid_name
+from cdp_resources.raw_zone import check_tenant_prefix, encode_ndjson_gz, publish_new
 
 if TYPE_CHECKING:  # the lake pulls in Dagster; the webhook receiver only needs the rule names
     from cdp_resources.lake import LakeResource
@@ -28,7 +28,7 @@ UNKNOWN_STREAM = "unknown_stream"
 RECORD_BEFORE_SCHEMA = "record_before_schema"
 BREAKING_SCHEMA_CHANGE = "breaking_schema_change"
 UNREADABLE_FILE = "unreadable_file"
-INVALID_NAME = "invalid_name"  # a stream name that breaks the name rule (`cdp_common.names`)
+INVALID_NAME = "invalid_name"  # a stream name that breaks the name rule (`cdp_resources.names`)
 INVALID_SCHEMA = "invalid_schema"  # the tap's SCHEMA message for the stream is not a usable JSON Schema
 UNKNOWN_STREAM_FOLDER = "_unknown"  # where letters without a usable stream name are kept
 
@@ -102,7 +102,9 @@ class DeadLetterWriter:
         keys = []
         now = self.clock()
         for (rule, stream, day), letters in sorted(self._pending.items()):
-            prefix = f"{dlq_prefix(self.tenant, self.provider, rule)}{stream}/day={day.isoformat()}/"
+            prefix = check_tenant_prefix(
+                self.tenant, f"{dlq_prefix(self.tenant, self.provider, rule)}{stream}/day={day.isoformat()}/"
+            )
             keys.append(self.publish(self.lake, prefix, "", now, encode_ndjson_gz(letters)))
         self._pending.clear()
         return keys

@@ -5,7 +5,7 @@ S3 prefix; by default the lake itself). Each file is read, its records validated
 Singer stream (`RawBatchWriter`), and a marker `drops_processed/…/{file}@{size}-{mtime}.json`
 records the outcome, so a file is processed once; a new file under the same name is a new drop.
 Unreadable lines or a truncated file: what could be read lands, the rest is dead-lettered. A drop
-whose tenant, provider or stream breaks the name rule (`cdp_common.names`) is not read: its marker
+whose tenant, provider or stream breaks the name rule (`cdp_resources.names`) is not read: its marker
 records the error and the file stays where it is.
 """
 
@@ -22,10 +22,10 @@ import orjson
 import pyarrow.parquet as pq
 
 from cdp_common.dead_letters import MALFORMED_JSON, UNREADABLE_FILE
-from cdp_common.names import InvalidName, checked_name
 from cdp_ingest.raw_writer import RawBatchWriter
 from cdp_ingest.registry import SchemaRegistry
 from cdp_resources.lake import LakeObject, LakeResource
+from cdp_resources.names import InvalidName, checked_name
 from cdp_resources.raw_zone import gunzip_what_you_can
 
 DROP_KEY = re.compile(r"^drops/(?P<tenant>[^/]+)/(?P<provider>[^/]+)/(?P<stream>[^/]+)/(?P<name>[^/]+)$")

@@ -14,10 +14,17 @@ from collections.abc import Callable
 from datetime import UTC, date, datetime
 
 from cdp_common.dead_letters import INVALID_NAME, SCHEMA_VIOLATION, UNKNOWN_STREAM, DeadLetterWriter
-from cdp_common.names import InvalidName, is_valid_name
 from cdp_ingest.registry import DriftReport, SchemaRegistry
 from cdp_resources.lake import LakeResource
-from cdp_resources.raw_zone import MAX_RECORDS_PER_FILE, encode_ndjson_gz, event_day, publish_new, raw_prefix
+from cdp_resources.names import InvalidName, is_valid_name
+from cdp_resources.raw_zone import (
+    MAX_RECORDS_PER_FILE,
+    check_tenant_prefix,
+    encode_ndjson_gz,
+    event_day,
+    publish_new,
+    raw_prefix,
+)
 
 
 class RawBatchWriter:
@@ -111,7 +118,7 @@ class RawBatchWriter:
         records = self._buffers.pop((stream, day))
         key = self.publish(
             self.lake,
-            raw_prefix(self.tenant, self.provider, stream, day),
+            check_tenant_prefix(self.tenant, raw_prefix(self.tenant, self.provider, stream, day)),
             f"{stream}_",
             self.clock(),
             encode_ndjson_gz(records),

@@ -18,10 +18,10 @@ from cdp_common.dead_letters import (
     UNREADABLE_FILE,
     dlq_prefix,
 )
-from cdp_common.names import checked_name
 from cdp_ingest.raw_writer import RawBatchWriter
 from cdp_ingest.registry import SchemaRegistry
 from cdp_resources.lake import LakeResource
+from cdp_resources.names import checked_name
 from cdp_resources.raw_zone import decode_ndjson_gz
 
 

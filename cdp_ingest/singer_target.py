@@ -34,10 +34,10 @@ from cdp_common.dead_letters import (
     MALFORMED_JSON,
     RECORD_BEFORE_SCHEMA,
 )
-from cdp_common.names import InvalidName, checked_name, is_valid_name
 from cdp_ingest.raw_writer import RawBatchWriter
 from cdp_ingest.registry import SchemaCheck, SchemaRegistry, tap_schema_conflicts
 from cdp_resources.lake import LakeResource
+from cdp_resources.names import InvalidName, checked_name, is_valid_name
 from cdp_resources.raw_zone import MAX_RECORDS_PER_FILE
 from cdp_resources.settings import default_lake_uri
 

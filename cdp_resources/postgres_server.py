@@ -4,7 +4,10 @@ Used when `CDP_POSTGRES_URL` is unset. It listens on 127.0.0.1 only, on a free p
 `initdb` time (and re-chosen if that port is later taken), with no Unix socket. Starting is
 idempotent: a running cluster is reused. As root, the cluster runs as the `postgres` OS user,
 because PostgreSQL refuses to run as root. It holds two databases: `dagster` (instance storage,
-with `synchronous_commit = off`) and `cdp` (the warehouse).
+with `synchronous_commit = off`) and `cdp` (the warehouse, owned by the pipeline's role `cdp_pipeline`).
+
+The platform's own roles (the superuser `cdp`, the pipeline's `cdp_pipeline`) are trusted from
+127.0.0.1; every other role (tenants' analysts) logs in with its password (docs/security.md).
 """
 
 import glob
@@ -17,10 +20,12 @@ from pathlib import Path
 
 from cdp_resources.local_ports import free_port, port_in_use
 from cdp_resources.settings import state_dir
+from cdp_resources.warehouse_security import PIPELINE_ROLE, ensure_roles
 
 DAGSTER_DATABASE = "dagster"
 DATABASES = (DAGSTER_DATABASE, "cdp")
 SUPERUSER = "cdp"
+WAREHOUSE_DATABASE = "cdp"
 _SERVER_SETTINGS = {
     "listen_addresses": "'127.0.0.1'",
     "unix_socket_directories": "''",
@@ -98,8 +103,23 @@ class EmbeddedPostgres:
     def port(self) -> int:
         return int((self.root / "port").read_text())
 
-    def url(self, database: str = "cdp") -> str:
-        return f"postgresql://{SUPERUSER}@127.0.0.1:{self.port}/{database}"
+    def url(self, database: str = "cdp", user: str = SUPERUSER) -> str:
+        return f"postgresql://{user}@127.0.0.1:{self.port}/{database}"
+
+    def _write_hba(self) -> bool:
+        """Trust the platform's roles from 127.0.0.1, passwords for everyone else; True when changed."""
+        hba = self.data_dir / "pg_hba.conf"
+        wanted = "".join(
+            [
+                "# CDP embedded server: the platform's own roles are trusted locally, analysts need a password\n",
+                *(f"host all {role} 127.0.0.1/32 trust\n" for role in (SUPERUSER, PIPELINE_ROLE)),
+                "host all all 127.0.0.1/32 scram-sha-256\n",
+            ]
+        )
+        if hba.read_text() == wanted:
+            return False
+        hba.write_text(wanted)
+        return True
 
     def _run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
         command = [str(find_bindir() / args[0]), *args[1:]]
@@ -144,7 +164,11 @@ class EmbeddedPostgres:
         """Start the cluster (initialising it first if needed); reuse it when it is already running."""
         if not self.initialised():
             self.init()
-        if not self.running():
+        hba_changed = self._write_hba()
+        if self.running():
+            if hba_changed:
+                self._run("pg_ctl", "reload", "-D", str(self.data_dir))
+        else:
             if port_in_use(self.port):
                 self._write_port(free_port())
             self.log_file.touch()
@@ -161,14 +185,49 @@ class EmbeddedPostgres:
         import psycopg
 
         with psycopg.connect(self.url("postgres"), autocommit=True) as conn:
-            existing = {row[0] for row in conn.execute("SELECT datname FROM pg_database")}
+            ensure_roles(conn)
+            existing = dict(conn.execute("SELECT datname, pg_get_userbyid(datdba) FROM pg_database").fetchall())
             for database in DATABASES:
                 if database not in existing:
-                    conn.execute(f'CREATE DATABASE "{database}"')
+                    owner = PIPELINE_ROLE if database == WAREHOUSE_DATABASE else SUPERUSER
+                    conn.execute(f'CREATE DATABASE "{database}" OWNER "{owner}"')
             # Dagster's own bookkeeping commits one event at a time; without waiting for each WAL
             # flush a server crash can lose the last moments of run events, never corrupt them.
             # The warehouse (`cdp`) keeps full durability.
             conn.execute(f'ALTER DATABASE "{DAGSTER_DATABASE}" SET synchronous_commit = off')
+            if existing.get(WAREHOUSE_DATABASE) == SUPERUSER:
+                self._hand_warehouse_to_pipeline()
+
+    def _hand_warehouse_to_pipeline(self) -> None:
+        """A cluster made before the pipeline had a role of its own: the warehouse database, its
+        schemas and their relations pass from the superuser to the pipeline's role."""
+        import psycopg
+        from psycopg import sql
+
+        kinds = {"r": "TABLE", "p": "TABLE", "v": "VIEW", "m": "MATERIALIZED VIEW"}
+        with psycopg.connect(self.url(WAREHOUSE_DATABASE), autocommit=True) as conn, conn.transaction():
+            pipeline = sql.Identifier(PIPELINE_ROLE)
+            conn.execute(sql.SQL("ALTER DATABASE {} OWNER TO {}").format(sql.Identifier(WAREHOUSE_DATABASE), pipeline))
+            schemas = [
+                name
+                for (name,) in conn.execute(
+                    "SELECT nspname FROM pg_namespace WHERE pg_get_userbyid(nspowner) = %s "
+                    "AND nspname NOT IN ('public', 'information_schema', 'cdp_webhooks') AND nspname NOT LIKE 'pg_%%'",
+                    (SUPERUSER,),
+                )
+            ]
+            for schema in schemas:
+                conn.execute(sql.SQL("ALTER SCHEMA {} OWNER TO {}").format(sql.Identifier(schema), pipeline))
+            for schema, relation, kind in conn.execute(
+                "SELECT n.nspname, c.relname, c.relkind FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+                "WHERE n.nspname = ANY(%s) AND c.relkind = ANY(%s)",
+                (schemas, list(kinds)),
+            ).fetchall():
+                conn.execute(
+                    sql.SQL("ALTER {} {} OWNER TO {}").format(
+                        sql.SQL(kinds[kind]), sql.Identifier(schema, relation), pipeline
+                    )
+                )
 
 
 def dagster_storage_url() -> str:

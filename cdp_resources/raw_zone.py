@@ -22,6 +22,32 @@ RAW_KEY = re.compile(
 )
 
 
+# The zones a tenant's runs (taps, drops, webhooks, reprocessing) write to, each under `{zone}/{tenant}/`.
+TENANT_ZONES = ("raw", "dlq", "drops", "reference")
+
+
+class TenantPrefixError(ValueError):
+    """A write of one tenant's run that would land outside that tenant's own prefix."""
+
+
+def check_tenant_prefix(tenant: str, key: str) -> str:
+    """`key` (a lake key or prefix a run of `tenant` writes) if it lies under the tenant's own
+    prefix of a tenant zone (`raw/{tenant}/…`, `dlq/{tenant}/…`, …); raises TenantPrefixError
+    otherwise, so a name holding `/` or `..` cannot carry a write into another tenant's data.
+    The lake's bucket policy (docs/security.md) enforces the same per tenant credential."""
+    parts = key.split("/")
+    if (
+        len(parts) < 3
+        or parts[0] not in TENANT_ZONES
+        or not tenant
+        or parts[1] != tenant
+        or "\\" in key
+        or any(part in ("", ".", "..") for part in parts[1:-1])
+    ):
+        raise TenantPrefixError(f"refused a write of tenant {tenant!r} outside its own prefix: {key!r}")
+    return key
+
+
 def raw_prefix(tenant: str, provider: str, stream: str, day: date | None = None) -> str:
     prefix = f"raw/{tenant}/{provider}/{stream}/"
     return prefix if day is None else f"{prefix}year={day:%Y}/month={day:%m}/day={day:%d}/"

@@ -1,14 +1,15 @@
 """The PostgreSQL warehouse as a Dagster resource: `CDP_POSTGRES_URL`, else the embedded server's
-`cdp` database (started on first use)."""
+`cdp` database as the pipeline's role `cdp_pipeline` (started on first use)."""
 
 import os
 
 import psycopg
-from dagster import ConfigurableResource, EnvVar
+from dagster import ConfigurableResource
 from psycopg.conninfo import conninfo_to_dict
 from pydantic import Field
 
 from cdp_resources.postgres_server import EmbeddedPostgres
+from cdp_resources.warehouse_security import PIPELINE_ROLE
 
 
 class WarehouseResource(ConfigurableResource):
@@ -17,7 +18,8 @@ class WarehouseResource(ConfigurableResource):
     url: str | None = Field(
         # The value, not an EnvVar: Dagster resolves EnvVars given to the constructor, not defaults.
         default_factory=lambda: os.environ.get("CDP_POSTGRES_URL") or None,
-        description="PostgreSQL URL (CDP_POSTGRES_URL); unset: the embedded server's `cdp` database",
+        description="PostgreSQL URL of the pipeline's role (CDP_POSTGRES_URL); unset: the embedded server's "
+        "`cdp` database as `cdp_pipeline`",
     )
 
     copy_connections: int = Field(
@@ -27,9 +29,7 @@ class WarehouseResource(ConfigurableResource):
     )
 
     def dsn(self) -> str:
-        # Built outside Dagster (the `cdp` command), the default is still an unresolved EnvVar.
-        url = self.url.get_value() if isinstance(self.url, EnvVar) else self.url
-        return url or EmbeddedPostgres.default().start().url("cdp")
+        return self.url or EmbeddedPostgres.default().start().url("cdp", PIPELINE_ROLE)
 
     def connect(self, autocommit: bool = False) -> psycopg.Connection:
         return psycopg.connect(self.dsn(), autocommit=autocommit)

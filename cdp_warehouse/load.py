@@ -6,7 +6,9 @@ builds the new partitions under a shadow table in `raw_cdp_loading` (COPY from t
 executors), checks them (row count equal to the Delta source, key unique: the unique index is
 built there), and then, in one transaction, detaches and drops the live partitions it replaces and
 attaches the new ones. Readers see the old rows or the new ones, never a half-loaded day; views on
-the table (dbt's staging models) stay valid because the parent table never changes.
+the table (dbt's staging models) stay valid because the parent table never changes, and so does its
+row-level security (`cdp_resources/warehouse_security.py`): policies live on the parent, which
+tenant roles read through; its partitions carry no grant, so nothing reads them directly.
 
 An incremental run replaces the days of its partition range; a historic run (every day at once)
 replaces them all in the same single transaction.
@@ -21,6 +23,7 @@ import psycopg
 from psycopg import sql
 from pyspark.sql import DataFrame
 
+from cdp_resources.warehouse_security import ensure_security, protect
 from cdp_warehouse.copy import copy_frame, postgres_columns
 from cdp_warehouse.tables import SCHEMA, STAGING_SCHEMA, WarehouseTable
 
@@ -117,6 +120,8 @@ def ensure_live_table(conn: psycopg.Connection, table: WarehouseTable, columns: 
     ).fetchall():
         # An index no longer declared: attaching a partition would otherwise build it under the swap's lock.
         conn.execute(sql.SQL("DROP INDEX {}").format(sql.Identifier(SCHEMA, stale)))
+    ensure_security(conn)
+    protect(conn, SCHEMA, table.name)
 
 
 def _live_children(conn: psycopg.Connection, table: WarehouseTable) -> set[str]:

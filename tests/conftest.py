@@ -12,6 +12,7 @@ import boto3
 import pyarrow.parquet as pq
 import pytest
 from dagster import DagsterInstance
+from psycopg import sql
 from pyspark.sql import functions as F
 
 from cdp_resources.dbt_project import dbt_project, prepare
@@ -21,6 +22,7 @@ from cdp_resources.postgres_server import EmbeddedPostgres
 from cdp_resources.settings import PROJECT_DIR, state_dir
 from cdp_resources.spark import SparkDeltaResource, get_spark_session
 from cdp_resources.warehouse import WarehouseResource
+from cdp_resources.warehouse_security import PIPELINE_ROLE
 from cdp_sampledata.generator import GeneratorConfig, generate
 
 TEST_STATE = state_dir() / "test"
@@ -49,13 +51,14 @@ def postgres() -> EmbeddedPostgres:
 
 @pytest.fixture(scope="session")
 def warehouse(postgres) -> WarehouseResource:
-    """A fresh database of its own in the session's PostgreSQL for the warehouse tables and dbt."""
+    """A fresh database of its own in the session's PostgreSQL for the warehouse tables and dbt,
+    owned by and used as the pipeline's role (as the embedded `cdp` database is)."""
     import psycopg
 
     with psycopg.connect(postgres.url("postgres"), autocommit=True) as conn:
         conn.execute('DROP DATABASE IF EXISTS "warehouse" WITH (FORCE)')
-        conn.execute('CREATE DATABASE "warehouse"')
-    return WarehouseResource(url=postgres.url("warehouse"))
+        conn.execute(sql.SQL("CREATE DATABASE warehouse OWNER {}").format(sql.Identifier(PIPELINE_ROLE)))
+    return WarehouseResource(url=postgres.url("warehouse", PIPELINE_ROLE))
 
 
 # Spark settings of the test session that the assets' Spark resource keeps (it would otherwise

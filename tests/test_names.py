@@ -14,13 +14,13 @@ from urllib.parse import quote
 import pytest
 
 from cdp_cli.main import main as cdp_main
-from cdp_common.names import InvalidName, checked_name
 from cdp_ingest import singer_target
 from cdp_ingest.file_drops import process_drops
 from cdp_ingest.registry import SchemaRegistry
 from cdp_ingest.reprocess import reprocess
 from cdp_ingest.webhooks.config import Secrets
 from cdp_resources.lake import LakeResource
+from cdp_resources.names import InvalidName, checked_name
 from tests.webhook_support import Service, app, app_event, fresh_database, queued_rows, secrets_file
 
 TARGET = str(Path(sys.executable).parent / "cdp-target")

@@ -4,7 +4,7 @@
 `{"status": "queued" | "duplicate" | "dead_lettered", "event_id": …}` (an authentic payload that
 fails validation is acknowledged and dead-lettered, so the provider stops retrying). Refusals are
 JSON `{"error": reason, "message": …}`: 400 a tenant or provider name that breaks the name rule
-(`cdp_common.names`), 404 unknown tenant or provider, 415 not JSON, 429 over the
+(`cdp_resources.names`), 404 unknown tenant or provider, 415 not JSON, 429 over the
 tenant's rate (with Retry-After), 413 body too large, 401 not authentic (nothing stored), 503
 queue unavailable (the provider retries). `GET /health` and `GET /metrics` (Prometheus text).
 """
@@ -21,7 +21,6 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
-from cdp_common.names import InvalidName, checked_name
 from cdp_common.signatures import Unauthentic
 from cdp_ingest.registry import SchemaRegistry
 from cdp_ingest.webhooks.config import Secrets, WebhookSettings
@@ -29,6 +28,7 @@ from cdp_ingest.webhooks.metrics import Metrics
 from cdp_ingest.webhooks.pg_queue import QueuedEvent, QueueUnavailable
 from cdp_ingest.webhooks.providers import PROVIDERS, validated
 from cdp_ingest.webhooks.ratelimit import RateLimiter
+from cdp_resources.names import InvalidName, checked_name
 
 
 class Refused(Exception):

@@ -3,7 +3,7 @@
 Secrets come from `CDP_WEBHOOK_SECRETS_FILE` (JSON: `{"tenant": {"provider": "secret"}}`) and from
 variables `CDP_WEBHOOK_SECRET__{TENANT}__{PROVIDER}` (which win). A tenant is known to the receiver
 for a provider exactly when it has a secret for it; a tenant or provider name that breaks the name
-rule (`cdp_common.names`) is refused when the secrets load. Secret values never appear in a repr or
+rule (`cdp_resources.names`) is refused when the secrets load. Secret values never appear in a repr or
 a log.
 """
 
@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 from pydantic import SecretBytes
 
-from cdp_common.names import checked_name
+from cdp_resources.names import checked_name
 
 SECRET_PREFIX = "CDP_WEBHOOK_SECRET__"
 

@@ -215,9 +215,8 @@ def curate_table(
         read_curated(session, lake, spec.table, None, first - timedelta(days=1)) if spec.email_unique_per else None
     )
     # Kept once, as the rows were computed (no columnar encoding, never recomputed), for the
-    # counts, both writes and the preview: the events' counts job took 13 s with .cache(), 7 s so.
-    # Serialised (PySpark's MEMORY_AND_DISK; the JVM default keeps a million row objects, which
-    # the collector copied: GC 5.2 -> 3.1 s in the counts job, the events' write 7.1 -> 5.4 s).
+    # counts, both writes and the preview; serialised (PySpark's MEMORY_AND_DISK), as the JVM
+    # default keeps row objects the collector must copy (figures: docs/performance.md).
     lineage = RunLineage(spec.provider, run_id, tuple(sorted(files)))
     ruled = curate(spec, read_raw(session, spec, lineage), fx, customers, earlier, companies).localCheckpoint(
         eager=False, storageLevel=StorageLevel.MEMORY_AND_DISK
@@ -236,7 +235,7 @@ def curate_table(
         dictionary_columns=spec.dictionary_columns,
     )
     # A day without dead letters, that had none before either, leaves the dead-letter table as
-    # it is: no empty transaction (0.7-1.8 s each) for every clean table of every run.
+    # it is: no empty Delta transaction for every clean table of every run.
     if any(s.dead_lettered for s in stats.values()) or may_hold_dead_letters(lake, spec.table, first, last):
         replace_partitions(
             dead.select(*DEAD_LETTER_COLUMNS),

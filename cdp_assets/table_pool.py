@@ -1,7 +1,7 @@
 """Runs the tables of one multi-asset on a few threads of the run's process, in the order given (the
 curated step gives them largest first), each once its upstream tables in the same step are done.
-The threads share one Spark session, so one table's driver work (Python, planning, Delta commits:
-about 40% of the curated zone's wall time, one core at most) overlaps another table's Spark tasks."""
+The threads share one Spark session, so one table's driver work (Python, planning, Delta commits,
+on one core at most) overlaps another table's Spark tasks (figures: docs/performance.md)."""
 
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait

@@ -52,7 +52,7 @@ def replace_partitions(
     """Overwrite the date partitions first..last of the Delta table at `path` in one transaction
     (the first one creates the table). Table settings, kept for every later write (OPTIMIZE too):
     `stats_columns`, the only columns Delta keeps statistics on (data skipping, Z-order; the
-    default, the first 32 columns, costs the write about half again); `dictionary_columns`, the
+    default, the first 32 columns, makes the write much slower); `dictionary_columns`, the
     only flat columns Parquet dictionary-encodes (default: all): building dictionaries that
     overflow and are dropped, for ids, timestamps and amounts, is CPU spent for nothing."""
     try:

@@ -17,7 +17,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from cdp_assets.dbt import cdp_dbt_project, dbt_cli, dbt_project
+from cdp_resources.dbt_project import cdp_dbt_project, dbt_cli, dbt_project
 from cdp_resources.lake import LakeResource
 from cdp_resources.settings import PROJECT_DIR
 from cdp_resources.warehouse import WarehouseResource

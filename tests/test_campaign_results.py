@@ -18,6 +18,7 @@ from cdp_resources.dbt_project import cdp_dbt_project, dbt_cli
 from cdp_resources.lake import LakeResource
 from cdp_resources.raw_zone import decode_ndjson_gz
 from cdp_resources.warehouse import WarehouseResource
+from cdp_resources.warehouse_security import ensure_security
 from cdp_sampledata.dirt import DirtRates
 from cdp_sampledata.population import build_population
 from cdp_sampledata.streams import generate_day
@@ -104,6 +105,7 @@ def test_campaign_performance_by_segment_and_day(landed, postgres, tmp_path, mon
     _, raw, _ = landed
     warehouse = WarehouseResource(url=fresh_database(postgres))
     with warehouse.connect() as conn:
+        ensure_security(conn)  # what the warehouse load sets up before dbt's models protect themselves
         conn.execute("""CREATE SCHEMA raw_cdp; CREATE TABLE raw_cdp.campaign_results (
             tenant_id text, event_id text, campaign_id text, destination text, segment text, cdp_customer_id text,
             email_sha256 text, event_type text, occurred_at timestamptz, event_date date, _ingest_ts timestamptz)""")

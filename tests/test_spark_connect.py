@@ -34,7 +34,8 @@ def connect_server(tmp_path_factory):
 
 def test_spark_connect_server_gives_the_tables_local_mode_gives(spark, tmp_path, connect_server, identity_historic):
     local, _ = identity_historic
-    shutil.copytree(os.path.join(local.base_uri, "raw"), tmp_path / "lake" / "raw")
+    for zone in ("raw", "reference"):  # the tenants' inputs: raw files and company references
+        shutil.copytree(os.path.join(local.base_uri, zone), tmp_path / "lake" / zone)
     first, last = CURATED_CONFIG.start, CURATED_CONFIG.start + timedelta(days=CURATED_CONFIG.days - 1)
     env = {**os.environ, "CDP_SPARK_MASTER": connect_server.url()}
     run = subprocess.run(

@@ -6,6 +6,7 @@ import pytest
 
 from cdp_ingest.raw_writer import RawBatchWriter
 from cdp_ingest.registry import SchemaRegistry
+from cdp_resources.names import InvalidName
 from cdp_resources.raw_zone import TenantPrefixError, check_tenant_prefix
 
 CHARGE = {"id": "ch_1", "amount": "12", "currency": "usd", "created": 1767657300}
@@ -33,14 +34,13 @@ def test_keys_under_the_own_prefix_pass_and_others_are_refused():
 
 @pytest.mark.parametrize("tenant", ["../globex", "acme_corp/../globex", "a/b", ""])
 def test_a_writer_for_a_tenant_name_with_a_path_writes_nothing(any_lake, tenant):
-    records = RawBatchWriter(any_lake, SchemaRegistry(), tenant, "stripe", source="test")
-    records.add("charges", CHARGE)
-    with pytest.raises(TenantPrefixError):
+    # The name rule refuses such a tenant when the writer is made; the prefix check behind it is
+    # the unit test above.
+    with pytest.raises((InvalidName, TenantPrefixError)):
+        records = RawBatchWriter(any_lake, SchemaRegistry(), tenant, "stripe", source="test")
+        records.add("charges", CHARGE)
+        records.add("charges", {"id": "bad"})  # invalid: a dead letter, under the same rule
         records.flush()
-    letters = RawBatchWriter(any_lake, SchemaRegistry(), tenant, "stripe", source="test")
-    letters.add("charges", {"id": "bad"})  # invalid: a dead letter, under the same rule
-    with pytest.raises(TenantPrefixError):
-        letters.flush()
     assert written(any_lake) == []
 
 

@@ -142,10 +142,11 @@ def test_a_demo_run_shows_one_line_per_step_and_logs_the_rest(dagster_instance, 
         ["[2/3]", "quiet"],
         ["[3/3]", "broken"],
     ]
-    assert out.splitlines()[2].endswith("FAILED") and err == ""
+    assert out.splitlines()[2].endswith("FAILED")
     logged = log.read_text()
+    # Not `err == ""`: the suite's Spark JVM, in this process, may warn on stderr at any moment.
     for text in [*noise, "dagster log noise", "broken on purpose", "STEP_FAILURE"]:
-        assert text in logged and text not in out, text
+        assert text in logged and text not in out and text not in err, text
 
 
 @pytest.mark.slow

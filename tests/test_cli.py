@@ -145,7 +145,7 @@ def test_a_demo_run_shows_one_line_per_step_and_logs_the_rest(dagster_instance, 
     assert out.splitlines()[2].endswith("FAILED")
     logged = log.read_text()
     # Not `err == ""`: the suite's Spark JVM, in this process, may warn on stderr at any moment.
-    for text in [*noise, "dagster log noise", "broken on purpose", "STEP_FAILURE"]:
+    for text in [*noise, "dagster log noise", "broken on purpose"]:
         assert text in logged and text not in out and text not in err, text
 
 

@@ -18,7 +18,9 @@ fi
 if [ ! -f .venv/.installed ] || [ requirements.lock -nt .venv/.installed ] || [ pyproject.toml -nt .venv/.installed ]; then
   echo "setup: installing packages from requirements.lock"
   .venv/bin/python -m pip install --quiet --disable-pip-version-check "uv==0.13.9"
-  .venv/bin/uv pip install --quiet --python .venv/bin/python -r requirements.lock
+  # Bytecode compiled once here: where PYTHONDONTWRITEBYTECODE is set (as on CI's machines) every
+  # process would otherwise compile Dagster, Spark's and dbt's Python again at each import.
+  .venv/bin/uv pip install --quiet --compile-bytecode --python .venv/bin/python -r requirements.lock
   .venv/bin/uv pip install --quiet --python .venv/bin/python --no-deps -e .
   touch .venv/.installed
 fi

@@ -25,9 +25,13 @@ attributed as (
     join email_hashes as h on h.tenant_id = s.tenant_id and h.email_sha256 = s.id_value
     where s.id_type = 'email_sha256'
     union all
+    -- an id the identity map no longer holds (a platform reporting an old export) reaches no one
     select s.tenant_id, s.id_value, s.purpose, s.status, s.source, s.stated_at
     from statements as s
-    where s.id_type = 'cdp_customer_id'
+    where s.id_type = 'cdp_customer_id' and exists (
+        select 1 from {{ ref('stg_customer_ids') }} as ids
+        where ids.tenant_id = s.tenant_id and ids.cdp_customer_id = s.id_value
+    )
 )
 
 select distinct tenant_id, cdp_customer_id, purpose, status, source, stated_at from attributed

@@ -22,7 +22,9 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from cdp_activation.consent import consent_column
 from cdp_activation.hashing import hashed_email, hashed_phone
+from cdp_resources.consent import PURPOSES
 from cdp_resources.lake import LakeResource
 
 ROOT = "audiences"
@@ -40,6 +42,9 @@ FIELDS = (
     "lifetime_revenue_usd",
     "last_order_date",
 )
+# Each purpose's consent (granted, denied, unknown): what a sync filters on, not a field it sends,
+# so it is outside the fingerprint too (a sync compares what each destination may receive).
+CONSENT = tuple(consent_column(purpose) for purpose in PURPOSES)
 SCHEMA = pa.schema(
     [
         ("tenant_id", pa.string()),
@@ -60,6 +65,7 @@ SCHEMA = pa.schema(
         ("orders", pa.int64()),
         ("lifetime_revenue_usd", pa.decimal128(18, 2)),
         ("last_order_date", pa.date32()),
+        *((column, pa.string()) for column in CONSENT),
         ("fingerprint", pa.string()),  # of the member's exported fields: a changed fingerprint is a "changed" member
     ]
 )
@@ -142,13 +148,6 @@ def diff(old: dict[str, str], new: dict[str, str]) -> pa.Table:
     return pa.table({"cdp_customer_id": [r[0] for r in rows], "change": [r[1] for r in rows]}, schema=CHANGES)
 
 
-def changes_between(lake: LakeResource, tenant: str, segment: str, since: date | None, day: date) -> pa.Table:
-    """What changed in the audience from the export of `since` (None: nothing yet) to that of `day`."""
-    if since is not None and read_manifest(lake, tenant, segment, day)["previous"] == since.isoformat():
-        return read_parquet(lake, audience_prefix(tenant, segment, day) + "changes.parquet")
-    return diff(_fingerprints(lake, tenant, segment, since), _fingerprints(lake, tenant, segment, day))
-
-
 def _fingerprint(values: tuple) -> str:
     return hashlib.blake2b(repr(values).encode(), digest_size=12).hexdigest()
 
@@ -188,9 +187,10 @@ class _PartWriter:
 
 
 def _rows_to_table(rows: list[tuple], day: date, raw_pii: bool) -> pa.Table:
-    """Query rows (tenant, segment, id, email, phone, name, *FIELDS) as export columns, identifiers hashed."""
+    """Query rows (tenant, segment, id, email, phone, name, *FIELDS, *CONSENT) as export columns, identifiers hashed."""
     columns = {name: [] for name in SCHEMA.names}
-    for tenant, segment, customer, email, phone, name, *fields in rows:
+    for tenant, segment, customer, email, phone, name, *values in rows:
+        fields, consent = values[: len(FIELDS)], values[len(FIELDS) :]
         country = fields[0]
         exported = (
             hashed_email(email),
@@ -208,9 +208,10 @@ def _rows_to_table(rows: list[tuple], day: date, raw_pii: bool) -> pa.Table:
                 "phone_sha256",
                 *RAW_PII,
                 *FIELDS,
+                *CONSENT,
                 "fingerprint",
             ),
-            (tenant, segment, customer, day, *exported, _fingerprint(exported)),
+            (tenant, segment, customer, day, *exported, *consent, _fingerprint(exported)),
             strict=True,
         ):
             columns[column].append(value)
@@ -246,7 +247,8 @@ def export_audiences(
         cursor.itersize = chunk_rows
         cursor.execute(
             f"""SELECT m.tenant_id, m.segment, m.cdp_customer_id, c.email, c.phone, c.name,
-                                  {", ".join(f"c.{f}" for f in FIELDS)}
+                                  {", ".join(f"c.{f}" for f in FIELDS)},
+                                  {", ".join(f"coalesce(c.{f}, 'unknown')" for f in CONSENT)}
                            FROM {MEMBERSHIP} m LEFT JOIN {CUSTOMERS} c USING (tenant_id, cdp_customer_id)
                            WHERE m.as_of_date = %s ORDER BY m.tenant_id, m.segment, m.cdp_customer_id""",
             (day,),

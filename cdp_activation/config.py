@@ -9,6 +9,8 @@ from pathlib import Path
 
 import yaml
 
+from cdp_resources.consent import PURPOSES
+
 DEFAULT_FILE = Path(__file__).with_name("destinations.yaml")
 TYPES = ("file", "http")
 MODES = ("upsert", "mirror", "full_refresh")
@@ -21,6 +23,7 @@ class Destination:
     mode: str = (
         "upsert"  # upsert: adds and changes; mirror: also removes who left; full_refresh: every member every time
     )
+    purpose: str | None = None  # required: the consent purpose it serves (members without it are not sent)
     audiences: tuple[tuple[str, str], ...] = (("*", "*"),)  # (tenant, segment) glob patterns
     raw_pii: bool = False  # receives email, phone and name as they are, besides their hashes
     uri: str | None = None
@@ -37,6 +40,10 @@ class Destination:
             raise ValueError(f"destination {self.name}: type must be one of {TYPES}, not {self.type!r}")
         if self.mode not in MODES:
             raise ValueError(f"destination {self.name}: mode must be one of {MODES}, not {self.mode!r}")
+        if self.purpose not in PURPOSES:
+            raise ValueError(
+                f"destination {self.name}: purpose must be one of {PURPOSES} (the consent it needs), not {self.purpose!r}"
+            )
         if self.type == "http" and not self.url:
             raise ValueError(f"destination {self.name}: an http destination needs a url")
         if not self.name.isidentifier():

@@ -89,9 +89,10 @@ def sync_asset(destination: Destination) -> AssetsDefinition:
         partitions_def=daily_partitions,
         backfill_policy=BackfillPolicy.single_run(),
         description=f"Sync ({destination.mode}) of the day's audiences to the {destination.type} destination "
-        f"`{destination.name}` (destinations.yaml); undeliverable batches go to the lake's "
+        f"`{destination.name}` (destinations.yaml), members whose `{destination.purpose}` consent is granted "
+        "only (unknown: the tenant's default, deny unless configured); undeliverable batches go to the lake's "
         "dead-letter zone under dlq/{tenant}/activation/delivery_failed/.",
-        metadata={"mode": destination.mode, "raw_pii": destination.raw_pii},
+        metadata={"mode": destination.mode, "raw_pii": destination.raw_pii, "purpose": destination.purpose},
     )
     def _sync(context: AssetExecutionContext, lake: LakeResource, warehouse: WarehouseResource) -> MaterializeResult:
         day = _last_day(context)
@@ -104,6 +105,7 @@ def sync_asset(destination: Destination) -> AssetsDefinition:
                 "added": r.added,
                 "changed": r.changed,
                 "removed": r.removed,
+                "excluded_for_consent": r.excluded_for_consent,
                 "sent": r.sent,
                 "failed": r.failed,
                 **({"skipped": r.skipped} if r.skipped else {}),
@@ -119,6 +121,7 @@ def sync_asset(destination: Destination) -> AssetsDefinition:
                 "members": sum(r.members for r in results),
                 "added": sum(r.added for r in results),
                 "removed": sum(r.removed for r in results),
+                "excluded_for_consent": sum(r.excluded_for_consent for r in results),
                 "sent": sum(r.sent for r in results),
                 "failed": failed,
                 "batches": sum(r.batches for r in results),

@@ -3,7 +3,9 @@
 Each (tenant, day) is made independently from the seed, in worker processes, so the output is
 the same bytes whatever the number of workers. Truth goes to `truth/{tenant}/`:
 `persons.ndjson.gz` (each person's canonical email, phone and id in every system),
-`companies.ndjson.gz`, `dirt/{day}.ndjson.gz` (every dirty record: stream, id, kind) and
+`companies.ndjson.gz`, `dirt/{day}.ndjson.gz` (every dirty record: stream, id, kind),
+`consent.ndjson.gz` (each person's consent per purpose as of the last day: the latest statement of
+a record the platform accepts, denied winning a tie; unknown without one) and
 `truth/manifest.json` (parameters, rates and counts). Each tenant's company reference, the input
 company enrichment reads, goes where a tenant would put it: `reference/{tenant}/company_domains.csv`
 (the tenant's companies that are on the generator's company list; the others stay unknown).
@@ -21,6 +23,7 @@ from datetime import time as clock
 
 from tqdm import tqdm
 
+from cdp_resources.consent import PURPOSES
 from cdp_resources.lake import LakeResource
 from cdp_resources.raw_zone import batches, encode_ndjson_gz, raw_key
 from cdp_sampledata.dirt import DirtRates
@@ -73,7 +76,20 @@ def _flush_time(day: date, days_late: int) -> datetime:
     return datetime.combine(day + timedelta(days=days_late), clock(23), UTC)
 
 
-def _make_day(config: GeneratorConfig, tenant: str, day_index: int) -> tuple[Counter, Counter, int]:
+def _statement_order(statement: dict) -> tuple[str, bool]:
+    """Later wins; at the same moment a denial wins (the platform's rule, dbt's consent_history)."""
+    return statement["stated_at"], statement["status"] == "denied"
+
+
+def _latest(statements, into: dict[tuple[str, str], dict]) -> dict[tuple[str, str], dict]:
+    for statement in statements:
+        key = (statement["person_id"], statement["purpose"])
+        if key not in into or _statement_order(statement) > _statement_order(into[key]):
+            into[key] = statement
+    return into
+
+
+def _make_day(config: GeneratorConfig, tenant: str, day_index: int) -> tuple[Counter, Counter, int, dict]:
     output = generate_day(
         _population(config, tenant), day_index, config.start, config.days, config.rates, config.late_days, config.seed
     )
@@ -86,7 +102,7 @@ def _make_day(config: GeneratorConfig, tenant: str, day_index: int) -> tuple[Cou
             _lake.write_bytes(raw_key(tenant, provider, stream, day, flushed, seq), encode_ndjson_gz(batch))
             files += 1
     _lake.write_bytes(f"truth/{tenant}/dirt/{day.isoformat()}.ndjson.gz", encode_ndjson_gz(output.dirt))
-    return records, Counter(row["dirt"] for row in output.dirt), files
+    return records, Counter(row["dirt"] for row in output.dirt), files, _latest(output.consent, {})
 
 
 def _make_day_star(args):
@@ -105,6 +121,15 @@ def _person_truth(population: Population) -> list[dict]:
     return rows
 
 
+def _consent_truth(population: Population, latest: dict[tuple[str, str], dict]) -> list[dict]:
+    unknown = {"status": "unknown", "source": None, "stated_at": None}
+    return [
+        {"person_id": person.person_id, "purpose": purpose, **unknown, **latest.get((person.person_id, purpose), {})}
+        for person in population.people
+        for purpose in PURPOSES
+    ]
+
+
 def _company_reference(population: Population) -> bytes:
     listed = {row["domain"] for row in reference_companies()}
     out = io.StringIO()
@@ -120,6 +145,7 @@ def generate(lake: LakeResource, config: GeneratorConfig, workers: int = 2, prog
     """Write `config`'s raw zone and truth into `lake`; returns what was written."""
     started = time.perf_counter()
     summary = GenerationSummary()
+    consent = {tenant: {} for tenant in config.tenants}
     units = [(config, tenant, day) for tenant in config.tenants for day in range(config.days)]
     lake_config = {"base_uri": lake.base_uri, "s3_endpoint_url": lake.s3_endpoint_url, "s3_region": lake.s3_region}
     bar = tqdm(total=len(units), unit="day", desc="generating", disable=not progress)
@@ -131,7 +157,8 @@ def generate(lake: LakeResource, config: GeneratorConfig, workers: int = 2, prog
         pool = multiprocessing.get_context("spawn").Pool(workers, _init_worker, (lake_config,))
         results = pool.imap(_make_day_star, units)
     try:
-        for records, dirt, files in results:
+        for (_, tenant, _), (records, dirt, files, statements) in zip(units, results, strict=True):
+            _latest(statements.values(), consent[tenant])
             summary.records.update(records)
             summary.dirt.update(dirt)
             summary.files += files
@@ -151,6 +178,9 @@ def generate(lake: LakeResource, config: GeneratorConfig, workers: int = 2, prog
             encode_ndjson_gz([asdict(company) for company in population.companies]),
         )
         lake.write_bytes(company_reference_key(tenant), _company_reference(population))
+        lake.write_bytes(
+            f"truth/{tenant}/consent.ndjson.gz", encode_ndjson_gz(_consent_truth(population, consent[tenant]))
+        )
     summary.seconds = time.perf_counter() - started
     manifest = {
         "config": {**asdict(config), "start": config.start.isoformat(), "tenants": list(config.tenants)},

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 
 from cdp_activation.hashing import hashed_email
+from cdp_resources.consent import PURPOSES
 from cdp_sampledata.dirt import (
     DirtRates,
     app_timestamp,
@@ -48,16 +49,32 @@ CAMPAIGN_FUNNEL = (
     ("converted", 0.2),
 )  # each of the step before
 UNSUBSCRIBE_RATE = 0.03
+# Consent: the purposes a person states a choice for, and how each source words them. An app's
+# consent manager names its categories as its owner likes (Segment's categoryPreferences), so the
+# same purpose arrives under several spellings, beside categories that are no marketing purpose.
+CATEGORY_SPELLINGS = {
+    "email_marketing": ("email_marketing", "Email Marketing", "EmailMarketing"),
+    "sms_marketing": ("sms_marketing", "SMS Marketing", "Sms-Marketing"),
+    "advertising": ("Advertising", "advertising", "ADVERTISING"),
+}
+OTHER_CATEGORIES = ("Analytics", "Functional")
+CONSENT_EVENT = "Segment Consent Preference Updated"
+SALESFORCE_OPT_OUT_RATE = 0.2
+MISSING_ACCEPTS_MARKETING = 0.05  # Shopify customers sent without accepts_marketing: no statement
+APP_CONSENT_SHARE = 0.6  # identify calls that carry the consent manager's preferences
+CONSENT_UPDATES = 0.03  # share of app users who change their preferences on a given day
 # The stream that gains a field part-way through the date range.
 DRIFTING_STREAM, DRIFT_FIELD = ("shopify", "customers"), "sms_marketing_consent"
 
 
 @dataclass
 class DayOutput:
-    """Records keyed by ((provider, stream), days_late), and one truth row per dirty record."""
+    """Records keyed by ((provider, stream), days_late), one truth row per dirty record and one per
+    consent statement (person, purpose, granted or denied, source, when)."""
 
     records: dict[tuple[tuple[str, str], int], list[dict]] = field(default_factory=lambda: defaultdict(list))
     dirt: list[dict] = field(default_factory=list)
+    consent: list[dict] = field(default_factory=list)  # every consent statement a valid record carries
 
 
 def fx_rates_for(day: date) -> dict[str, float]:
@@ -85,6 +102,7 @@ class _DayMaker:
         # Identity dirt draws from its own stream, so adding it left every other record unchanged.
         self.identity_rng = random.Random(f"{seed}:{population.tenant}:{self.day.isoformat()}:identity")
         self.campaign_rng = random.Random(f"{seed}:{population.tenant}:{self.day.isoformat()}:campaigns")
+        self.consent_rng = random.Random(f"{seed}:{population.tenant}:{self.day.isoformat()}:consent")
         self.store_inbox = f"instore@{population.tenant.replace('_', '')}-shop.com"
         self.kiosk_id = str(
             uuid.UUID(int=random.Random(f"{seed}:{population.tenant}:kiosk").getrandbits(128), version=4)
@@ -120,6 +138,28 @@ class _DayMaker:
             self.dirt(provider, stream, record_id, "invalid_email", true_email=person.email)
             return invalid_email(self.rng, person.email)
         return email_variant(self.rng, person.email)
+
+    def state(self, person: Person, purpose: str, granted: bool, at: datetime, source: str) -> None:
+        self.out.consent.append(
+            {
+                "person_id": person.person_id,
+                "purpose": purpose,
+                "status": "granted" if granted else "denied",
+                "source": source,
+                "stated_at": at.astimezone(UTC).isoformat(),
+            }
+        )
+
+    def category_preferences(self, person: Person, purposes: tuple[str, ...], at: datetime) -> dict:
+        """The app's `context.consent.categoryPreferences` for `purposes` (stated at `at`), in the
+        spellings the consent manager uses, beside categories that are no marketing purpose."""
+        rng = self.consent_rng
+        preferences = {category: rng.random() < 0.8 for category in OTHER_CATEGORIES if rng.random() < 0.5}
+        for purpose in purposes:
+            granted = rng.random() < 0.6
+            preferences[rng.choice(CATEGORY_SPELLINGS[purpose])] = granted
+            self.state(person, purpose, granted, at, "app_consent")
+        return {"consent": {"categoryPreferences": preferences}}
 
     def amount(self, provider: str, stream: str, record_id, amount: float) -> float:
         if self.rng.random() < self.rates.non_positive_amount:
@@ -178,6 +218,7 @@ class _DayMaker:
                 )
 
     def shopify_customer(self, person: Person, stamp: datetime, created: datetime) -> None:
+        dirt_before = len(self.out.dirt)
         record = {
             "id": person.shopify_customer_id,
             "email": self.email_for("shopify", "customers", person.shopify_customer_id, person),
@@ -199,7 +240,29 @@ class _DayMaker:
                 "state": self.rng.choice(("subscribed", "not_subscribed")),
                 "opt_in_level": "single_opt_in",
             }
+        self.shopify_consent(person, record, stamp, valid=len(self.out.dirt) == dirt_before)
         self.emit("shopify", "customers", record, person.shopify_customer_id)
+
+    def shopify_consent(self, person: Person, record: dict, stamp: datetime, valid: bool) -> None:
+        """The customer's statements (none from a record with an invalid email: it is dead-lettered),
+        with the dirt of the field: accepts_marketing left out, SMS states spelled several ways."""
+        rng = self.consent_rng
+        if rng.random() < MISSING_ACCEPTS_MARKETING:
+            record["accepts_marketing"] = None
+            self.dirt("shopify", "customers", person.shopify_customer_id, "consent_missing")
+        elif valid:
+            self.state(person, "email_marketing", record["accepts_marketing"], stamp, "shopify_accepts_marketing")
+        sms = record.get(DRIFT_FIELD)
+        if sms is None:
+            return
+        if sms["state"] == "not_subscribed" and rng.random() < 0.3:
+            sms["state"] = "unsubscribed"
+        elif rng.random() < 0.05:
+            sms["state"] = "pending"  # double opt-in not confirmed yet: no statement
+        if sms["state"] != "pending" and valid:
+            self.state(person, "sms_marketing", sms["state"] == "subscribed", stamp, "shopify_sms_marketing_consent")
+        if rng.random() < 0.2:
+            sms["state"] = sms["state"].upper()
 
     def signups(self, people: list[Person]) -> None:
         for person in people:
@@ -229,6 +292,11 @@ class _DayMaker:
                     person.stripe_customer_id,
                 )
             if person.salesforce_contact_id:
+                dirt_before = len(self.out.dirt)
+                email = self.email_for("salesforce", "contacts", person.salesforce_contact_id, person)
+                opted_out = self.consent_rng.random() < SALESFORCE_OPT_OUT_RATE
+                if opted_out and len(self.out.dirt) == dirt_before:  # not opted out says nothing: no statement
+                    self.state(person, "email_marketing", False, created, "salesforce_email_opt_out")
                 self.emit(
                     "salesforce",
                     "contacts",
@@ -237,8 +305,9 @@ class _DayMaker:
                         "AccountId": person.company.account_id if person.company else None,
                         "FirstName": person.first_name,
                         "LastName": person.last_name,
-                        "Email": self.email_for("salesforce", "contacts", person.salesforce_contact_id, person),
+                        "Email": email,
                         "Phone": phone_variant(self.rng, person),
+                        "HasOptedOutOfEmail": opted_out,
                         "MailingCountry": country_variant(self.rng, person.country),
                         "CreatedDate": salesforce_timestamp(created),
                         "LastModifiedDate": salesforce_timestamp(created),
@@ -261,6 +330,11 @@ class _DayMaker:
                             "phone": phone_variant(self.rng, person),
                         },
                         "properties": {},
+                        **(
+                            {"context": self.category_preferences(person, PURPOSES, created)}
+                            if self.consent_rng.random() < APP_CONSENT_SHARE
+                            else {}
+                        ),
                     },
                 )
 
@@ -420,7 +494,29 @@ class _DayMaker:
         for _ in range(len(people) // 10):
             self.session(None, orders)
         self.campaign_results([p for p in active if p.email])
+        self.consent_updates([p for p in app_users if p.signup_day < self.day_index])
         return self.out
+
+    def consent_updates(self, app_users: list[Person]) -> None:
+        """Some users change their preferences in the app's consent manager (from an RNG of its own,
+        so the other streams are unchanged)."""
+        rng = self.consent_rng
+        for person in rng.sample(app_users, int(len(app_users) * CONSENT_UPDATES)):
+            moment = self.midnight + timedelta(seconds=rng.randrange(86_000))
+            event_id = str(uuid.UUID(int=rng.getrandbits(128), version=4))
+            purposes = tuple(p for p in PURPOSES if rng.random() < 0.5) or (rng.choice(PURPOSES),)
+            self.out.records[(("app", "events"), 0)].append(
+                {
+                    "message_id": event_id,
+                    "type": "track",
+                    "event": CONSENT_EVENT,
+                    "user_id": person.app_user_id,
+                    "anonymous_id": person.anonymous_ids[0],
+                    "timestamp": app_timestamp(moment, rng),
+                    "properties": {},
+                    "context": self.category_preferences(person, purposes, moment),
+                }
+            )
 
     def campaign_results(self, recipients: list[Person]) -> None:
         """Each campaign reaches a sample of the tenant's people; its results come back from the platform
@@ -436,7 +532,9 @@ class _DayMaker:
                     moment += timedelta(seconds=rng.randrange(1, 3_600))
                     self._campaign_event(rng, campaign, segment, person, event_type, moment)
                 if rng.random() < UNSUBSCRIBE_RATE:
-                    self._campaign_event(rng, campaign, segment, person, "unsubscribed", moment + timedelta(seconds=60))
+                    moment += timedelta(seconds=60)
+                    self._campaign_event(rng, campaign, segment, person, "unsubscribed", moment)
+                    self.state(person, "email_marketing", False, moment, "campaign_unsubscribe")
 
     def _campaign_event(
         self, rng: random.Random, campaign: str, segment: str, person: Person, event_type: str, moment: datetime

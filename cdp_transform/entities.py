@@ -4,6 +4,7 @@ rules hold. `cdp_assets/curated.py` turns each spec into a Dagster asset."""
 
 from dataclasses import dataclass, field
 
+from cdp_resources.consent import PURPOSES
 from cdp_transform.conform import Field
 from cdp_transform.enrich import COMPANY_COLUMNS
 from cdp_transform.lineage import LINEAGE
@@ -56,6 +57,17 @@ def _phone_valid(raw_field: str, column: str = "phone") -> Rule:
         f"{column} IS NOT NULL OR _raw_{raw_field} IS NULL",
         WARNING,
         "phone present but not a valid number for the record's country",
+    )
+
+
+def _category_preference(purpose: str) -> str:
+    """The consent manager's choice for `purpose` in `context.consent.categoryPreferences`, whose
+    category names the app's owner spells as they like: compared as letters only, case ignored
+    ("Email Marketing", "email_marketing" and "EmailMarketing" are one purpose)."""
+    letters = purpose.replace("_", "")
+    return (
+        "try_element_at(map_values(map_filter(context.consent.categoryPreferences, "
+        f"(k, v) -> regexp_replace(lower(k), '[^a-z]', '') = '{letters}')), 1)"
     )
 
 
@@ -181,7 +193,7 @@ ENTITIES = [
         "salesforce",
         "contacts",
         "Id string, AccountId string, FirstName string, LastName string, Email string, Phone string, "
-        "MailingCountry string, CreatedDate string, LastModifiedDate string",
+        "MailingCountry string, CreatedDate string, LastModifiedDate string, HasOptedOutOfEmail string",
         [
             Field("contact_id", "Id"),
             Field("account_id", "AccountId"),
@@ -190,6 +202,7 @@ ENTITIES = [
             Field("email", "Email", "email"),
             Field("country", "MailingCountry", "country"),
             Field("phone", "Phone", "phone", region="country"),
+            Field("email_opt_out", "HasOptedOutOfEmail", "boolean"),
             Field("created_at", "CreatedDate", "timestamp"),
             Field("updated_at", "LastModifiedDate", "timestamp"),
         ],
@@ -352,7 +365,8 @@ ENTITIES = [
         "app",
         "events",
         "message_id string, type string, event string, user_id string, anonymous_id string, timestamp string, "
-        "properties map<string,string>, traits struct<email: string, phone: string>",
+        "properties map<string,string>, traits struct<email: string, phone: string>, "
+        "context struct<consent: struct<categoryPreferences: map<string,string>>>",
         [
             Field("message_id", "message_id"),
             Field("type", "type"),
@@ -367,6 +381,7 @@ ENTITIES = [
             Field("order_id", "properties['order_id']", "bigint"),
             Field("trait_email", "traits.email", "email"),
             Field("trait_phone", "traits.phone"),
+            *(Field(f"consent_{purpose}", _category_preference(purpose), "boolean") for purpose in PURPOSES),
         ],
         key=["message_id"],
         categorical=("type", "event", "product_id", "currency"),

@@ -5,6 +5,7 @@ server that answers 429 and 500 on purpose, and one that never recovers (dead-le
 
 import gzip
 import json
+import re
 import threading
 import time
 from collections import Counter, defaultdict
@@ -18,6 +19,7 @@ import pytest
 from dagster import DagsterInstance, materialize
 
 from cdp_activation.audiences import (
+    CONSENT,
     audience_prefix,
     export_audiences,
     export_dates,
@@ -26,6 +28,7 @@ from cdp_activation.audiences import (
     read_parquet,
 )
 from cdp_activation.config import Destination, load_destinations
+from cdp_activation.consent import UnknownConsent, load_unknown_consent
 from cdp_activation.hashing import hashed_email, hashed_phone, normalise_email, normalise_phone, sha256_hex
 from cdp_activation.sync import DELIVERY_FAILED, DLQ_PROVIDER, sync_destination
 from cdp_assets.activation import audiences, sync_asset
@@ -40,6 +43,7 @@ from tests.webhook_support import fresh_database
 
 DAY1, DAY2 = date(2026, 3, 1), date(2026, 3, 2)
 ROWS_PER_FILE = 70
+CONSENT_COLUMNS = set(CONSENT)
 SOURCE = {"seg_source": '"segments"."seg_source"'}
 # Segment rules per day, over customers n = 1 … 600 of two tenants ('recent' empties on day 2, 'new_buyers' appears).
 RULES = {
@@ -47,6 +51,9 @@ RULES = {
     DAY2: "SELECT 'spenders', n FROM g WHERE n % 3 = 0 AND n <= 450 OR n % 5 = 0 UNION ALL "
     "SELECT 'new_buyers', n FROM g WHERE n % 11 = 2",
 }
+# Every customer granted advertising (the purpose of the destinations below that test delivery);
+# email marketing: customer n denied when n % 5 = 1, unknown when n % 5 = 2, else granted.
+EMAIL_CONSENT = "CASE n % 5 WHEN 1 THEN 'denied' WHEN 2 THEN 'unknown' ELSE 'granted' END"
 PG_EMAIL_HASH = "encode(sha256(convert_to(lower(btrim(c.email)), 'UTF8')), 'hex')"  # the rules, written again in SQL
 PG_PHONE_HASH = "encode(sha256(convert_to(ltrim(c.phone, '+'), 'UTF8')), 'hex')"
 
@@ -72,14 +79,16 @@ def world(postgres, tmp_path_factory):
     with psycopg.connect(url) as conn:
         conn.execute("CREATE SCHEMA segments; CREATE SCHEMA marts")
         conn.execute("CREATE TABLE segments.seg_source (tenant_id text, segment text, cdp_customer_id text)")
-        conn.execute("""CREATE TABLE marts.customer_360 AS
+        conn.execute(f"""CREATE TABLE marts.customer_360 AS
             SELECT t AS tenant_id, t || '-' || n AS cdp_customer_id,
                    CASE WHEN n % 7 = 0 THEN '  User' || n || '@Example.COM ' WHEN n % 13 = 0 THEN NULL
                         ELSE 'user' || n || '@example.com' END AS email,
                    CASE WHEN n % 6 = 0 THEN NULL WHEN n % 9 = 0 THEN 'n/a' ELSE '+1650555' || lpad(n::text, 4, '0') END AS phone,
                    'Person ' || n AS name, 'US' AS country, 'Springfield' AS city, 'Co ' || (n % 17) AS company_name,
                    'retail' AS industry, n % 2 = 0 AS accepts_marketing, 'email' AS preferred_channel, (n % 5)::bigint AS orders,
-                   (n * 3.5)::numeric(18, 2) AS lifetime_revenue_usd, DATE '2026-02-01' + n % 20 AS last_order_date
+                   (n * 3.5)::numeric(18, 2) AS lifetime_revenue_usd, DATE '2026-02-01' + n % 20 AS last_order_date,
+                   {EMAIL_CONSENT} AS email_marketing_consent, 'unknown' AS sms_marketing_consent,
+                   'granted' AS advertising_consent
             FROM generate_series(1, 600) AS n, unnest(ARRAY['acme', 'globex']) AS t""")
         _publish(conn, DAY1)
         day1 = export_audiences(conn, lake, DAY1, _raw_pii, rows_per_file=ROWS_PER_FILE, chunk_rows=50)
@@ -254,7 +263,13 @@ def test_a_rerun_replaces_the_day(world):
 def test_mirror_file_sync_sends_adds_changes_then_removals(world, tmp_path):
     lake = world["lake"]
     destination = Destination(
-        "files", "file", mode="mirror", uri=str(tmp_path / "out"), batch_size=45, audiences=(("globex", "*"),)
+        "files",
+        "file",
+        mode="mirror",
+        purpose="advertising",
+        uri=str(tmp_path / "out"),
+        batch_size=45,
+        audiences=(("globex", "*"),),
     )
     target = LakeResource(base_uri=str(tmp_path / "out"))
     pairs = [(e.tenant, e.segment) for e in world["exports"][DAY2]]
@@ -280,6 +295,88 @@ def test_mirror_file_sync_sends_adds_changes_then_removals(world, tmp_path):
             not {"email", "phone", "name", "fingerprint"} & set(r) and "email_sha256" in r for r in rows
         )
         assert (result.members, result.added, result.removed) == (len(after), len(after - before), len(before - after))
+
+
+def _consent_of(conn, tenant: str, segment: str, day: date) -> dict[str, str]:
+    return dict(
+        conn.execute(
+            f"SELECT cdp_customer_id, email_marketing_consent FROM {MEMBERSHIP} JOIN marts.customer_360 "
+            "USING (tenant_id, cdp_customer_id) WHERE tenant_id = %s AND segment = %s AND as_of_date = %s",
+            (tenant, segment, day),
+        ).fetchall()
+    )
+
+
+def test_consent_decides_who_a_destination_has_and_a_withdrawal_is_removed(world, tmp_path):
+    """A mirror destination serving email_marketing gets granted members only (unknown ones too for
+    the tenant whose default is grant); between the two days some members withdraw, some grant and
+    the other tenant's default turns to grant: the second sync removes and adds exactly those."""
+    lake = LakeResource(base_uri=str(tmp_path / "lake"))
+    out = LakeResource(base_uri=str(tmp_path / "out"))
+    destination = Destination(
+        "mailer", "file", mode="mirror", purpose="email_marketing", uri=out.base_uri, audiences=(("*", "spenders"),)
+    )
+    pairs = [("acme", "spenders"), ("globex", "spenders")]
+
+    def received(tenant: str, day: date) -> dict[str, set[str]]:
+        rows = [r for o in out.list(f"{tenant}/spenders/date={day}/") for r in read_parquet(out, o.key).to_pylist()]
+        assert not CONSENT_COLUMNS & {k for r in rows for k in r}  # what the sync filters on, not what it sends
+        return {op: {r["cdp_customer_id"] for r in rows if r["op"] == op} for op in ("upsert", "remove")}
+
+    with psycopg.connect(world["url"]) as conn:  # every change below is rolled back: the world stays as it is
+        export_audiences(conn, lake, DAY1, _raw_pii)
+        before = {t: _consent_of(conn, t, "spenders", DAY1) for t, _ in pairs}
+        first = sync_destination(
+            lake, destination, pairs, DAY1, UnknownConsent(tenants={"acme": {"email_marketing": True}})
+        )
+        assert received("acme", DAY1)["upsert"] == {i for i, c in before["acme"].items() if c != "denied"}
+        assert received("globex", DAY1)["upsert"] == {i for i, c in before["globex"].items() if c == "granted"}
+        assert [r.excluded_for_consent for r in first] == [
+            sum(c == "denied" for c in before["acme"].values()),
+            sum(c != "granted" for c in before["globex"].values()),
+        ]
+        withdrawn = conn.execute(
+            "UPDATE marts.customer_360 SET email_marketing_consent = 'denied' WHERE email_marketing_consent = 'granted' "
+            "AND split_part(cdp_customer_id, '-', 2)::int % 9 = 0 RETURNING tenant_id, cdp_customer_id"
+        ).fetchall()
+        export_audiences(conn, lake, DAY2, _raw_pii)
+        after = {t: _consent_of(conn, t, "spenders", DAY2) for t, _ in pairs}
+        conn.rollback()
+    second = sync_destination(lake, destination, pairs, DAY2, UnknownConsent(default=True))
+    for tenant, result in zip(("acme", "globex"), second, strict=True):
+        had = {i for i, c in before[tenant].items() if c == "granted" or c == "unknown" and tenant == "acme"}
+        has = {i for i, c in after[tenant].items() if c != "denied"}
+        got = received(tenant, DAY2)
+        assert got["remove"] == had - has and got["upsert"] == has - had  # fingerprints unchanged: no "changed"
+        assert (result.removed, result.added, result.excluded_for_consent) == (
+            len(had - has),
+            len(has - had),
+            len(after[tenant]) - len(has),
+        )
+    withdrawn_members = {i for t, i in withdrawn if i in before[t] and i in after[t]}
+    assert (
+        withdrawn_members and withdrawn_members <= received("acme", DAY2)["remove"] | received("globex", DAY2)["remove"]
+    )
+
+
+def test_unknown_consent_defaults_and_a_destination_without_purpose(tmp_path):
+    assert not load_unknown_consent().grants("acme_corp", "email_marketing")  # the packaged file: deny
+    own = tmp_path / "consent.yaml"
+    own.write_text("unknown:\n  default: deny\n  tenants:\n    acme_corp: grant\n    globex: {advertising: grant}\n")
+    policy = load_unknown_consent(own)
+    assert [policy.grants("acme_corp", p) for p in ("email_marketing", "advertising")] == [True, True]
+    assert [policy.grants("globex", p) for p in ("email_marketing", "advertising")] == [False, True]
+    assert not policy.grants("initech", "advertising")
+    for document, error in [
+        ("unknown: {default: maybe}", "unknown.default must be grant or deny, not 'maybe'"),
+        ("unknown: {tenants: {Acme: grant}}", "tenant name 'Acme' is not allowed"),
+        ("unknown: {tenants: {acme: {postal_mail: grant}}}", "unknown purposes ['postal_mail']"),
+    ]:
+        own.write_text(document)
+        with pytest.raises(ValueError, match=re.escape(error)):
+            load_unknown_consent(own)
+    with pytest.raises(ValueError, match="destination crm: purpose must be one of"):
+        Destination("crm", "file")
 
 
 class _Receiver(BaseHTTPRequestHandler):
@@ -328,6 +425,7 @@ def _http(server, **options) -> Destination:
     return Destination(
         "ads",
         "http",
+        purpose="advertising",
         url=f"http://127.0.0.1:{server.server_port}/audiences",
         secret_env="CDP_TEST_DESTINATION_SECRET",
         backoff_seconds=0.01,
@@ -406,10 +504,12 @@ def test_audience_and_sync_assets(world, tmp_path, monkeypatch, destinations_fil
     raw_pii = destinations_file != "packaged"
     if raw_pii:  # the packaged crm_files as a tenant's own file would declare it for its CRM import
         own = tmp_path / "destinations.yaml"
-        own.write_text("destinations:\n  - {name: crm_files, type: file, mode: mirror, raw_pii: true}\n")
+        own.write_text(
+            "destinations:\n  - {name: crm_files, type: file, mode: mirror, purpose: email_marketing, raw_pii: true}\n"
+        )
         monkeypatch.setenv("CDP_DESTINATIONS_FILE", str(own))
     (destination,) = load_destinations()
-    assert destination.raw_pii is raw_pii
+    assert destination.raw_pii is raw_pii and destination.purpose == "email_marketing"
     result = materialize(
         [audiences, sync_asset(destination)],
         partition_key=DAY1.isoformat(),
@@ -427,15 +527,28 @@ def test_audience_and_sync_assets(world, tmp_path, monkeypatch, destinations_fil
         )
     assert {k: v["members"] for k, v in exported_meta["by_audience"].value.items()} == sizes
     assert {k: v["added"] for k, v in exported_meta["by_audience"].value.items()} == sizes
+    with psycopg.connect(world["url"]) as conn:
+        excluded = dict(
+            conn.execute(
+                f"SELECT tenant_id || '/' || segment, count(*) FROM {MEMBERSHIP} JOIN marts.customer_360 "
+                "USING (tenant_id, cdp_customer_id) WHERE as_of_date = %s AND email_marketing_consent <> 'granted' "
+                "GROUP BY 1",
+                (DAY1,),
+            ).fetchall()
+        )
     synced = result.asset_materializations_for_node(f"activation__sync_{destination.name}")[0].metadata
-    assert synced["sent"].value == synced["members"].value == sum(sizes.values()) and synced["failed"].value == 0
+    assert {k: v["excluded_for_consent"] for k, v in synced["by_audience"].value.items()} == excluded
+    assert synced["members"].value == sum(sizes.values()) and synced["failed"].value == 0
+    assert synced["sent"].value == sum(sizes.values()) - sum(excluded.values()) and sum(excluded.values()) > 0
     members_exported = exported(lake, "acme", "spenders", DAY1)
     delivered = _synced_rows(lake, destination.name, "acme", "spenders", DAY1)
-    assert len(delivered) == len(members_exported) > 0
+    granted = [r for r in members_exported if r["email_marketing_consent"] == "granted"]
+    assert {r["cdp_customer_id"] for r in delivered} == {r["cdp_customer_id"] for r in granted}
+    assert len(delivered) == len(granted) > 0
     assert sum(r["email_sha256"] is not None for r in delivered) > len(delivered) / 2
     if raw_pii:
         assert sum(r["email"] is not None for r in members_exported) > len(members_exported) / 2
-        assert {r["email"] for r in delivered} == {r["email"] for r in members_exported}
+        assert {r["email"] for r in delivered} == {r["email"] for r in granted}
     else:  # hashes only: no raw email, phone or name in the export nor at the destination
         assert all((r["email"], r["phone"], r["name"]) == (None, None, None) for r in members_exported)
         assert not {"email", "phone", "name"} & set(delivered[0])

@@ -10,6 +10,8 @@ from datetime import UTC, date, datetime
 import phonenumbers
 import pytest
 
+from cdp_activation.hashing import sha256_hex
+from cdp_resources.consent import PURPOSES
 from cdp_resources.lake import LakeResource
 from cdp_resources.raw_zone import MAX_RECORDS_PER_FILE, RAW_KEY, decode_ndjson_gz
 from cdp_sampledata.dirt import DirtRates
@@ -41,6 +43,7 @@ def generated(tmp_path_factory):
             row for obj in lake.list("truth/acme_corp/dirt/") for row in decode_ndjson_gz(lake.read_bytes(obj.key))
         ],
         "manifest": json.loads(lake.read_bytes("truth/manifest.json")),
+        "consent": list(decode_ndjson_gz(lake.read_bytes("truth/acme_corp/consent.ndjson.gz"))),
     }
     return summary, raw, file_sizes, truth
 
@@ -201,6 +204,75 @@ def test_schema_drift_part_way(generated):
     after = [r for day, _, r in raw["shopify/customers"] if day >= drift_day]
     assert before and after
     assert not any(DRIFT_FIELD in r for r in before) and all(DRIFT_FIELD in r for r in after)
+
+
+def test_consent_truth_is_the_latest_statement_of_the_raw_records(generated):
+    """Each person's consent per purpose, read again from the raw records: the latest statement of a
+    record with a valid email (the platform dead-letters the others), a denial winning a tie."""
+    _, raw, _, truth = generated
+    persons = truth["persons"]
+    owner = {
+        **{("shopify", p["shopify_customer_id"]): p["person_id"] for p in persons},
+        **{("salesforce", p["salesforce_contact_id"]): p["person_id"] for p in persons},
+        **{("app", p["app_user_id"]): p["person_id"] for p in persons},
+        **{("email_sha256", sha256_hex(p["email"])): p["person_id"] for p in persons},
+    }
+    latest = {}
+
+    def state(source: tuple, purpose: str, granted: bool, at: datetime) -> None:
+        key, order = (owner[source], purpose), (at, not granted)
+        if key not in latest or order > latest[key]:
+            latest[key] = order
+
+    missing = 0
+    for _, _, r in raw["shopify/customers"]:
+        missing += r["accepts_marketing"] is None
+        if EMAIL.match(r["email"].strip()):
+            at = event_time(r["updated_at"])
+            if r["accepts_marketing"] is not None:
+                state(("shopify", r["id"]), "email_marketing", r["accepts_marketing"], at)
+            sms = (r.get(DRIFT_FIELD) or {}).get("state", "").lower()
+            if sms in ("subscribed", "not_subscribed", "unsubscribed"):
+                state(("shopify", r["id"]), "sms_marketing", sms == "subscribed", at)
+    for _, _, r in raw["salesforce/contacts"]:
+        if EMAIL.match(r["Email"].strip()) and r["HasOptedOutOfEmail"]:
+            at = datetime.strptime(r["LastModifiedDate"], "%Y-%m-%dT%H:%M:%S.%f%z")
+            state(("salesforce", r["Id"]), "email_marketing", False, at)
+    categories = {purpose.replace("_", ""): purpose for purpose in PURPOSES}
+    for _, _, r in distinct(raw["app/events"], "message_id"):
+        for category, granted in ((r.get("context") or {}).get("consent", {}).get("categoryPreferences", {})).items():
+            purpose = categories.get(re.sub("[^a-z]", "", category.lower()))
+            if purpose:
+                state(("app", r["user_id"]), purpose, granted, event_time(r["timestamp"]))
+    for _, _, r in raw["campaigns/results"]:
+        if r["event_type"] == "unsubscribed":
+            state(("email_sha256", r["email_sha256"]), "email_marketing", False, event_time(r["occurred_at"]))
+
+    expected = {
+        (p["person_id"], purpose): (
+            "unknown"
+            if (p["person_id"], purpose) not in latest
+            else "denied"
+            if latest[(p["person_id"], purpose)][1]
+            else "granted"
+        )
+        for p in persons
+        for purpose in PURPOSES
+    }
+    assert {(row["person_id"], row["purpose"]): row["status"] for row in truth["consent"]} == expected
+    assert len(truth["consent"]) == len(persons) * len(PURPOSES)
+    for purpose in PURPOSES:
+        shares = Counter(status for (_, p), status in expected.items() if p == purpose)
+        assert set(shares) == {"granted", "denied", "unknown"}, purpose
+    assert {row["source"] for row in truth["consent"]} == {
+        None,
+        "shopify_accepts_marketing",
+        "shopify_sms_marketing_consent",
+        "salesforce_email_opt_out",
+        "app_consent",
+        "campaign_unsubscribe",
+    }
+    assert missing == truth_count(truth, "consent_missing") > 0
 
 
 def _fingerprint(lake: LakeResource) -> dict[str, str]:

@@ -26,6 +26,19 @@ events as (
     from {{ ref('int_customer_events') }}
     where cdp_customer_id is not null and event_day <= {{ as_of_date() }}
     group by 1, 2
+),
+
+-- Each purpose's consent at the end of the as-of day (the statement valid then), unknown without one.
+consent as (
+    select
+        tenant_id,
+        cdp_customer_id,
+        max(status) filter (where purpose = 'email_marketing') as email_marketing,
+        max(status) filter (where purpose = 'sms_marketing') as sms_marketing,
+        max(status) filter (where purpose = 'advertising') as advertising
+    from {{ ref('consent_history') }}
+    where stated_at < {{ as_of_date() }} + 1 and (valid_until is null or valid_until >= {{ as_of_date() }} + 1)
+    group by 1, 2
 )
 
 select
@@ -40,6 +53,9 @@ select
     p.industry::text as industry,
     p.company_employees::integer as company_employees,
     p.accepts_marketing::boolean as accepts_marketing,
+    coalesce(c.email_marketing, 'unknown')::text as email_marketing_consent,
+    coalesce(c.sms_marketing, 'unknown')::text as sms_marketing_consent,
+    coalesce(c.advertising, 'unknown')::text as advertising_consent,
     p.preferred_channel::text as preferred_channel,
     p.identifiers::bigint as identifiers,
     p.first_seen::timestamptz as first_seen,
@@ -58,3 +74,4 @@ select
 from {{ ref('stg_customer_profiles') }} as p
 left join orders as o using (tenant_id, cdp_customer_id)
 left join events as e using (tenant_id, cdp_customer_id)
+left join consent as c using (tenant_id, cdp_customer_id)

@@ -173,7 +173,7 @@ class SingerTarget:
         if not registry.knows(provider, stream):
             self.say(
                 f"stream {stream!r} is not registered for provider {provider}: its records are dead-lettered "
-                f"(unknown_stream); register it by adding cdp_ingest/schemas/{provider}/{stream}/v1.json"
+                f"(unknown_stream); register it from the tap's catalog: cdp schemas import --provider {provider}"
             )
             return
         problems = tap_schema_conflicts(registry.latest(provider, stream).schema, schema)
@@ -256,7 +256,7 @@ def main(argv: list[str] | None = None) -> int:
     lake = LakeResource(base_uri=settings.lake_uri, s3_endpoint_url=os.environ.get("CDP_S3_ENDPOINT_URL"))
     writer = RawBatchWriter(
         lake,
-        SchemaRegistry(),
+        SchemaRegistry.configured(),
         settings.tenant,
         settings.provider,
         source="singer",

@@ -20,11 +20,17 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from dagster import AssetKey, DagsterInstance, Definitions, build_schedule_context
+from dagster import AssetKey, AssetSelection, DagsterInstance, Definitions, build_schedule_context, define_asset_job
 
+from cdp_assets.curated import curated_tables_asset
+from cdp_assets.raw import raw_stream_asset
 from cdp_assets.sources import source_definitions
+from cdp_assets.warehouse import warehouse_asset
+from cdp_cli.main import main
+from cdp_ingest.registry import SchemaRegistry
 from cdp_resources.lake import LakeResource
 from cdp_resources.raw_zone import decode_ndjson_gz
+from cdp_resources.spark import SparkDeltaResource
 from cdp_resources.warehouse import WarehouseResource
 from cdp_sources.declarations import (
     SecretReferenceError,
@@ -37,7 +43,10 @@ from cdp_sources.declarations import (
 from cdp_sources.runner import SourcePaused, TapFailed, TapTimeout, run_source
 from cdp_sources.state import read_pause, source_session
 from cdp_sources.taps import INSTALLED_MARKER, TapInstallError, ensure_tap, taps_dir, venv_name
-from tests.conftest import TEST_STATE
+from cdp_transform.generic import generic_entity
+from cdp_warehouse.tables import curated_table
+from partitions import daily_partitions, range_tags
+from tests.conftest import TEST_SPARK_CONFIG, TEST_STATE
 
 ROOT = Path(__file__).resolve().parent.parent
 TAP_POSTGRES = "pipelinewise-tap-postgres==1.8.4"
@@ -187,18 +196,20 @@ def sources_yaml(port: str, tenants: dict[str, dict]) -> str:
     return json.dumps(document)  # JSON is YAML
 
 
-def raw_customers(lake: LakeResource, tenant: str, keys: set[str] | None = None) -> list[dict]:
+def raw_customers(
+    lake: LakeResource, tenant: str, keys: set[str] | None = None, provider: str = "shopify"
+) -> list[dict]:
     """Every customer record landed for `tenant` (in the files `keys`, when given)."""
     return [
         record
-        for obj in lake.list(f"raw/{tenant}/shopify/customers/")
+        for obj in lake.list(f"raw/{tenant}/{provider}/customers/")
         if keys is None or obj.key in keys
         for record in decode_ndjson_gz(lake.read_bytes(obj.key))
     ]
 
 
-def raw_keys(lake: LakeResource, tenant: str) -> set[str]:
-    return {obj.key for obj in lake.list(f"raw/{tenant}/shopify/customers/")}
+def raw_keys(lake: LakeResource, tenant: str, provider: str = "shopify") -> set[str]:
+    return {obj.key for obj in lake.list(f"raw/{tenant}/{provider}/customers/")}
 
 
 def materialize(defs: Definitions, job: str, instance: DagsterInstance):
@@ -307,12 +318,8 @@ def tap_processes(name: str) -> list[int]:
     return found
 
 
-def test_a_tap_killed_mid_run_loses_nothing_on_the_rerun(crm, postgres, state_db, tmp_path, monkeypatch):
-    rows = 60_000
-    reset_customers(postgres, rows)
-    monkeypatch.setenv("CDP_TEST_CRM_PASSWORD", PASSWORD)
-    (source,) = load_sources(write(tmp_path, sources_yaml(crm, {"acme_corp": {"retries": 0}})))
-    lake = LakeResource(base_uri=str(tmp_path / "lake"))
+def kill_the_tap_mid_run(source: Source, lake: LakeResource, state_db: str) -> TapFailed:
+    """Runs `source` and kills its tap (kill -9) once a bookmark is saved; the run's failure."""
     outcome = {}
 
     def run() -> None:
@@ -336,18 +343,91 @@ def test_a_tap_killed_mid_run_loses_nothing_on_the_rerun(crm, postgres, state_db
         time.sleep(0.05)
     runner.join(timeout=120)
     assert killed, "the tap finished before it could be killed mid-run"
-    assert "the tap's sync exited with -9" in str(outcome["failure"])
-    landed_first = raw_customers(lake, "acme_corp")
-    assert 0 < len(landed_first) < rows
+    return outcome["failure"]
 
-    report = run_source(source, lake, state_db)
-    records = raw_customers(lake, "acme_corp")
-    ids = [record["id"] for record in records]
-    assert sorted(set(ids)) == list(range(1, rows + 1))  # nothing lost
+
+def lake_job_defs(built, registry: SchemaRegistry, lake: LakeResource, warehouse: WarehouseResource) -> Definitions:
+    """The sources' assets and jobs, and a job of raw → generic curated → warehouse for crm/customers."""
+    spec = generic_entity(registry.latest("crm", "customers"))
+    assets = [
+        raw_stream_asset(registry.latest("crm", "customers")),
+        curated_tables_asset([spec]),
+        warehouse_asset(curated_table(spec)),
+    ]
+    lake_job = define_asset_job("crm_lake", selection=AssetSelection.assets(*assets), partitions_def=daily_partitions)
+    return Definitions(
+        assets=[*built.assets, *assets],
+        jobs=[*built.jobs, lake_job],
+        resources={"lake": lake, "warehouse": warehouse, "spark": SparkDeltaResource(spark_config=TEST_SPARK_CONFIG)},
+    )
+
+
+def test_a_new_postgres_stream_reaches_the_warehouse_through_a_generic_table(
+    crm, postgres, state_db, warehouse, spark, dagster_instance, tmp_path, monkeypatch, capsys
+):
+    """`cdp schemas import --source` registers the tap's table as crm/customers (no hand-written
+    entity); a run whose tap is killed (kill -9) mid-run, then a rerun, lose nothing; the Dagster
+    job lands only new and updated rows; raw → generic curated → warehouse keeps one row per key,
+    its latest version, and the curated checks pass."""
+    rows = 60_000
+    reset_customers(postgres, rows)  # one day: 2026-11-01 00:00:01 … 16:40:00
+    monkeypatch.setenv("CDP_TEST_CRM_PASSWORD", PASSWORD)
+    monkeypatch.setenv("CDP_SCHEMA_DIR", str(tmp_path / "schemas"))
+    text = sources_yaml(crm, {"acme_corp": {"retries": 0}}).replace("shopify/customers", "crm/customers")
+    monkeypatch.setenv("CDP_SOURCES_FILE", str(write(tmp_path, text)))
+    assert main(["schemas", "import", "--source", "acme_corp/crm"]) == 0
+    assert "crm/customers: registered v1 from public-customers (key id; event time updated_at)" in (
+        capsys.readouterr().out
+    )
+    registry = SchemaRegistry.configured()
+    assert registry.latest("crm", "customers").schema["properties"]["updated_at"]["format"] == "date-time"
+    (source,) = load_sources()
+    lake = LakeResource(base_uri=str(tmp_path / "lake"))
+
+    failure = kill_the_tap_mid_run(source, lake, state_db)
+    assert "the tap's sync exited with -9" in str(failure)
+    assert 0 < len(raw_customers(lake, "acme_corp", provider="crm")) < rows
+    run_source(source, lake, state_db)  # resumes from the bookmark
+    records = raw_customers(lake, "acme_corp", provider="crm")
+    assert sorted({r["id"] for r in records}) == list(range(1, rows + 1))  # nothing lost
     copies = {}
     for record in records:  # a duplicate is the same record again, under the same key
         assert copies.setdefault(record["id"], record) == record
-    assert report.bookmark["bookmarks"]["public-customers"]["replication_key_value"].startswith("2026-11-01T16:40:00")
+    assert len(records) > rows  # the killed run's records came again: curated must deduplicate
+
+    with psycopg.connect(postgres.url("crm"), autocommit=True) as conn:  # the same day, later
+        conn.execute("""INSERT INTO public.customers SELECT i, NULL, NULL, NULL, NULL, '2026-11-01 20:00Z',
+                        '2026-11-01 20:00Z', false, 'new' FROM generate_series(60001, 60020) AS i""")
+        conn.execute(
+            "UPDATE public.customers SET tags = 'updated', updated_at = '2026-11-01 21:00Z' WHERE id IN (5, 50)"
+        )
+    defs = lake_job_defs(source_definitions([source]), registry, lake, warehouse)
+    before = raw_keys(lake, "acme_corp", provider="crm")
+    assert materialize(defs, "source__acme_corp__crm", dagster_instance).success
+    new_records = raw_customers(lake, "acme_corp", raw_keys(lake, "acme_corp", provider="crm") - before, "crm")
+    assert sorted(r["id"] for r in new_records) == sorted([5, 50, rows, *range(60001, 60021)])
+
+    lake_run = defs.resolve_job_def("crm_lake").execute_in_process(
+        instance=dagster_instance, tags=range_tags("2026-11-01", "2026-11-01"), raise_on_error=False
+    )
+    assert lake_run.success
+    checks = {e.asset_check_key.name: e.passed for e in lake_run.get_asset_check_evaluations()}
+    assert checks == {"pandera_schema": True, "reconciles_with_raw": True}
+    curated = lake_run.asset_materializations_for_node("curated_tables")[0].metadata
+    assert curated["dagster/row_count"].value == rows + 20 and curated["duplicates_removed"].value > 2
+    with warehouse.connect() as conn:
+        total, distinct = conn.execute("SELECT count(*), count(DISTINCT id) FROM raw_cdp.crm_customers").fetchone()
+        assert total == distinct == rows + 20
+        latest = dict(conn.execute("SELECT id, tags FROM raw_cdp.crm_customers WHERE id IN (5, 6, 50, 60001)"))
+        assert latest == {5: "updated", 6: "vip", 50: "updated", 60001: "new"}
+        types = dict(
+            conn.execute("""SELECT column_name, data_type FROM information_schema.columns
+                            WHERE table_schema = 'raw_cdp' AND table_name = 'crm_customers'""")
+        )
+    assert (types["id"], types["accepts_marketing"], types["updated_at"]) == (
+        "bigint", "boolean", "timestamp with time zone"
+    )  # fmt: skip
+    assert {"tenant_id", "event_date", "_source_file", "_run_id"} <= set(types)
 
 
 SCRIPTED_TAP = """

@@ -2,8 +2,9 @@
 no hand-written entity (`cdp_transform/entities.py`, which keeps precedence).
 
 The table `{provider}_{stream}` has one typed column per top-level field of the schema (integer →
-bigint, number → double, boolean, a string of format date-time → timestamp, of format date → date,
-anything else → string, objects and arrays as their JSON text), the schema's key (`x-cdp-key`),
+bigint, number (or integer and number) → double, boolean, a string of format date-time →
+timestamp, of format date → date, anything else → string, objects and arrays as their JSON
+text), the schema's key (`x-cdp-key`),
 the latest version per key and event day (newest event-time field first, then the latest
 delivery), the lineage columns, and two critical rules: every field converts to its type, the key
 is present. `CURATED_ENTITIES` is what the platform curates: the hand-written entities and a
@@ -39,6 +40,8 @@ def _kind(schema: dict) -> str:
     kinds = schema.get("type", [])
     kinds = {kinds} if isinstance(kinds, str) else set(kinds)
     kinds.discard("null")
+    if kinds == {"integer", "number"}:  # what taps that infer types from files give a number
+        return "double"
     if len(kinds) != 1:
         return "string"  # no type, or several: kept as the text read
     (kind,) = kinds

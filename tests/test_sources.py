@@ -11,6 +11,7 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -27,7 +28,7 @@ from cdp_assets.raw import raw_stream_asset
 from cdp_assets.sources import source_definitions
 from cdp_assets.warehouse import warehouse_asset
 from cdp_cli.main import main
-from cdp_ingest.registry import SchemaRegistry
+from cdp_ingest.registry import SCHEMA_DIR, SchemaRegistry
 from cdp_resources.lake import LakeResource
 from cdp_resources.raw_zone import decode_ndjson_gz
 from cdp_resources.spark import SparkDeltaResource
@@ -74,9 +75,11 @@ def test_the_documented_example_is_a_valid_sources_file(tmp_path):
     crm = sources["acme_corp/crm_db"]
     assert (crm.provider, crm.timeout_minutes, crm.retries, crm.schedule) == ("shopify", 30, 2, "0 * * * *")
     assert crm.streams["public-customers"].replication_key == "updated_at"
-    assert crm.config["password"] == "${ACME_CRM_PASSWORD}"  # declared, not expanded
+    assert crm.config["user"] == "${ACME_CRM_USER}"  # declared, not expanded
+    assert crm.config["password"] == {"file": "/run/secrets/acme_crm_password"}
+    assert crm.auth_failure_patterns == ["password authentication failed", r"(?i)no pg_hba\.conf entry"]
     assert sources["globex/shop_files"].timeout_minutes == 30  # the default
-    assert sources["globex/shop_files"].auth_failure_patterns == [r"\b401\b", "(?i)invalid api key"]
+    assert sources["globex/shop_files"].provider == "shop_files"
 
 
 @pytest.mark.parametrize(
@@ -90,7 +93,7 @@ def test_the_documented_example_is_a_valid_sources_file(tmp_path):
         (("retries: 2", "retrys: 2"), "Extra inputs are not permitted"),
         (("  globex:", "  Globex:"), "tenant name 'Globex' must match"),
         (
-            ("to: shopify/orders\n", "to: shopify/orders\n          contacts: {to: salesforce/contacts}\n"),
+            ("to: shop_files/orders", "to: shop_files/orders\n          contacts: {to: salesforce/contacts}"),
             "several providers",
         ),
     ],
@@ -363,12 +366,13 @@ def lake_job_defs(built, registry: SchemaRegistry, lake: LakeResource, warehouse
 
 
 def test_a_new_postgres_stream_reaches_the_warehouse_through_a_generic_table(
-    crm, postgres, state_db, warehouse, spark, dagster_instance, tmp_path, monkeypatch, capsys
+    crm, postgres, state_db, spark, dagster_instance, tmp_path, monkeypatch, capsys
 ):
     """`cdp schemas import --source` registers the tap's table as crm/customers (no hand-written
     entity); a run whose tap is killed (kill -9) mid-run, then a rerun, lose nothing; the Dagster
     job lands only new and updated rows; raw → generic curated → warehouse keeps one row per key,
-    its latest version, and the curated checks pass."""
+    its latest version, and the curated checks pass. The platform's PostgreSQL (sources' state and
+    warehouse tables) is the test's own database."""
     rows = 60_000
     reset_customers(postgres, rows)  # one day: 2026-11-01 00:00:01 … 16:40:00
     monkeypatch.setenv("CDP_TEST_CRM_PASSWORD", PASSWORD)
@@ -401,6 +405,7 @@ def test_a_new_postgres_stream_reaches_the_warehouse_through_a_generic_table(
         conn.execute(
             "UPDATE public.customers SET tags = 'updated', updated_at = '2026-11-01 21:00Z' WHERE id IN (5, 50)"
         )
+    warehouse = WarehouseResource(url=state_db)
     defs = lake_job_defs(source_definitions([source]), registry, lake, warehouse)
     before = raw_keys(lake, "acme_corp", provider="crm")
     assert materialize(defs, "source__acme_corp__crm", dagster_instance).success
@@ -428,6 +433,44 @@ def test_a_new_postgres_stream_reaches_the_warehouse_through_a_generic_table(
         "bigint", "boolean", "timestamp with time zone"
     )  # fmt: skip
     assert {"tenant_id", "event_date", "_source_file", "_run_id"} <= set(types)
+
+
+def test_a_file_tap_from_pypi_is_registered_listed_run_and_reported_from_the_cli(
+    state_db, tmp_path, monkeypatch, capsys
+):
+    """tap-jsonl, installed by the platform: `cdp schemas import --source` registers its stream (the
+    event time chosen: the tap's own replication key is a file time), `cdp sources run` lands the
+    files' records under their event day, `cdp sources list` and `status` show the source and the
+    bookmark it reached."""
+    data = tmp_path / "orders"
+    data.mkdir()
+    orders = [{"id": 1, "status": "paid", "total": 12.5, "updated_at": "2026-11-02T10:00:00Z"},
+              {"id": 2, "status": "open", "total": 3, "updated_at": "2026-11-02T11:00:00Z"}]  # fmt: skip
+    (data / "a.jsonl").write_text("".join(json.dumps(order) + "\n" for order in orders))
+    document = {"tenants": {"globex": {"sources": {"shop_files": {
+        "tap": "tap-jsonl==0.3.1", "retries": 0, "streams": {"orders": {"to": "shop_files/orders"}},
+        "config": {"path": str(data / "*.jsonl"), "stream_name": "orders", "primary_keys": ["id"]}}}}}}  # fmt: skip
+    lake = LakeResource(base_uri=str(tmp_path / "lake"))
+    for name, value in {"CDP_SOURCES_FILE": str(write(tmp_path, json.dumps(document))), "CDP_POSTGRES_URL": state_db,
+                        "CDP_SCHEMA_DIR": str(tmp_path / "schemas"), "CDP_LAKE_URI": lake.base_uri}.items():  # fmt: skip
+        monkeypatch.setenv(name, value)
+
+    assert main(["schemas", "import", "--source", "globex/shop_files", "--event-time", "orders=updated_at"]) == 0
+    assert "shop_files/orders: registered v1 from orders (key id; event time updated_at)" in capsys.readouterr().out
+    assert main(["sources", "list"]) == 0
+    assert capsys.readouterr().out == "globex/shop_files\ttap-jsonl==0.3.1\tby hand\torders → shop_files/orders\n"
+    assert main(["sources", "run", "globex/shop_files"]) == 0
+    assert "globex/shop_files: landed orders 2 in 1 files; 0 dead letters" in capsys.readouterr().out
+    (key,) = [o.key for o in lake.list("raw/globex/shop_files/orders/")]
+    assert "/year=2026/month=11/day=02/" in key
+    landed = decode_ndjson_gz(lake.read_bytes(key))
+    assert [{k: r[k] for k in orders[0]} for r in landed] == orders
+    assert main(["sources", "status"]) == 0
+    status = capsys.readouterr().out
+    assert (
+        status.startswith("globex/shop_files\tactive\tbookmark of ")
+        and '"replication_key": "_sdc_last_modified"' in status
+    )
 
 
 SCRIPTED_TAP = """
@@ -604,18 +647,24 @@ def test_runs_of_one_source_never_overlap(state_db):
 @pytest.mark.slow
 def test_the_platforms_definitions_carry_the_sources_file(tmp_path):
     """`cdp_assets.definitions` (what `dagster dev` loads) has an asset, job and schedule per declared
-    source of `CDP_SOURCES_FILE`; an invalid file stops the load with the place of the problem."""
+    source of `CDP_SOURCES_FILE`, and a raw, a generic curated and a warehouse asset for a stream
+    registered under `CDP_SCHEMA_DIR`; an invalid file stops the load with the place of the problem."""
     check = (
         "from dagster import AssetKey; from cdp_assets.definitions import defs; "
         "print(defs.resolve_assets_def(AssetKey(['sources', 'acme_corp', 'crm_db'])).group_names_by_key, "
         "defs.resolve_job_def('source__acme_corp__crm_db').name, "
-        "defs.resolve_schedule_def('source__globex__shop_files_schedule').cron_schedule)"
+        "defs.resolve_schedule_def('source__globex__shop_files_schedule').cron_schedule, "
+        "[defs.resolve_assets_def(AssetKey(k)).group_names_by_key[AssetKey(k)] for k in "
+        "(['raw', 'shop_files', 'orders'], ['curated', 'shop_files_orders'], ['warehouse', 'shop_files_orders'])])"
     )
     text = documented_example().replace("      shop_files:\n", '      shop_files:\n        schedule: "5 4 * * *"\n')
-    env = {**os.environ, "CDP_SOURCES_FILE": str(write(tmp_path, text))}
+    (tmp_path / "schemas/shop_files/orders").mkdir(parents=True)
+    shutil.copy(SCHEMA_DIR / "shopify/orders/v1.json", tmp_path / "schemas/shop_files/orders/v1.json")
+    env = {**os.environ, "CDP_SOURCES_FILE": str(write(tmp_path, text)), "CDP_SCHEMA_DIR": str(tmp_path / "schemas")}
     loaded = subprocess.run([sys.executable, "-c", check], env=env, capture_output=True, text=True, cwd=ROOT)
     assert loaded.returncode == 0, loaded.stderr[-2000:]
     assert "'sources'" in loaded.stdout and "source__acme_corp__crm_db 5 4 * * *" in loaded.stdout
+    assert "['raw', 'curated', 'warehouse']" in loaded.stdout
 
     write(tmp_path, text.replace("retries: 2", "retries: -1"))
     refused = subprocess.run([sys.executable, "-c", check], env=env, capture_output=True, text=True, cwd=ROOT)

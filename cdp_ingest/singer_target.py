@@ -91,7 +91,7 @@ class SingerTarget:
         self.refused: str | None = None  # why the target stopped reading (a BATCH message)
 
     def run(self, source: IO) -> None:
-        """Handle every message of `source` (bytes or text lines); flush when the time limit passes,
+        """Handle every message of `source` (bytes or text lines, or parsed messages); flush when the time limit passes,
         even while the tap is quiet; stop early at a message that must be refused."""
         lines: queue.Queue = queue.Queue(maxsize=10_000)
         threading.Thread(target=_pump, args=(source, lines), daemon=True).start()
@@ -104,7 +104,7 @@ class SingerTarget:
                 if line is None:
                     break
                 self.line_number += 1
-                if line.strip():
+                if isinstance(line, dict) or line.strip():
                     self.handle(line)
             if self.writer.due():
                 self.flush()
@@ -124,14 +124,17 @@ class SingerTarget:
             self.out.flush()
             self.pending_state = None
 
-    def handle(self, line: bytes | str) -> None:
+    def handle(self, line: bytes | str | dict) -> None:
+        """One message: a line, or a message its caller has parsed already (the managed-source runner
+        reads each message's stream to rename it; parsing once spares a dump and a parse per record)."""
         try:
-            message = orjson.loads(line)
+            message = line if isinstance(line, dict) else orjson.loads(line)
             kind = message["type"]
         except (orjson.JSONDecodeError, KeyError, TypeError) as error:
             self.received += 1
-            payload = _as_received(line)
-            reason = "line is not UTF-8" if isinstance(payload, dict) else f"not a Singer message: {error}"
+            payload = line if isinstance(line, dict) else _as_received(line)
+            not_utf8 = not isinstance(line, dict) and isinstance(payload, dict)
+            reason = "line is not UTF-8" if not_utf8 else f"not a Singer message: {error}"
             self.writer.dead_letter(payload, MALFORMED_JSON, reason, None)
             return
         if kind == "RECORD":

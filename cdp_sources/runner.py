@@ -166,8 +166,9 @@ def registry_names(catalog: dict, source: Source) -> dict[str, str]:
     return renames
 
 
-def _renamed(stdout: Iterable[bytes], renames: dict[str, str], report: RunReport) -> Iterator[bytes]:
-    """The tap's lines with each mapped stream named as its registry stream, counted per stream."""
+def _renamed(stdout: Iterable[bytes], renames: dict[str, str], report: RunReport) -> Iterator[bytes | dict]:
+    """The tap's messages, parsed, with each mapped stream named as its registry stream, counted per
+    stream (bytes as the tap wrote them); a line that is not a message as received."""
     for raw in stdout:
         try:
             message = orjson.loads(raw)
@@ -177,11 +178,10 @@ def _renamed(stdout: Iterable[bytes], renames: dict[str, str], report: RunReport
             continue
         if stream in renames:
             message["stream"] = stream = renames[stream]
-            raw = orjson.dumps(message)
         if message.get("type") == "RECORD":
             report.received[stream] += 1
             report.bytes[stream] += len(raw)
-        yield raw
+        yield message
 
 
 def selected_catalog(catalog: dict, source: Source) -> dict:

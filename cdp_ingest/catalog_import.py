@@ -1,16 +1,15 @@
 """Registry schemas from a Singer tap's catalog (its `--discover` output), for `cdp schemas import`.
 
-Each catalog stream becomes the registry schema of `{provider}/{name}`: the tap's JSON schema (its
-`multipleOf` keywords dropped: a float rarely is an exact multiple of 1e-38, so taps' numeric
-columns would otherwise refuse their own values), its `key_properties` (or the metadata's
-`table-key-properties`) as `x-cdp-key`, and as `x-cdp-event-time` the field chosen for it, else the
+Each catalog stream becomes the registry schema of `{provider}/{name}`: the tap's JSON schema
+(`singer_schema.normalised`: draft 4's exclusive bounds rewritten, `multipleOf` dropped), its
+`key_properties` (or the metadata's `table-key-properties`) as `x-cdp-key`, and as `x-cdp-event-time` the field chosen for it, else the
 replication key the catalog selects, else its only valid replication key. Key and event-time
 fields are required. Nothing here writes: `SchemaRegistry.register` does, after its checks.
 """
 
-import copy
 from dataclasses import dataclass
 
+from cdp_ingest.singer_schema import normalised
 from cdp_resources.names import checked_name
 
 
@@ -31,14 +30,6 @@ def _stream_metadata(entry: dict) -> dict:
         if item.get("breadcrumb") == []:
             return item.get("metadata", {})
     return {}
-
-
-def _without_multiple_of(schema):
-    if isinstance(schema, dict):
-        return {k: _without_multiple_of(v) for k, v in schema.items() if k != "multipleOf"}
-    if isinstance(schema, list):
-        return [_without_multiple_of(v) for v in schema]
-    return schema
 
 
 def _event_time(entry: dict, chosen: str | None, where: str, stream: str) -> str:
@@ -66,7 +57,7 @@ def registry_schema(entry: dict, provider: str, stream: str, event_time: str | N
     if missing:
         raise CatalogImportError(f"{where}: key field {missing[0]!r} is not in the stream's schema")
     time_field = _event_time(entry, event_time, where, stream)
-    schema = _without_multiple_of(copy.deepcopy(entry["schema"]))
+    schema = normalised(entry["schema"])
     schema.update(
         {
             "title": f"{provider}/{stream}",

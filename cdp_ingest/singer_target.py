@@ -36,6 +36,7 @@ from cdp_common.dead_letters import (
 )
 from cdp_ingest.raw_writer import RawBatchWriter
 from cdp_ingest.registry import SchemaCheck, SchemaRegistry, tap_schema_conflicts
+from cdp_ingest.singer_schema import normalised
 from cdp_resources.lake import LakeResource
 from cdp_resources.names import InvalidName, checked_name, is_valid_name
 from cdp_resources.raw_zone import MAX_RECORDS_PER_FILE
@@ -67,6 +68,7 @@ def _tap_check(schema: object, key_properties: object) -> tuple[SchemaCheck | No
         return None, "the SCHEMA's JSON schema is invalid: not an object"
     if not (isinstance(key_properties, list) and all(isinstance(key, str) for key in key_properties)):
         return None, "key_properties must be a list of field names"
+    schema = normalised(schema)
     try:
         validator_for(schema).check_schema(schema)
         return SchemaCheck(schema), None

@@ -3,13 +3,17 @@ checked by the registry's compatibility rules; each new stream gets a generic cu
 (The end-to-end path, with a real tap's catalog, is in tests/test_sources.py.)"""
 
 import copy
+import io
 import json
 
 import pytest
 
 from cdp_cli.main import main
 from cdp_ingest.catalog_import import CatalogImportError, import_catalog
+from cdp_ingest.raw_writer import RawBatchWriter
 from cdp_ingest.registry import SCHEMA_DIR, SchemaRegistry
+from cdp_ingest.singer_target import SingerTarget
+from cdp_resources.lake import LakeResource
 from cdp_transform.generic import GenericTableError, curated_entities, generic_entity
 
 # Shaped as pipelinewise-tap-postgres discovers a table: types as lists, key in the metadata,
@@ -25,7 +29,14 @@ CATALOG = {
                 "properties": {
                     "id": {"type": ["integer"], "minimum": -2147483648, "maximum": 2147483647},
                     "plan": {"type": ["null", "string"]},
-                    "price": {"type": ["null", "number"], "multipleOf": 0.01},
+                    "price": {  # a numeric(10,2), as the tap writes it: draft 4
+                        "type": ["null", "number"],
+                        "multipleOf": 0.01,
+                        "exclusiveMaximum": True,
+                        "maximum": 100000000,
+                        "exclusiveMinimum": True,
+                        "minimum": -100000000,
+                    },  # fmt: skip
                     "active": {"type": ["null", "boolean"]},
                     "starts_on": {"type": ["null", "string"], "format": "date"},
                     "updated_at": {"type": ["string"], "format": "date-time"},
@@ -57,6 +68,7 @@ def test_a_catalog_stream_becomes_a_registry_schema_and_a_generic_table(tmp_path
     registered = registry.register("billing", "subscriptions", schema)
     assert (tmp_path / "mine/billing/subscriptions/v1.json").exists()
     assert registered.errors({"id": 1, "price": 19.99, "updated_at": "2026-11-01T10:00:00+00:00"}) == []
+    assert registered.errors({"id": 1, "price": 1e8, "updated_at": "2026-11-01T10:00:00+00:00"}) != []
 
     spec = generic_entity(registered)
     kinds = {field.name: field.kind for field in spec.fields}
@@ -134,3 +146,21 @@ def test_user_versions_follow_the_shipped_ones_and_may_not_collide(tmp_path):
     (tmp_path / f"shopify/products/v{shipped.version}.json").write_text(json.dumps(shipped.schema))
     with pytest.raises(ValueError, match="schema version registered twice"):
         SchemaRegistry(SCHEMA_DIR, tmp_path)
+
+
+def test_the_target_reads_a_taps_draft_4_numeric_columns(tmp_path):
+    """tap-postgres's numeric columns (draft 4's boolean exclusive bounds, a decimal `multipleOf`):
+    the target checks records against the tap's schema as the tap meant it, so prices land."""
+    (imported,) = import_catalog(CATALOG, "billing", {"public-subscriptions": None}, {"subscriptions": "updated_at"})
+    registry = SchemaRegistry(tmp_path / "shipped", tmp_path / "mine")
+    registry.register("billing", "subscriptions", imported.schema)
+    writer = RawBatchWriter(LakeResource(base_uri=str(tmp_path / "lake")), registry, "acme_corp", "billing", "test")
+    target = SingerTarget(writer, io.StringIO(), io.StringIO())
+    entry = CATALOG["streams"][0]
+    messages = [{"type": "SCHEMA", "stream": "subscriptions", "schema": entry["schema"], "key_properties": ["id"]}]
+    messages += [
+        {"type": "RECORD", "stream": "subscriptions", "record": {"id": i, "price": price, "updated_at": "2026-11-01T10:00:00Z"}}
+        for i, price in enumerate([19.99, 0.07, 123456.78, 100000000], start=1)
+    ]  # fmt: skip
+    target.run([json.dumps(message) for message in messages])
+    assert writer.landed == {"subscriptions": 3} and dict(writer.dead_letters.counts) == {"schema_violation": 1}

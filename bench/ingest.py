@@ -60,7 +60,7 @@ def main() -> None:
     ]
     ndjson = [json.dumps(r).encode() + b"\n" for r in records]
     megabytes = sum(map(len, ndjson)) / 1e6
-    registry = SchemaRegistry()
+    registry = SchemaRegistry.configured()
     stream = singer_stream(records, registry.latest("app", "events").schema)
 
     target_lake = LakeResource(base_uri=str(root / "target"))

@@ -24,6 +24,7 @@ from dagster import (
     AssetCheckResult,
     AssetExecutionContext,
     AssetKey,
+    AssetsDefinition,
     AssetSpec,
     BackfillPolicy,
     Failure,
@@ -50,7 +51,8 @@ from cdp_transform.curated_store import (
     read_curated,
 )
 from cdp_transform.enrich import read_company_references
-from cdp_transform.entities import ENTITIES, EntitySpec
+from cdp_transform.entities import EntitySpec
+from cdp_transform.generic import CURATED_ENTITIES
 from cdp_transform.lineage import RunLineage
 from cdp_transform.pipeline import DEAD_LETTER_COLUMNS, DayStats, curate, partition_stats, split
 from cdp_transform.raw_reader import read_raw
@@ -273,26 +275,37 @@ def _asset_spec(spec: EntitySpec) -> AssetSpec:
     )
 
 
-@multi_asset(
-    name="curated_tables",
-    specs=[_asset_spec(spec) for spec in ENTITIES],
-    check_specs=[check for spec in ENTITIES for check in check_specs(spec, curated_key(spec.table))],
-    partitions_def=daily_partitions,
-    backfill_policy=BackfillPolicy.single_run(),
-    can_subset=True,
-    description="Every selected curated table, CDP_CURATED_WORKERS (default 2) at a time in one Spark session, "
-    "each after the curated tables it reads, and its checks as soon as it is written; one failing table "
-    "fails the step, not the others.",
-)
-def curated_tables(
-    context: AssetExecutionContext, lake: LakeResource, spark: SparkDeltaResource
+def curated_tables_asset(entities: list[EntitySpec]) -> AssetsDefinition:
+    """The multi-asset of the curated tables of `entities` (the platform's: `CURATED_ENTITIES`)."""
+
+    @multi_asset(
+        name="curated_tables",
+        specs=[_asset_spec(spec) for spec in entities],
+        check_specs=[check for spec in entities for check in check_specs(spec, curated_key(spec.table))],
+        partitions_def=daily_partitions,
+        backfill_policy=BackfillPolicy.single_run(),
+        can_subset=True,
+        description="Every selected curated table, CDP_CURATED_WORKERS (default 2) at a time in one Spark session, "
+        "each after the curated tables it reads, and its checks as soon as it is written; one failing table "
+        "fails the step, not the others.",
+    )
+    def curated_tables(
+        context: AssetExecutionContext, lake: LakeResource, spark: SparkDeltaResource
+    ) -> Iterator[MaterializeResult | AssetCheckResult]:
+        yield from _curate_selected(context, lake, spark, entities)
+
+    return curated_tables
+
+
+def _curate_selected(
+    context: AssetExecutionContext, lake: LakeResource, spark: SparkDeltaResource, entities: list[EntitySpec]
 ) -> Iterator[MaterializeResult | AssetCheckResult]:
     session: SparkSession = spark.session_for(lake)
     checks: dict[str, tuple[str, ...]] = {}
     for check in context.selected_asset_check_keys:
         checks[check.asset_key.path[-1]] = (*checks.get(check.asset_key.path[-1], ()), check.name)
-    selected = [spec for spec in ENTITIES if curated_key(spec.table) in context.selected_asset_keys]
-    for spec in (s for s in ENTITIES if s.table in checks and s not in selected):
+    selected = [spec for spec in entities if curated_key(spec.table) in context.selected_asset_keys]
+    for spec in (s for s in entities if s.table in checks and s not in selected):
         yield from checks_of_last_materialisation(context, spec, checks[spec.table], session, lake)
     if not selected:
         return
@@ -307,7 +320,7 @@ def curated_tables(
         )
     # Largest first, so that the run does not end on one big table alone.
     work = dict(sorted(work.items(), key=lambda item: -size[item[0]]))
-    upstream = {spec.table: {key.path[-1] for key in _upstream(spec) if key.path[0] == "curated"} for spec in ENTITIES}
+    upstream = {spec.table: {key.path[-1] for key in _upstream(spec) if key.path[0] == "curated"} for spec in entities}
     failures = []
     # Only this thread logs and yields: the workers touch no Dagster state.
     for table, result, error in run_in_dependency_order(work, upstream, curated_workers()):
@@ -319,3 +332,6 @@ def curated_tables(
             failures.append(f"{table}: {error}")
     if failures:
         raise Failure(f"{len(failures)} of {len(work)} curated tables failed: " + " | ".join(failures))
+
+
+curated_tables = curated_tables_asset(CURATED_ENTITIES)

@@ -20,12 +20,12 @@ from cdp_resources.lake import LakeResource
 from cdp_resources.lake_paths import curated_path, dead_letter_path
 from cdp_resources.spark import SparkDeltaResource, delta_table_name
 from cdp_transform.curated_store import DEAD_LETTER_FILTER_COLUMNS
-from cdp_transform.entities import ENTITIES
+from cdp_transform.generic import CURATED_ENTITIES
 
 # Table path in the lake -> columns queries filter on (the partition column, event_date, is not Z-ordered).
 ZORDER = {
-    **{curated_path(spec.table): spec.filter_columns[:2] for spec in ENTITIES},
-    **{dead_letter_path(spec.table): DEAD_LETTER_FILTER_COLUMNS for spec in ENTITIES},
+    **{curated_path(spec.table): spec.filter_columns[:2] for spec in CURATED_ENTITIES},
+    **{dead_letter_path(spec.table): DEAD_LETTER_FILTER_COLUMNS for spec in CURATED_ENTITIES},
 }
 
 

@@ -72,5 +72,5 @@ def raw_stream_asset(registered: RegisteredSchema) -> AssetsDefinition:
     return _raw
 
 
-registry = SchemaRegistry()
+registry = SchemaRegistry.configured()
 raw_assets = [raw_stream_asset(registry.latest(provider, stream)) for provider, stream in registry.streams()]

@@ -1,4 +1,4 @@
-"""`cdp` console command: generate | demo | backfill | dev | drops | dlq | webhooks … | identity | dbt docs | postgres … | tenants … | spark-server … | jars fetch|list."""
+"""`cdp` console command: generate | demo | backfill | dev | drops | dlq | webhooks … | schemas … | sources … | identity | dbt docs | postgres … | tenants … | spark-server … | jars fetch|list."""
 
 import argparse
 import os
@@ -6,6 +6,8 @@ import sys
 from datetime import date
 from pathlib import Path
 
+from cdp_cli.schemas import add_commands as add_schema_commands
+from cdp_cli.sources import add_commands as add_source_commands
 from cdp_ingest.webhooks.cli import add_commands as add_webhook_commands
 from cdp_resources.names import InvalidName, checked_name
 from cdp_resources.postgres_server import EmbeddedPostgres, PostgresServerError, find_bindir
@@ -214,7 +216,7 @@ def _drops(args) -> int:
 
     lake = _lake_from(args.lake)
     root = _drop_root(args.drops, lake)
-    outcomes = process_drops(root, lake, SchemaRegistry())
+    outcomes = process_drops(root, lake, SchemaRegistry.configured())
     for outcome in outcomes:
         note = f" ({outcome.error})" if outcome.error else ""
         print(
@@ -233,7 +235,7 @@ def _dlq(args) -> int:
     from cdp_ingest.reprocess import reprocess
 
     outcome = reprocess(
-        _lake_from(args.lake), SchemaRegistry(), args.tenant, args.provider, args.error_type, args.stream
+        _lake_from(args.lake), SchemaRegistry.configured(), args.tenant, args.provider, args.error_type, args.stream
     )
     print(
         f"{outcome.resubmitted} dead letters resubmitted: {sum(outcome.landed.values())} landed "
@@ -354,6 +356,8 @@ def parser() -> argparse.ArgumentParser:
     dbt.set_defaults(handler=_dbt_docs)
 
     add_webhook_commands(commands)
+    add_schema_commands(commands)
+    add_source_commands(commands)
 
     pg = commands.add_parser("postgres", help="the embedded PostgreSQL under .cdp/postgres")
     pg.add_argument("action", choices=["start", "stop", "status", "url", "bindir"])

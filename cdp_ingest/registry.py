@@ -1,14 +1,19 @@
-"""The schema registry: versioned JSON Schemas per provider/stream, kept in the repository.
+"""The schema registry: versioned JSON Schemas per provider/stream.
 
-`cdp_ingest/schemas/{provider}/{stream}/v{N}.json`. Each version must be backward compatible with
-the one before: new optional fields are fine; removing a field, changing its type, or adding a
-required field is a breaking change, rejected with an error naming the field. Two annotations
-tell the platform about a stream: `x-cdp-event-time` (the field that dates a record) and
-`x-cdp-key` (its natural key). Fields seen in data but not in the schema are drift.
+Shipped schemas are `cdp_ingest/schemas/{provider}/{stream}/v{N}.json`, in the package; schemas a
+user registers (`cdp schemas import`) are `{provider}/{stream}/v{N}.json` under
+`CDP_SCHEMA_DIR` (default `.cdp/schemas`, under `CDP_STATE_DIR`), outside the package, so an
+upgrade never overwrites them. A stream's versions are those of both places, in version order.
+Each version must be backward compatible with the one before: new optional fields are fine;
+removing a field, changing its type, adding a required field, or changing the key or the event
+time is a breaking change, rejected with an error naming the field. Two annotations tell the
+platform about a stream: `x-cdp-event-time` (the field that dates a record) and `x-cdp-key` (its
+natural key). Fields seen in data but not in the schema are drift.
 """
 
 import itertools
 import json
+import os
 import re
 from collections import Counter
 from dataclasses import dataclass, field
@@ -17,6 +22,8 @@ from pathlib import Path
 
 import fastjsonschema
 from jsonschema.validators import validator_for
+
+from cdp_resources.settings import state_dir
 
 SCHEMA_DIR = Path(__file__).parent / "schemas"
 _VERSION_FILE = re.compile(r"^v(\d+)\.json$")
@@ -73,9 +80,18 @@ def _types(node: dict) -> set[str]:
     return {kind} if isinstance(kind, str) else set(kind)
 
 
+def registered_schema_dir() -> Path:
+    """Where user-registered schemas live: `CDP_SCHEMA_DIR`, default `.cdp/schemas` (under `CDP_STATE_DIR`)."""
+    return Path(os.environ.get("CDP_SCHEMA_DIR", state_dir() / "schemas")).resolve()
+
+
 def breaking_changes(old: dict, new: dict, path: str = "") -> list[tuple[str, str]]:
     """(field, reason) for every way `new` breaks data or readers of `old`."""
     problems = []
+    if not path:  # the stream's annotations: what its tables are keyed and dated by
+        for annotation in ("x-cdp-key", "x-cdp-event-time"):
+            if old.get(annotation) != new.get(annotation):
+                problems.append((annotation, f"changed from {old.get(annotation)} to {new.get(annotation)}"))
     old_props, new_props = old.get("properties", {}), new.get("properties", {})
     for name, old_field in old_props.items():
         where = f"{path}{name}"
@@ -179,19 +195,35 @@ class DriftReport:
 
 
 class SchemaRegistry:
-    """All versions of every stream's schema under `root`, checked for compatibility on load."""
+    """All versions of every stream's schema under `root` (and under `registered`, the user's
+    directory, where `register` writes when it is given), checked for compatibility on load."""
 
-    def __init__(self, root: Path = SCHEMA_DIR):
+    def __init__(self, root: Path = SCHEMA_DIR, registered: Path | None = None):
         self.root = Path(root)
+        self.registered = Path(registered) if registered is not None else None
+        files: dict[tuple[str, str], dict[int, Path]] = {}
+        for directory in (self.root, self.registered):
+            if directory is None:
+                continue
+            for stream_dir in sorted(p for p in directory.glob("*/*") if p.is_dir()):
+                versions = files.setdefault((stream_dir.parent.name, stream_dir.name), {})
+                for path in stream_dir.iterdir():
+                    if m := _VERSION_FILE.match(path.name):
+                        if int(m[1]) in versions:
+                            raise ValueError(f"schema version registered twice: {versions[int(m[1])]} and {path}")
+                        versions[int(m[1])] = path
         self._versions: dict[tuple[str, str], list[RegisteredSchema]] = {}
-        for stream_dir in sorted(p for p in self.root.glob("*/*") if p.is_dir()):
-            provider, stream = stream_dir.parent.name, stream_dir.name
-            files = sorted((int(m[1]), p) for p in stream_dir.iterdir() if (m := _VERSION_FILE.match(p.name)))
-            versions = [RegisteredSchema(provider, stream, n, json.loads(p.read_text())) for n, p in files]
+        for (provider, stream), paths in sorted(files.items()):
+            versions = [RegisteredSchema(provider, stream, n, json.loads(paths[n].read_text())) for n in sorted(paths)]
             for before, after in itertools.pairwise(versions):
                 self._raise_if_breaking(before, after.schema)
             if versions:
                 self._versions[(provider, stream)] = versions
+
+    @classmethod
+    def configured(cls) -> "SchemaRegistry":
+        """The platform's registry: the shipped schemas and the user's (`registered_schema_dir`)."""
+        return cls(SCHEMA_DIR, registered_schema_dir())
 
     @staticmethod
     def _raise_if_breaking(current: RegisteredSchema, new: dict) -> None:
@@ -217,13 +249,14 @@ class SchemaRegistry:
         self._raise_if_breaking(self.latest(provider, stream), new)
 
     def register(self, provider: str, stream: str, new: dict) -> RegisteredSchema:
-        """Add `new` as the next version (the first one for a new stream) after the compatibility check."""
+        """Add `new` as the next version (the first one for a new stream) after the compatibility
+        check, in the user's directory when there is one."""
         if self.knows(provider, stream):
             self.check_compatible(provider, stream, new)
             version = self.latest(provider, stream).version + 1
         else:
             version = 1
-        target = self.root / provider / stream / f"v{version}.json"
+        target = (self.registered or self.root) / provider / stream / f"v{version}.json"
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_text(json.dumps(new, indent=2) + "\n")
         registered = RegisteredSchema(provider, stream, version, new)

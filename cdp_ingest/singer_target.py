@@ -36,6 +36,7 @@ from cdp_common.dead_letters import (
 )
 from cdp_ingest.raw_writer import RawBatchWriter
 from cdp_ingest.registry import SchemaCheck, SchemaRegistry, tap_schema_conflicts
+from cdp_ingest.singer_schema import normalised
 from cdp_resources.lake import LakeResource
 from cdp_resources.names import InvalidName, checked_name, is_valid_name
 from cdp_resources.raw_zone import MAX_RECORDS_PER_FILE
@@ -67,6 +68,7 @@ def _tap_check(schema: object, key_properties: object) -> tuple[SchemaCheck | No
         return None, "the SCHEMA's JSON schema is invalid: not an object"
     if not (isinstance(key_properties, list) and all(isinstance(key, str) for key in key_properties)):
         return None, "key_properties must be a list of field names"
+    schema = normalised(schema)
     try:
         validator_for(schema).check_schema(schema)
         return SchemaCheck(schema), None
@@ -91,7 +93,7 @@ class SingerTarget:
         self.refused: str | None = None  # why the target stopped reading (a BATCH message)
 
     def run(self, source: IO) -> None:
-        """Handle every message of `source` (bytes or text lines); flush when the time limit passes,
+        """Handle every message of `source` (bytes or text lines, or parsed messages); flush when the time limit passes,
         even while the tap is quiet; stop early at a message that must be refused."""
         lines: queue.Queue = queue.Queue(maxsize=10_000)
         threading.Thread(target=_pump, args=(source, lines), daemon=True).start()
@@ -104,7 +106,7 @@ class SingerTarget:
                 if line is None:
                     break
                 self.line_number += 1
-                if line.strip():
+                if isinstance(line, dict) or line.strip():
                     self.handle(line)
             if self.writer.due():
                 self.flush()
@@ -124,14 +126,17 @@ class SingerTarget:
             self.out.flush()
             self.pending_state = None
 
-    def handle(self, line: bytes | str) -> None:
+    def handle(self, line: bytes | str | dict) -> None:
+        """One message: a line, or a message its caller has parsed already (the managed-source runner
+        reads each message's stream to rename it; parsing once spares a dump and a parse per record)."""
         try:
-            message = orjson.loads(line)
+            message = line if isinstance(line, dict) else orjson.loads(line)
             kind = message["type"]
         except (orjson.JSONDecodeError, KeyError, TypeError) as error:
             self.received += 1
-            payload = _as_received(line)
-            reason = "line is not UTF-8" if isinstance(payload, dict) else f"not a Singer message: {error}"
+            payload = line if isinstance(line, dict) else _as_received(line)
+            not_utf8 = not isinstance(line, dict) and isinstance(payload, dict)
+            reason = "line is not UTF-8" if not_utf8 else f"not a Singer message: {error}"
             self.writer.dead_letter(payload, MALFORMED_JSON, reason, None)
             return
         if kind == "RECORD":
@@ -173,7 +178,7 @@ class SingerTarget:
         if not registry.knows(provider, stream):
             self.say(
                 f"stream {stream!r} is not registered for provider {provider}: its records are dead-lettered "
-                f"(unknown_stream); register it by adding cdp_ingest/schemas/{provider}/{stream}/v1.json"
+                f"(unknown_stream); register it from the tap's catalog: cdp schemas import --provider {provider}"
             )
             return
         problems = tap_schema_conflicts(registry.latest(provider, stream).schema, schema)
@@ -256,7 +261,7 @@ def main(argv: list[str] | None = None) -> int:
     lake = LakeResource(base_uri=settings.lake_uri, s3_endpoint_url=os.environ.get("CDP_S3_ENDPOINT_URL"))
     writer = RawBatchWriter(
         lake,
-        SchemaRegistry(),
+        SchemaRegistry.configured(),
         settings.tenant,
         settings.provider,
         source="singer",

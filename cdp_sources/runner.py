@@ -166,8 +166,9 @@ def registry_names(catalog: dict, source: Source) -> dict[str, str]:
     return renames
 
 
-def _renamed(stdout: Iterable[bytes], renames: dict[str, str], report: RunReport) -> Iterator[bytes]:
-    """The tap's lines with each mapped stream named as its registry stream, counted per stream."""
+def _renamed(stdout: Iterable[bytes], renames: dict[str, str], report: RunReport) -> Iterator[bytes | dict]:
+    """The tap's messages, parsed, with each mapped stream named as its registry stream, counted per
+    stream (bytes as the tap wrote them); a line that is not a message as received."""
     for raw in stdout:
         try:
             message = orjson.loads(raw)
@@ -177,11 +178,10 @@ def _renamed(stdout: Iterable[bytes], renames: dict[str, str], report: RunReport
             continue
         if stream in renames:
             message["stream"] = stream = renames[stream]
-            raw = orjson.dumps(message)
         if message.get("type") == "RECORD":
             report.received[stream] += 1
             report.bytes[stream] += len(raw)
-        yield raw
+        yield message
 
 
 def selected_catalog(catalog: dict, source: Source) -> dict:
@@ -237,7 +237,7 @@ def run_source(
             session.clear_pause()
         command = ensure_tap(source.tap, source.executable, taps_root)
         writer = RawBatchWriter(
-            lake, registry or SchemaRegistry(), source.tenant, source.provider, source="singer",
+            lake, registry or SchemaRegistry.configured(), source.tenant, source.provider, source="singer",
             max_records=max_records, max_age_seconds=max_age_seconds,
         )  # fmt: skip
         workdir = Path(tempfile.mkdtemp(prefix="cdp-source-"))  # mode 0700: the config holds secrets
@@ -277,11 +277,8 @@ def _attempt(
     deadline: float,
 ) -> None:
     config = ["--config", str(workdir / "config.json")]
-    discovery = _Tap([str(command), *config, "--discover"], workdir, deadline, source.auth_failure_patterns)
-    catalog_text = discovery.process.stdout.read()
-    _raise_unless_ok(source, discovery, discovery.wait(), "discovery", report)
     try:
-        catalog = selected_catalog(json.loads(catalog_text), source)
+        catalog = selected_catalog(_discovered(source, command, workdir, deadline, report), source)
     except ValueError as error:
         raise TapFailed(f"source {source.key}: {error}", report) from None
     (workdir / "catalog.json").write_text(json.dumps(catalog))
@@ -303,6 +300,33 @@ def _attempt(
         tap.wait()
         raise TapFailed(f"source {source.key}: {target.refused}", report)
     _raise_unless_ok(source, tap, tap.wait(), "sync", report)
+
+
+def _discovered(source: Source, command: Path, workdir: Path, deadline: float, report: RunReport) -> dict:
+    """The tap's catalog (`--discover`), with the config in `workdir`."""
+    discovery = _Tap(
+        [str(command), "--config", str(workdir / "config.json"), "--discover"],
+        workdir, deadline, source.auth_failure_patterns,
+    )  # fmt: skip
+    catalog_text = discovery.process.stdout.read()
+    _raise_unless_ok(source, discovery, discovery.wait(), "discovery", report)
+    try:
+        return json.loads(catalog_text)
+    except ValueError:
+        raise TapFailed(f"source {source.key}: the tap's discovery printed no JSON catalog", report) from None
+
+
+def discover_catalog(source: Source, taps_root: Path | None = None) -> dict:
+    """The catalog `source`'s tap discovers with its config (installing the tap on first use),
+    within the source's timeout; for `cdp schemas import --source`."""
+    config = expand_config(source.config, f"{source.key}.config")
+    command = ensure_tap(source.tap, source.executable, taps_root)
+    workdir = Path(tempfile.mkdtemp(prefix="cdp-source-"))  # mode 0700: the config holds secrets
+    try:
+        (workdir / "config.json").write_text(json.dumps(config))
+        return _discovered(source, command, workdir, time.monotonic() + source.timeout_minutes * 60, RunReport())
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
 
 
 def _raise_unless_ok(source: Source, tap: _Tap, code: int, phase: str, report: RunReport) -> None:

@@ -13,6 +13,7 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import datetime
 
 import psycopg
 from psycopg.types.json import Jsonb
@@ -110,3 +111,13 @@ def read_pause(dsn: str, tenant: str, source: str) -> Pause | None:
     with psycopg.connect(dsn, autocommit=True) as conn:
         ensure_schema(conn)
         return SourceSession(conn, tenant, source).pause()
+
+
+def read_status(dsn: str, tenant: str, source: str) -> tuple[dict | None, datetime | None, Pause | None]:
+    """(bookmark, when it was saved, pause) of the source, without taking its lock."""
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        ensure_schema(conn)
+        row = conn.execute(
+            "SELECT state, updated_at FROM cdp_sources.bookmarks WHERE tenant = %s AND source = %s", (tenant, source)
+        ).fetchone()
+        return (*(row or (None, None)), SourceSession(conn, tenant, source).pause())

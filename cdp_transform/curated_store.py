@@ -9,7 +9,7 @@ from pyspark.sql import DataFrame, SparkSession
 from cdp_resources.delta_tables import read_days
 from cdp_resources.lake import LakeResource
 from cdp_resources.lake_paths import curated_path, dead_letter_path
-from cdp_transform.entities import ENTITIES
+from cdp_transform.generic import CURATED_ENTITIES
 from cdp_transform.pipeline import DEAD_LETTER_COLUMNS
 
 DEAD_LETTER_FILTER_COLUMNS = ["tenant_id", "rule"]
@@ -26,7 +26,7 @@ def read_curated(
 def read_dead_letters(spark: SparkSession, lake: LakeResource, tables: list[str] | None = None) -> DataFrame | None:
     """The dead letters of `tables` (default: every curated table) in one frame; None when none
     of them has a dead-letter table yet (the first run with a dead letter creates it)."""
-    paths = [dead_letter_path(t) for t in tables or [spec.table for spec in ENTITIES]]
+    paths = [dead_letter_path(t) for t in tables or [spec.table for spec in CURATED_ENTITIES]]
     frames = [spark.read.format("delta").load(lake.spark_path(p)) for p in paths if lake.is_delta_table(p)]
     return functools.reduce(DataFrame.unionByName, frames) if frames else None
 

@@ -11,7 +11,8 @@ index: the marts attribute orders and events to people by (tenant, id type, id v
 from dataclasses import dataclass, field
 
 from cdp_resources import lake_paths
-from cdp_transform.entities import ENTITIES
+from cdp_transform.entities import EntitySpec
+from cdp_transform.generic import CURATED_ENTITIES
 
 SCHEMA = "raw_cdp"
 STAGING_SCHEMA = "raw_cdp_loading"
@@ -32,16 +33,18 @@ class WarehouseTable:
         return self.partition_by == BY_DAY
 
 
-CURATED = [
-    WarehouseTable(
+def curated_table(spec: EntitySpec) -> WarehouseTable:
+    """The warehouse table of a curated entity: by event day, keyed as the curated table is."""
+    return WarehouseTable(
         spec.table,
         lake_paths.curated_path(spec.table),
         BY_DAY,
         ("tenant_id", *spec.key, "event_date"),
         description=spec.description,
     )
-    for spec in ENTITIES
-]
+
+
+CURATED = [curated_table(spec) for spec in CURATED_ENTITIES]
 PROFILES = WarehouseTable(
     "customer_profiles",
     lake_paths.PROFILES,

@@ -231,7 +231,7 @@ def test_an_unregistered_stream_is_reported_when_its_schema_arrives(tmp_path):
         target.stdin.flush()
         first = lines.get(timeout=30)  # while the tap is still connected, before any record or the summary
         assert "refunds" in first and "not registered" in first
-        assert "cdp_ingest/schemas/shopify/refunds/v1.json" in first
+        assert "cdp schemas import --provider shopify" in first
         target.stdin.write(encode([record({"id": 1}, "refunds"), state(1)]))
         target.stdin.close()
         assert target.wait(60) == 0

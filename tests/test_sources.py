@@ -11,6 +11,7 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -20,11 +21,17 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from dagster import AssetKey, DagsterInstance, Definitions, build_schedule_context
+from dagster import AssetKey, AssetSelection, DagsterInstance, Definitions, build_schedule_context, define_asset_job
 
+from cdp_assets.curated import curated_tables_asset
+from cdp_assets.raw import raw_stream_asset
 from cdp_assets.sources import source_definitions
+from cdp_assets.warehouse import warehouse_asset
+from cdp_cli.main import main
+from cdp_ingest.registry import SCHEMA_DIR, SchemaRegistry
 from cdp_resources.lake import LakeResource
 from cdp_resources.raw_zone import decode_ndjson_gz
+from cdp_resources.spark import SparkDeltaResource
 from cdp_resources.warehouse import WarehouseResource
 from cdp_sources.declarations import (
     SecretReferenceError,
@@ -37,7 +44,10 @@ from cdp_sources.declarations import (
 from cdp_sources.runner import SourcePaused, TapFailed, TapTimeout, run_source
 from cdp_sources.state import read_pause, source_session
 from cdp_sources.taps import INSTALLED_MARKER, TapInstallError, ensure_tap, taps_dir, venv_name
-from tests.conftest import TEST_STATE
+from cdp_transform.generic import generic_entity
+from cdp_warehouse.tables import curated_table
+from partitions import daily_partitions, range_tags
+from tests.conftest import TEST_SPARK_CONFIG, TEST_STATE
 
 ROOT = Path(__file__).resolve().parent.parent
 TAP_POSTGRES = "pipelinewise-tap-postgres==1.8.4"
@@ -65,9 +75,11 @@ def test_the_documented_example_is_a_valid_sources_file(tmp_path):
     crm = sources["acme_corp/crm_db"]
     assert (crm.provider, crm.timeout_minutes, crm.retries, crm.schedule) == ("shopify", 30, 2, "0 * * * *")
     assert crm.streams["public-customers"].replication_key == "updated_at"
-    assert crm.config["password"] == "${ACME_CRM_PASSWORD}"  # declared, not expanded
+    assert crm.config["user"] == "${ACME_CRM_USER}"  # declared, not expanded
+    assert crm.config["password"] == {"file": "/run/secrets/acme_crm_password"}
+    assert crm.auth_failure_patterns == ["password authentication failed", r"(?i)no pg_hba\.conf entry"]
     assert sources["globex/shop_files"].timeout_minutes == 30  # the default
-    assert sources["globex/shop_files"].auth_failure_patterns == [r"\b401\b", "(?i)invalid api key"]
+    assert sources["globex/shop_files"].provider == "shop_files"
 
 
 @pytest.mark.parametrize(
@@ -81,7 +93,7 @@ def test_the_documented_example_is_a_valid_sources_file(tmp_path):
         (("retries: 2", "retrys: 2"), "Extra inputs are not permitted"),
         (("  globex:", "  Globex:"), "tenant name 'Globex' must match"),
         (
-            ("to: shopify/orders\n", "to: shopify/orders\n          contacts: {to: salesforce/contacts}\n"),
+            ("to: shop_files/orders", "to: shop_files/orders\n          contacts: {to: salesforce/contacts}"),
             "several providers",
         ),
     ],
@@ -187,18 +199,20 @@ def sources_yaml(port: str, tenants: dict[str, dict]) -> str:
     return json.dumps(document)  # JSON is YAML
 
 
-def raw_customers(lake: LakeResource, tenant: str, keys: set[str] | None = None) -> list[dict]:
+def raw_customers(
+    lake: LakeResource, tenant: str, keys: set[str] | None = None, provider: str = "shopify"
+) -> list[dict]:
     """Every customer record landed for `tenant` (in the files `keys`, when given)."""
     return [
         record
-        for obj in lake.list(f"raw/{tenant}/shopify/customers/")
+        for obj in lake.list(f"raw/{tenant}/{provider}/customers/")
         if keys is None or obj.key in keys
         for record in decode_ndjson_gz(lake.read_bytes(obj.key))
     ]
 
 
-def raw_keys(lake: LakeResource, tenant: str) -> set[str]:
-    return {obj.key for obj in lake.list(f"raw/{tenant}/shopify/customers/")}
+def raw_keys(lake: LakeResource, tenant: str, provider: str = "shopify") -> set[str]:
+    return {obj.key for obj in lake.list(f"raw/{tenant}/{provider}/customers/")}
 
 
 def materialize(defs: Definitions, job: str, instance: DagsterInstance):
@@ -307,12 +321,8 @@ def tap_processes(name: str) -> list[int]:
     return found
 
 
-def test_a_tap_killed_mid_run_loses_nothing_on_the_rerun(crm, postgres, state_db, tmp_path, monkeypatch):
-    rows = 60_000
-    reset_customers(postgres, rows)
-    monkeypatch.setenv("CDP_TEST_CRM_PASSWORD", PASSWORD)
-    (source,) = load_sources(write(tmp_path, sources_yaml(crm, {"acme_corp": {"retries": 0}})))
-    lake = LakeResource(base_uri=str(tmp_path / "lake"))
+def kill_the_tap_mid_run(source: Source, lake: LakeResource, state_db: str) -> TapFailed:
+    """Runs `source` and kills its tap (kill -9) once a bookmark is saved; the run's failure."""
     outcome = {}
 
     def run() -> None:
@@ -336,18 +346,131 @@ def test_a_tap_killed_mid_run_loses_nothing_on_the_rerun(crm, postgres, state_db
         time.sleep(0.05)
     runner.join(timeout=120)
     assert killed, "the tap finished before it could be killed mid-run"
-    assert "the tap's sync exited with -9" in str(outcome["failure"])
-    landed_first = raw_customers(lake, "acme_corp")
-    assert 0 < len(landed_first) < rows
+    return outcome["failure"]
 
-    report = run_source(source, lake, state_db)
-    records = raw_customers(lake, "acme_corp")
-    ids = [record["id"] for record in records]
-    assert sorted(set(ids)) == list(range(1, rows + 1))  # nothing lost
+
+def lake_job_defs(built, registry: SchemaRegistry, lake: LakeResource, warehouse: WarehouseResource) -> Definitions:
+    """The sources' assets and jobs, and a job of raw → generic curated → warehouse for crm/customers."""
+    spec = generic_entity(registry.latest("crm", "customers"))
+    assets = [
+        raw_stream_asset(registry.latest("crm", "customers")),
+        curated_tables_asset([spec]),
+        warehouse_asset(curated_table(spec)),
+    ]
+    lake_job = define_asset_job("crm_lake", selection=AssetSelection.assets(*assets), partitions_def=daily_partitions)
+    return Definitions(
+        assets=[*built.assets, *assets],
+        jobs=[*built.jobs, lake_job],
+        resources={"lake": lake, "warehouse": warehouse, "spark": SparkDeltaResource(spark_config=TEST_SPARK_CONFIG)},
+    )
+
+
+def test_a_new_postgres_stream_reaches_the_warehouse_through_a_generic_table(
+    crm, postgres, state_db, spark, dagster_instance, tmp_path, monkeypatch, capsys
+):
+    """`cdp schemas import --source` registers the tap's table as crm/customers (no hand-written
+    entity); a run whose tap is killed (kill -9) mid-run, then a rerun, lose nothing; the Dagster
+    job lands only new and updated rows; raw → generic curated → warehouse keeps one row per key,
+    its latest version, and the curated checks pass. The platform's PostgreSQL (sources' state and
+    warehouse tables) is the test's own database."""
+    rows = 60_000
+    reset_customers(postgres, rows)  # one day: 2026-11-01 00:00:01 … 16:40:00
+    monkeypatch.setenv("CDP_TEST_CRM_PASSWORD", PASSWORD)
+    monkeypatch.setenv("CDP_SCHEMA_DIR", str(tmp_path / "schemas"))
+    text = sources_yaml(crm, {"acme_corp": {"retries": 0}}).replace("shopify/customers", "crm/customers")
+    monkeypatch.setenv("CDP_SOURCES_FILE", str(write(tmp_path, text)))
+    assert main(["schemas", "import", "--source", "acme_corp/crm"]) == 0
+    assert "crm/customers: registered v1 from public-customers (key id; event time updated_at)" in (
+        capsys.readouterr().out
+    )
+    registry = SchemaRegistry.configured()
+    assert registry.latest("crm", "customers").schema["properties"]["updated_at"]["format"] == "date-time"
+    (source,) = load_sources()
+    lake = LakeResource(base_uri=str(tmp_path / "lake"))
+
+    failure = kill_the_tap_mid_run(source, lake, state_db)
+    assert "the tap's sync exited with -9" in str(failure)
+    assert 0 < len(raw_customers(lake, "acme_corp", provider="crm")) < rows
+    run_source(source, lake, state_db)  # resumes from the bookmark
+    records = raw_customers(lake, "acme_corp", provider="crm")
+    assert sorted({r["id"] for r in records}) == list(range(1, rows + 1))  # nothing lost
     copies = {}
     for record in records:  # a duplicate is the same record again, under the same key
         assert copies.setdefault(record["id"], record) == record
-    assert report.bookmark["bookmarks"]["public-customers"]["replication_key_value"].startswith("2026-11-01T16:40:00")
+    assert len(records) > rows  # the killed run's records came again: curated must deduplicate
+
+    with psycopg.connect(postgres.url("crm"), autocommit=True) as conn:  # the same day, later
+        conn.execute("""INSERT INTO public.customers SELECT i, NULL, NULL, NULL, NULL, '2026-11-01 20:00Z',
+                        '2026-11-01 20:00Z', false, 'new' FROM generate_series(60001, 60020) AS i""")
+        conn.execute(
+            "UPDATE public.customers SET tags = 'updated', updated_at = '2026-11-01 21:00Z' WHERE id IN (5, 50)"
+        )
+    warehouse = WarehouseResource(url=state_db)
+    defs = lake_job_defs(source_definitions([source]), registry, lake, warehouse)
+    before = raw_keys(lake, "acme_corp", provider="crm")
+    assert materialize(defs, "source__acme_corp__crm", dagster_instance).success
+    new_records = raw_customers(lake, "acme_corp", raw_keys(lake, "acme_corp", provider="crm") - before, "crm")
+    assert sorted(r["id"] for r in new_records) == sorted([5, 50, rows, *range(60001, 60021)])
+
+    lake_run = defs.resolve_job_def("crm_lake").execute_in_process(
+        instance=dagster_instance, tags=range_tags("2026-11-01", "2026-11-01"), raise_on_error=False
+    )
+    assert lake_run.success
+    checks = {e.asset_check_key.name: e.passed for e in lake_run.get_asset_check_evaluations()}
+    assert checks == {"pandera_schema": True, "reconciles_with_raw": True}
+    curated = lake_run.asset_materializations_for_node("curated_tables")[0].metadata
+    assert curated["dagster/row_count"].value == rows + 20 and curated["duplicates_removed"].value > 2
+    with warehouse.connect() as conn:
+        total, distinct = conn.execute("SELECT count(*), count(DISTINCT id) FROM raw_cdp.crm_customers").fetchone()
+        assert total == distinct == rows + 20
+        latest = dict(conn.execute("SELECT id, tags FROM raw_cdp.crm_customers WHERE id IN (5, 6, 50, 60001)"))
+        assert latest == {5: "updated", 6: "vip", 50: "updated", 60001: "new"}
+        types = dict(
+            conn.execute("""SELECT column_name, data_type FROM information_schema.columns
+                            WHERE table_schema = 'raw_cdp' AND table_name = 'crm_customers'""")
+        )
+    assert (types["id"], types["accepts_marketing"], types["updated_at"]) == (
+        "bigint", "boolean", "timestamp with time zone"
+    )  # fmt: skip
+    assert {"tenant_id", "event_date", "_source_file", "_run_id"} <= set(types)
+
+
+def test_a_file_tap_from_pypi_is_registered_listed_run_and_reported_from_the_cli(
+    state_db, tmp_path, monkeypatch, capsys
+):
+    """tap-jsonl, installed by the platform: `cdp schemas import --source` registers its stream (the
+    event time chosen: the tap's own replication key is a file time), `cdp sources run` lands the
+    files' records under their event day, `cdp sources list` and `status` show the source and the
+    bookmark it reached."""
+    data = tmp_path / "orders"
+    data.mkdir()
+    orders = [{"id": 1, "status": "paid", "total": 12.5, "updated_at": "2026-11-02T10:00:00Z"},
+              {"id": 2, "status": "open", "total": 3, "updated_at": "2026-11-02T11:00:00Z"}]  # fmt: skip
+    (data / "a.jsonl").write_text("".join(json.dumps(order) + "\n" for order in orders))
+    document = {"tenants": {"globex": {"sources": {"shop_files": {
+        "tap": "tap-jsonl==0.3.1", "retries": 0, "streams": {"orders": {"to": "shop_files/orders"}},
+        "config": {"path": str(data / "*.jsonl"), "stream_name": "orders", "primary_keys": ["id"]}}}}}}  # fmt: skip
+    lake = LakeResource(base_uri=str(tmp_path / "lake"))
+    for name, value in {"CDP_SOURCES_FILE": str(write(tmp_path, json.dumps(document))), "CDP_POSTGRES_URL": state_db,
+                        "CDP_SCHEMA_DIR": str(tmp_path / "schemas"), "CDP_LAKE_URI": lake.base_uri}.items():  # fmt: skip
+        monkeypatch.setenv(name, value)
+
+    assert main(["schemas", "import", "--source", "globex/shop_files", "--event-time", "orders=updated_at"]) == 0
+    assert "shop_files/orders: registered v1 from orders (key id; event time updated_at)" in capsys.readouterr().out
+    assert main(["sources", "list"]) == 0
+    assert capsys.readouterr().out == "globex/shop_files\ttap-jsonl==0.3.1\tby hand\torders → shop_files/orders\n"
+    assert main(["sources", "run", "globex/shop_files"]) == 0
+    assert "globex/shop_files: landed orders 2 in 1 files; 0 dead letters" in capsys.readouterr().out
+    (key,) = [o.key for o in lake.list("raw/globex/shop_files/orders/")]
+    assert "/year=2026/month=11/day=02/" in key
+    landed = decode_ndjson_gz(lake.read_bytes(key))
+    assert [{k: r[k] for k in orders[0]} for r in landed] == orders
+    assert main(["sources", "status"]) == 0
+    status = capsys.readouterr().out
+    assert (
+        status.startswith("globex/shop_files\tactive\tbookmark of ")
+        and '"replication_key": "_sdc_last_modified"' in status
+    )
 
 
 SCRIPTED_TAP = """
@@ -524,18 +647,24 @@ def test_runs_of_one_source_never_overlap(state_db):
 @pytest.mark.slow
 def test_the_platforms_definitions_carry_the_sources_file(tmp_path):
     """`cdp_assets.definitions` (what `dagster dev` loads) has an asset, job and schedule per declared
-    source of `CDP_SOURCES_FILE`; an invalid file stops the load with the place of the problem."""
+    source of `CDP_SOURCES_FILE`, and a raw, a generic curated and a warehouse asset for a stream
+    registered under `CDP_SCHEMA_DIR`; an invalid file stops the load with the place of the problem."""
     check = (
         "from dagster import AssetKey; from cdp_assets.definitions import defs; "
         "print(defs.resolve_assets_def(AssetKey(['sources', 'acme_corp', 'crm_db'])).group_names_by_key, "
         "defs.resolve_job_def('source__acme_corp__crm_db').name, "
-        "defs.resolve_schedule_def('source__globex__shop_files_schedule').cron_schedule)"
+        "defs.resolve_schedule_def('source__globex__shop_files_schedule').cron_schedule, "
+        "[defs.resolve_assets_def(AssetKey(k)).group_names_by_key[AssetKey(k)] for k in "
+        "(['raw', 'shop_files', 'orders'], ['curated', 'shop_files_orders'], ['warehouse', 'shop_files_orders'])])"
     )
     text = documented_example().replace("      shop_files:\n", '      shop_files:\n        schedule: "5 4 * * *"\n')
-    env = {**os.environ, "CDP_SOURCES_FILE": str(write(tmp_path, text))}
+    (tmp_path / "schemas/shop_files/orders").mkdir(parents=True)
+    shutil.copy(SCHEMA_DIR / "shopify/orders/v1.json", tmp_path / "schemas/shop_files/orders/v1.json")
+    env = {**os.environ, "CDP_SOURCES_FILE": str(write(tmp_path, text)), "CDP_SCHEMA_DIR": str(tmp_path / "schemas")}
     loaded = subprocess.run([sys.executable, "-c", check], env=env, capture_output=True, text=True, cwd=ROOT)
     assert loaded.returncode == 0, loaded.stderr[-2000:]
     assert "'sources'" in loaded.stdout and "source__acme_corp__crm_db 5 4 * * *" in loaded.stdout
+    assert "['raw', 'curated', 'warehouse']" in loaded.stdout
 
     write(tmp_path, text.replace("retries: 2", "retries: -1"))
     refused = subprocess.run([sys.executable, "-c", check], env=env, capture_output=True, text=True, cwd=ROOT)

@@ -77,7 +77,7 @@ def _check_content_type(value: str) -> None:
 
 def create_app(settings: WebhookSettings, secrets: Secrets, queue, registry: SchemaRegistry | None = None) -> Starlette:
     """The receiver over `queue` (a `GroupCommitQueue` or `SqsQueue`)."""
-    registry = registry or SchemaRegistry()
+    registry = registry or SchemaRegistry.configured()
     for provider, stream in registry.streams():  # compile every validator now, not in a request
         _ = registry.latest(provider, stream).check
     metrics, limiter = Metrics(), RateLimiter(settings.rate_per_second, settings.burst)

@@ -58,7 +58,7 @@ class Batcher:
         sqs=None,
         sqs_queue_url: str | None = None,
     ):
-        self.url, self.lake, self.registry = url, lake, registry or SchemaRegistry()
+        self.url, self.lake, self.registry = url, lake, registry or SchemaRegistry.configured()
         self.max_records = min(max_records, MAX_RECORDS_PER_FILE)
         self.max_age, self.dedup_hours = timedelta(seconds=max_age_seconds), dedup_hours
         self.sqs, self.sqs_queue_url = sqs, sqs_queue_url

@@ -104,11 +104,13 @@ def _send(context: RunStatusSensorContext, warehouse: WarehouseResource, extra: 
         notifier.resend_undeliverable()
         for rule in config.rules_for("dead_letters"):
             if metric_days:
-                alerts.extend(a for a in incidents.dead_letters(conn, metric_days, rule.threshold) if a not in alerts)
+                alerts.extend(incidents.dead_letters(conn, metric_days, rule.threshold))
         for rule in config.rules_for("finding"):
             severities = {"high"} if rule.severity == "high" else {"high", "medium"}
             if finding_days:
-                alerts.extend(a for a in incidents.findings(conn, finding_days, severities) if a not in alerts)
+                alerts.extend(incidents.findings(conn, finding_days, severities))
+        # One alert per incident: a raw asset reports the same drift for each day of the run.
+        alerts = list({alert.incident: alert for alert in alerts}.values())
         outcomes = [notifier.raise_alert(alert, _accepts(alert)) for alert in alerts]
     context.log.info(f"run {context.dagster_run.run_id}: {len(alerts)} alerts, outcomes {outcomes}")
     return f"{len(alerts)} alerts"
@@ -193,7 +195,8 @@ def materialised(context: RunStatusSensorContext) -> list[lineage.Materialised]:
         )
         entry.finished = max(entry.finished, datetime.fromtimestamp(record.timestamp, UTC))
         entry.row_count = rows.value if rows is not None else entry.row_count
-        entry.columns = lineage.columns_of(schema.value if schema is not None else None) or entry.columns
+        # A materialisation's metadata holds a TableSchemaMetadataValue, a definition's a TableSchema.
+        entry.columns = lineage.columns_of(getattr(schema, "schema", schema)) or entry.columns
         entry.checks = checks.get(name, {})
     return list(done.values())
 

@@ -12,7 +12,8 @@ on the log scale a shop's +60 % day and its −40 % day are equally unusual, and
 comes out asymmetric, as it should. On that scale, for the `HISTORY_DAYS` days before the day:
 
 - the weekday pattern is an offset per weekday (median of that weekday minus the overall median),
-  used once three weeks of history give each weekday three values;
+  tried once three weeks of history give each weekday three values, and kept only when it makes
+  the residuals smaller (each day's residual taken with its weekday's offset computed without it);
 - the level follows the deseasonalised history's robust trend (Theil–Sen: the median of pairwise
   slopes) extrapolated to the day, so a growing business is no anomaly;
 - the scale is 1.4826 × the MAD around that trend, floored: at `MIN_RELATIVE_SCALE` (a metric
@@ -91,6 +92,32 @@ def _theil_sen(values: list[float]) -> float:
     return median((values[j] - values[i]) / (j - i) for i in range(len(values)) for j in range(i + 1, len(values)))
 
 
+def _weekday_offsets(days: list[date], logs: list[float]) -> tuple[dict[int, float], list[float]] | None:
+    """Per weekday, the median of its values minus the overall median; and per day, its weekday's
+    offset computed without that day. None with fewer than `SEASONAL_MIN_DAYS` days."""
+    if len(days) < SEASONAL_MIN_DAYS:
+        return None
+    overall = median(logs)
+    by_weekday = defaultdict(list)
+    for i, d in enumerate(days):
+        by_weekday[d.weekday()].append(i)
+    offsets = {w: median(logs[i] for i in indexes) - overall for w, indexes in by_weekday.items()}
+    held_out = [median(logs[j] for j in by_weekday[d.weekday()] if j != i) - overall for i, d in enumerate(days)]
+    return offsets, held_out
+
+
+def _fit(logs: list[float], offsets: list[float], held_out: list[float]) -> tuple[float, float, float]:
+    """(slope, intercept, MAD): the trend of the history less its weekday offsets, and the spread
+    of the residuals where each day's offset was computed without it. With three or four values a
+    weekday, offsets fitted on the very days they are judged on absorb those days' noise, and the
+    spread would come out too small: ordinary days would look anomalous."""
+    adjusted = [y - o for y, o in zip(logs, offsets, strict=True)]
+    slope = _theil_sen(adjusted)
+    intercept = median(y - slope * i for i, y in enumerate(adjusted))
+    mad = median(abs(y - h - intercept - slope * i) for i, (y, h) in enumerate(zip(logs, held_out, strict=True)))
+    return slope, intercept, mad
+
+
 def baseline(history: Mapping[date, float], day: date, count: bool = False) -> Baseline | None:
     """The expected value and range for `day` from the `HISTORY_DAYS` days before it (days missing
     from `history` count as 0: the metrics are counts and sums); None with fewer than
@@ -104,19 +131,17 @@ def baseline(history: Mapping[date, float], day: date, count: bool = False) -> B
     if len(days) < MIN_HISTORY_DAYS:
         return None
     logs = [math.log1p(max(float(history.get(d, 0.0)), 0.0)) for d in days]
-    overall = median(logs)
-    offsets = dict.fromkeys(range(7), 0.0)
-    if len(days) >= SEASONAL_MIN_DAYS:
-        by_weekday = defaultdict(list)
-        for d, y in zip(days, logs, strict=True):
-            by_weekday[d.weekday()].append(y)
-        offsets = {w: median(ys) - overall for w, ys in by_weekday.items()}
-    deseasonalised = [y - offsets[d.weekday()] for d, y in zip(days, logs, strict=True)]
-    slope = _theil_sen(deseasonalised)
-    detrended = [y - slope * i for i, y in enumerate(deseasonalised)]
-    intercept = median(detrended)
-    log_expected = intercept + slope * len(days) + offsets[day.weekday()]
-    mad = median(abs(y - intercept) for y in detrended)
+    none = [0.0] * len(days)
+    slope, intercept, mad = _fit(logs, none, none)
+    weekday_offset = 0.0
+    seasonal = _weekday_offsets(days, logs)
+    if seasonal is not None:
+        offsets, held_out = seasonal
+        fitted = _fit(logs, [offsets[d.weekday()] for d in days], held_out)
+        # A weekday pattern only when it explains the history better than none does.
+        if fitted[2] < mad:
+            (slope, intercept, mad), weekday_offset = fitted, offsets[day.weekday()]
+    log_expected = intercept + slope * len(days) + weekday_offset
     expected = math.expm1(log_expected)
     # A Poisson count of mean m has a spread of about 1/sqrt(m) on the log scale.
     poisson = 1 / math.sqrt(expected) if count and expected > 0 else 0.0

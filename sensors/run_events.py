@@ -62,8 +62,9 @@ def _blocking(context: RunStatusSensorContext, asset: AssetKey, check: str) -> b
     return False
 
 
-def run_alerts(context: RunStatusSensorContext) -> list[Alert]:
-    """The alerts a finished run raises by its events (run failure excluded)."""
+def run_alerts(context: RunStatusSensorContext) -> tuple[list[Alert], list[date], list[date]]:
+    """The alerts a finished run raises by its events (run failure excluded), and the days it built
+    of the daily metrics and of the findings (whose dead letters and findings may raise more)."""
     alerts: list[Alert] = []
     for record in _events(context, DagsterEventType.ASSET_CHECK_EVALUATION):
         evaluation = record.dagster_event.event_specific_data
@@ -72,12 +73,12 @@ def run_alerts(context: RunStatusSensorContext) -> list[Alert]:
             blocking = _blocking(context, evaluation.asset_key, evaluation.check_name)
         if evaluation.passed or not blocking:
             continue
-        partition = evaluation.partition or (
-            evaluation.target_materialization_data.partition if evaluation.target_materialization_data else None
-        )
         alerts.append(
             incidents.check_failure(
-                evaluation.asset_key.to_user_string(), evaluation.check_name, context.dagster_run.run_id, partition
+                evaluation.asset_key.to_user_string(),
+                evaluation.check_name,
+                context.dagster_run.run_id,
+                evaluation.partition,
             )
         )
     materialisations = _events(context, DagsterEventType.ASSET_MATERIALIZATION)

@@ -5,11 +5,13 @@ fails is retried with backoff, and what cannot be delivered is kept and sent on 
 No message holds personal data."""
 
 import json
+import os
 import threading
 import time
 from collections import Counter
 from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import pytest
 import yaml
@@ -239,6 +241,49 @@ def test_a_failed_run_is_alerted_once_without_its_error_text(dagster_instance, p
     (mail,) = mailbox.messages
     assert "Run of test_run failed" in slack and result.run_id in slack and "insights__daily_metrics" in slack
     assert "Error type: OperationalError" in slack and "secret" not in slack + mail and "nobody" not in slack + mail
+
+
+def test_a_failed_blocking_check_is_alerted(dagster_instance, postgres, receivers, tmp_path, monkeypatch):
+    """segment_membership's blocking check (every member is in customer_360) fails on a member who is not."""
+    from sensors.run_events import alerts_on_failure, alerts_on_success
+
+    server, _ = receivers
+    alerts = yaml.safe_load(Path(os.environ["CDP_ALERTS_FILE"]).read_text())
+    alerts["rules"] = [{"rule": "check_failure", "channels": ["ops_slack"]}]
+    (tmp_path / "checks.yaml").write_text(yaml.safe_dump(alerts))
+    monkeypatch.setenv("CDP_ALERTS_FILE", str(tmp_path / "checks.yaml"))
+    warehouse = WarehouseResource(url=_alerts_database(postgres))
+    with warehouse.connect() as conn:
+        conn.execute("CREATE SCHEMA marts; CREATE TABLE marts.customer_360 (tenant_id text, cdp_customer_id text)")
+        conn.execute(
+            "CREATE SCHEMA segments; CREATE TABLE segments.segment_membership (tenant_id text, segment text, "
+            "cdp_customer_id text, as_of_date date, source_model text); "
+            "INSERT INTO segments.segment_membership VALUES ('acme_corp', 'vip', 'c_nobody', '2026-01-02', 'm')"
+        )
+    result = run_assets(
+        LakeResource(base_uri=str(tmp_path / "lake")),
+        dagster_instance,
+        LAST,
+        LAST,
+        selection=["segments/segment_membership"],
+        raise_on_error=False,
+        warehouse=warehouse,
+        only_checks=True,
+    )
+    (evaluation,) = [
+        e.asset_check_evaluation_data for e in result.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION"
+    ]
+    assert not evaluation.passed
+    if result.success:
+        alerts_on_success(
+            _context(dagster_instance, result.run_id, DagsterEventType.RUN_SUCCESS, "s"), warehouse=warehouse
+        )
+    else:
+        context = _context(dagster_instance, result.run_id, DagsterEventType.RUN_FAILURE, "f")
+        alerts_on_failure(context.for_run_failure(), warehouse=warehouse)
+    (text,) = [body["text"] for path, body in server.received if path == "/slack"]
+    assert "Blocking check members_are_customers failed on segments/segment_membership" in text
+    assert "c_nobody" not in text
 
 
 def _alerts_database(postgres) -> str:

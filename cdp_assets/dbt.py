@@ -18,6 +18,7 @@ from dagster import (
     AssetCheckResult,
     AssetExecutionContext,
     AssetKey,
+    AssetSpec,
     BackfillPolicy,
     MaterializeResult,
     MetadataValue,
@@ -27,6 +28,7 @@ from dagster import (
 )
 from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings, DbtCliResource, DbtProject, dbt_assets
 
+from cdp_assets.freshness import FRESHNESS_LAYERS, MARTS_FRESHNESS
 from cdp_assets.keys import MEMBERSHIP_KEY
 from cdp_resources.dbt_project import dbt_project, docs_path, manifest_is_current
 from cdp_resources.warehouse import WarehouseResource
@@ -51,6 +53,16 @@ class CdpDbtTranslator(DagsterDbtTranslator):
 
     def get_owners(self, dbt_resource_props: Mapping[str, Any]) -> list[str]:
         return ANALYTICS_OWNERS
+
+    def get_asset_spec(self, manifest: Mapping[str, Any], unique_id: str, project: DbtProject | None) -> AssetSpec:
+        """A model's spec, with the freshness target (yesterday by 08:00 UTC) on the marts and segments."""
+        spec = super().get_asset_spec(manifest, unique_id, project)
+        if (
+            spec.key.path[0] in FRESHNESS_LAYERS
+            and manifest.get("nodes", {}).get(unique_id, {}).get("resource_type") == "model"
+        ):
+            return spec.replace_attributes(freshness_policy=MARTS_FRESHNESS)
+        return spec
 
 
 # Code references: each model's asset links to its SQL file in the UI.
@@ -111,6 +123,7 @@ def build_dbt_definitions(project: DbtProject) -> tuple[list, list]:
     @asset(
         key=MEMBERSHIP_KEY,
         deps=segment_keys,
+        freshness_policy=MARTS_FRESHNESS,
         group_name="segments",
         owners=ANALYTICS_OWNERS,
         kinds={"postgres"},

@@ -6,6 +6,7 @@ from cdp_assets.activation import activation_assets
 from cdp_assets.curated import curated_tables
 from cdp_assets.dbt import dbt_checks, dbt_definitions
 from cdp_assets.identity import identity_assets
+from cdp_assets.insights import insights_assets
 from cdp_assets.maintenance import delta_maintenance, weekly_maintenance_schedule
 from cdp_assets.raw import raw_assets
 from cdp_assets.sources import source_definitions
@@ -16,6 +17,7 @@ from cdp_resources.settings import default_lake_uri, env_or_default
 from cdp_resources.spark import SparkDeltaResource
 from cdp_resources.warehouse import WarehouseResource
 from sensors.raw_files import raw_file_sensor
+from sensors.run_events import run_event_sensors
 from sensors.schedules import lake_daily_job, lake_daily_schedule
 
 sources = source_definitions()
@@ -31,12 +33,13 @@ defs = Definitions(
             *warehouse_assets,
             *dbt_definitions,
             *activation_assets,
+            *insights_assets,
         ]
     ),
     asset_checks=dbt_checks,
     jobs=[lake_daily_job, delta_maintenance, *sources.jobs],
     schedules=[lake_daily_schedule, weekly_maintenance_schedule, *sources.schedules],
-    sensors=[raw_file_sensor],
+    sensors=[raw_file_sensor, *run_event_sensors],
     # One process per run, so every Spark asset of a run shares one Spark session.
     executor=in_process_executor,
     resources={

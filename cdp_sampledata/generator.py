@@ -26,6 +26,7 @@ from tqdm import tqdm
 from cdp_resources.consent import PURPOSES
 from cdp_resources.lake import LakeResource
 from cdp_resources.raw_zone import batches, encode_ndjson_gz, raw_key
+from cdp_sampledata.anomalies import CountryDrop
 from cdp_sampledata.dirt import DirtRates
 from cdp_sampledata.population import Population, build_population, reference_companies
 from cdp_sampledata.streams import DRIFT_FIELD, DRIFTING_STREAM, generate_day
@@ -41,6 +42,8 @@ class GeneratorConfig:
     start: date = date(2026, 1, 1)
     late_days: int = 3
     rates: DirtRates = field(default_factory=DirtRates)
+    # Injected anomalies with their ground truth in the manifest; none by default.
+    anomalies: tuple[CountryDrop, ...] = ()
 
 
 @dataclass
@@ -91,7 +94,14 @@ def _latest(statements, into: dict[tuple[str, str], dict]) -> dict[tuple[str, st
 
 def _make_day(config: GeneratorConfig, tenant: str, day_index: int) -> tuple[Counter, Counter, int, dict]:
     output = generate_day(
-        _population(config, tenant), day_index, config.start, config.days, config.rates, config.late_days, config.seed
+        _population(config, tenant),
+        day_index,
+        config.start,
+        config.days,
+        config.rates,
+        config.late_days,
+        config.seed,
+        config.anomalies,
     )
     day = config.start + timedelta(days=day_index)
     records, files = Counter(), 0
@@ -187,6 +197,7 @@ def generate(lake: LakeResource, config: GeneratorConfig, workers: int = 2, prog
         "records": dict(sorted(summary.records.items())),
         "dirt": dict(sorted(summary.dirt.items())),
         "files": summary.files,
+        "anomalies": [anomaly.truth(config.start) for anomaly in config.anomalies],
         "schema_drift": {
             "stream": "/".join(DRIFTING_STREAM),
             "field": DRIFT_FIELD,

@@ -13,6 +13,7 @@ from datetime import UTC, date, datetime, time, timedelta
 
 from cdp_activation.hashing import hashed_email
 from cdp_resources.consent import PURPOSES
+from cdp_sampledata.anomalies import CountryDrop
 from cdp_sampledata.dirt import (
     DirtRates,
     app_timestamp,
@@ -93,8 +94,13 @@ class _DayMaker:
         rates: DirtRates,
         late_days: int,
         seed: int,
+        anomalies: tuple[CountryDrop, ...] = (),
     ):
         self.pop, self.day_index, self.days = population, day_index, days
+        self.drops = {
+            activity: [a for a in anomalies if a.applies(population.tenant, day_index, activity)]
+            for activity in ("orders", "app")
+        }
         self.day = first_day + timedelta(days=day_index)
         self.midnight = datetime.combine(self.day, time(0), UTC)
         self.rates, self.late_days = rates, late_days
@@ -103,6 +109,7 @@ class _DayMaker:
         self.identity_rng = random.Random(f"{seed}:{population.tenant}:{self.day.isoformat()}:identity")
         self.campaign_rng = random.Random(f"{seed}:{population.tenant}:{self.day.isoformat()}:campaigns")
         self.consent_rng = random.Random(f"{seed}:{population.tenant}:{self.day.isoformat()}:consent")
+        self.anomaly_rng = random.Random(f"{seed}:{population.tenant}:{self.day.isoformat()}:anomalies")
         self.store_inbox = f"instore@{population.tenant.replace('_', '')}-shop.com"
         self.kiosk_id = str(
             uuid.UUID(int=random.Random(f"{seed}:{population.tenant}:kiosk").getrandbits(128), version=4)
@@ -487,10 +494,12 @@ class _DayMaker:
         self.opportunities()
         active = [p for p in people if p.signup_day <= self.day_index]
         shoppers = [p for p in active if p.shopify_customer_id]
-        orders = {p.person_id: self.order(p) for p in self.rng.sample(shoppers, int(len(shoppers) * 0.02))}
+        buyers = [p for p in self.rng.sample(shoppers, int(len(shoppers) * 0.02)) if not self.dropped("orders", p)]
+        orders = {p.person_id: self.order(p) for p in buyers}
         app_users = [p for p in active if p.app_user_id]
         for user in self.rng.sample(app_users, int(len(app_users) * 0.25)):
-            self.session(user, orders)
+            if not self.dropped("app", user):
+                self.session(user, orders)
         for _ in range(len(people) // 10):
             self.session(None, orders)
         self.campaign_results([p for p in active if p.email])
@@ -517,6 +526,11 @@ class _DayMaker:
                     "context": self.category_preferences(person, purposes, moment),
                 }
             )
+
+    def dropped(self, activity: str, person: Person) -> bool:
+        """Whether an injected drop takes away this person's order or app session today (its own
+        RNG: without drops, no draw is made and the day is unchanged)."""
+        return any(d.country == person.country and self.anomaly_rng.random() >= d.kept for d in self.drops[activity])
 
     def campaign_results(self, recipients: list[Person]) -> None:
         """Each campaign reaches a sample of the tenant's people; its results come back from the platform
@@ -558,6 +572,13 @@ class _DayMaker:
 
 
 def generate_day(
-    population: Population, day_index: int, first_day: date, days: int, rates: DirtRates, late_days: int, seed: int
+    population: Population,
+    day_index: int,
+    first_day: date,
+    days: int,
+    rates: DirtRates,
+    late_days: int,
+    seed: int,
+    anomalies: tuple[CountryDrop, ...] = (),
 ) -> DayOutput:
-    return _DayMaker(population, day_index, first_day, days, rates, late_days, seed).make()
+    return _DayMaker(population, day_index, first_day, days, rates, late_days, seed, anomalies).make()

@@ -57,3 +57,17 @@ def test_a_dbt_model_links_to_its_sql_file_and_the_python_that_runs_it():
     spec = defs.resolve_asset_graph().get(AssetKey(["marts", "customer_360"]))
     files = {Path(r.file_path).name for r in spec.metadata["dagster/code_references"].code_references}
     assert {"customer_360.sql", "dbt.py"} <= files
+
+
+def test_marts_and_segments_carry_the_freshness_target_and_nothing_else_does():
+    graph = defs.resolve_asset_graph()
+    with_policy = {
+        spec.key.to_user_string(): spec.freshness_policy for spec in _asset_specs() if spec.freshness_policy is not None
+    }
+    layers = {key.split("/")[0] for key in with_policy}
+    assert layers == {"marts", "segments"} and "segments/segment_membership" in with_policy
+    assert {(p.deadline_cron, p.lower_bound_delta.total_seconds(), p.timezone) for p in with_policy.values()} == {
+        ("0 8 * * *", 8 * 3600, "UTC")
+    }
+    marts = [key for key in graph.get_all_asset_keys() if key.path[0] == "marts"]
+    assert marts and all(key.to_user_string() in with_policy for key in marts)

@@ -9,7 +9,11 @@ from datetime import date, timedelta
 import numpy as np
 import pandas as pd
 import pytest
+from pyspark.sql import functions as F
 
+from cdp_assets.keys import PREDICTIONS_KEY
+from cdp_assets.predictions import CHURN_CHECK, CLV_CHECK
+from cdp_identity.sources import node_id
 from cdp_predictions.clv import (
     expected_purchases,
     fit_betageo,
@@ -18,8 +22,11 @@ from cdp_predictions.clv import (
 from cdp_predictions.features import history_days, snapshots
 from cdp_predictions.model import Settings, predict_tenant
 from cdp_predictions.pipeline import predict
+from cdp_resources.lake import LakeResource
+from cdp_resources.lake_paths import MAP, PREDICTIONS, PROFILES, curated_path
 from cdp_sampledata.population import build_population
 from cdp_sampledata.purchases import PurchaseBehaviour, order_table, timeline, timelines
+from tests.conftest import run_assets
 
 TRUTH = PurchaseBehaviour()
 START = date(2025, 1, 1)
@@ -140,3 +147,129 @@ def test_too_little_history_gets_no_model_and_a_reason(history):
     few = Settings(min_history_days=60, min_buyers=100_000)
     (outcome,) = predict(orders, None, attributes, START + timedelta(days=100), few)
     assert "buyers before the held-out period; a model needs 100000" in outcome.reason
+
+
+# The predictions asset on the lake tables it reads (curated orders, the identity map, profiles),
+# written from 120 days of the generator's purchases: the curated zone's own tests cover how those
+# tables are made, and a raw-to-curated run of 120 days would take minutes.
+DAYS, FIRST_DAY = 120, date(2026, 1, 1)  # the daily partitions' first day
+LAST = FIRST_DAY + timedelta(days=DAYS - 1)
+# Gates any model passes (the models' quality is tested above, on more data): these tests are about
+# what happens to scores that pass or fail.
+LAX = {
+    "horizon_days": 30,
+    "min_buyers": 200,
+    "min_history_days": 90,
+    "min_auc": 0.0,
+    "max_brier": 1.0,
+    "max_calibration_error": 1.0,
+    "min_top_decile_lift": 0.0,
+    "max_purchases_error": 100.0,
+}
+
+
+def _config(**settings) -> dict:
+    return {"ops": {"predictions__customer_scores": {"config": settings}}}
+
+
+def _write_inputs(spark, lake: LakeResource) -> int:
+    """curated/orders, identity/customer_ids and profiles/customer_profiles of one tenant's
+    generated purchases; returns the number of buyers."""
+    population = build_population(17, "acme_corp", 1_500, DAYS)
+    lines = timelines(population, DAYS, TRUTH, 17)
+    shop_ids = {p.person_id: p.shopify_customer_id for p in population.people if p.shopify_customer_id}
+    table = order_table("acme_corp", lines, FIRST_DAY)
+    table["customer_id"] = table.cdp_customer_id.map(shop_ids)
+    orders = spark.createDataFrame(table.drop(columns="cdp_customer_id")).select(
+        "tenant_id",
+        F.col("order_date").alias("event_date"),
+        F.col("order_date").cast("timestamp").alias("ordered_at"),
+        F.lit(None).cast("string").alias("email"),
+        "customer_id",
+        "order_id",
+        F.col("total_usd").cast("decimal(18,2)").alias("total_usd"),
+    )
+    orders.write.format("delta").partitionBy("event_date").save(lake.spark_path(curated_path("orders")))
+    ids = spark.createDataFrame(pd.DataFrame({"cdp_customer_id": list(shop_ids), "shop_id": list(shop_ids.values())}))
+    identity_map = ids.select(
+        F.lit("acme_corp").alias("tenant_id"),
+        node_id(F.lit("acme_corp"), F.lit("shopify_customer_id"), F.col("shop_id").cast("string")).alias("node_id"),
+        "cdp_customer_id",
+    )
+    identity_map.write.format("delta").save(lake.spark_path(MAP))
+    profiles = pd.DataFrame(
+        {
+            "tenant_id": "acme_corp",
+            "cdp_customer_id": [p.person_id for p in population.people],
+            "preferred_channel": "shop",
+            "country": [p.country for p in population.people],
+            "industry": [p.company.industry if p.company else None for p in population.people],
+            "first_seen": [pd.Timestamp(FIRST_DAY + timedelta(days=p.signup_day)) for p in population.people],
+        }
+    )
+    spark.createDataFrame(profiles).write.format("delta").save(lake.spark_path(PROFILES))
+    return len({person for person, line in lines.items() if line.orders})
+
+
+@pytest.fixture(scope="module")
+def published(tmp_path_factory, dagster_instance, spark):
+    """The predictions asset's run on the tables above, with gates it passes."""
+    lake = LakeResource(base_uri=str(tmp_path_factory.mktemp("predictions") / "lake"))
+    buyers = _write_inputs(spark, lake)
+    result = run_assets(
+        lake,
+        dagster_instance,
+        LAST,
+        LAST,
+        selection=["predictions/customer_scores"],
+        checks=True,
+        run_config=_config(**LAX),
+    )
+    assert result.success
+    return lake, result, buyers
+
+
+def test_published_scores_cover_every_buyer(published, spark):
+    lake, result, buyers = published
+    (event,) = result.get_asset_materialization_events()
+    metadata = event.materialization.metadata
+    assert metadata["published_tenants"].value == ["acme_corp"]
+    assert "Churn calibration on held-out buyers" in metadata["quality"].value
+    scores = spark.read.format("delta").load(lake.spark_path(PREDICTIONS))
+    assert [r.as_of_date for r in scores.select("as_of_date").distinct().collect()] == [LAST]
+    assert scores.count() == metadata["rows_published"].value == buyers
+    checks = [
+        e.asset_check_evaluation_data for e in result.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION"
+    ]
+    assert {(c.check_name, c.passed) for c in checks if c.asset_key == PREDICTIONS_KEY} == {
+        (CHURN_CHECK, True),
+        (CLV_CHECK, True),
+    }
+
+
+def test_a_failing_check_keeps_the_previous_scores(published, dagster_instance, spark):
+    """The same day again with gates no model passes: both checks fail, nothing is written."""
+    lake, _, _ = published
+    path = lake.spark_path(PREDICTIONS)
+    before = spark.read.format("delta").load(path).select("_run_id", "cdp_customer_id", "churn_probability")
+    before = before.collect()
+    strict = {**LAX, "min_auc": 0.999, "max_purchases_error": 0.0}
+    result = run_assets(
+        lake,
+        dagster_instance,
+        LAST,
+        LAST,
+        selection=["predictions/customer_scores"],
+        checks=True,
+        raise_on_error=False,
+        run_config=_config(**strict),
+    )
+    checks = {
+        e.asset_check_evaluation_data.check_name: e.asset_check_evaluation_data
+        for e in result.all_events
+        if e.event_type_value == "ASSET_CHECK_EVALUATION"
+    }
+    assert not checks[CHURN_CHECK].passed and not checks[CLV_CHECK].passed
+    assert "churn AUC" in str(checks[CHURN_CHECK].metadata["failed"].value)
+    after = spark.read.format("delta").load(path).select("_run_id", "cdp_customer_id", "churn_probability").collect()
+    assert sorted(after) == sorted(before)

@@ -24,6 +24,7 @@ def predict(
     `attributes` the profiles; `seconds` (when given) gains the time of each stage."""
     seconds = {} if seconds is None else seconds
     started = time.perf_counter()
+    _arrow(orders.sparkSession)
     buyers = snapshots(orders, events, attributes, as_of - timedelta(days=settings.horizon_days), as_of)
     histories = history_days(buyers.current)
     seconds["features"] = time.perf_counter() - started
@@ -43,8 +44,15 @@ def predict(
     return outcomes
 
 
+def _arrow(spark) -> None:
+    """Buyers cross between Spark and pandas (one row each, millions for a large tenant) as Arrow
+    batches, not pickled row by row."""
+    spark.conf.set("spark.sql.execution.arrow.pyspark.enabled", "true")
+
+
 def score_frame(spark, outcomes: list[TenantPrediction], as_of: date, run_id: str) -> DataFrame | None:
     """The publishable tenants' scores as one Spark frame (None when none is publishable)."""
+    _arrow(spark)
     parts = [o.scores.assign(tenant_id=o.tenant_id) for o in outcomes if o.publishable]
     if not parts:
         return None

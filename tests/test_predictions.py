@@ -4,6 +4,7 @@ gates, a model made to fail (labels shuffled) fails them, a short history gets n
 the pipeline: a failing check keeps the previous scores, which reach customer_360, the prediction
 segments and their audiences."""
 
+from collections import Counter
 from datetime import date, timedelta
 
 import numpy as np
@@ -24,6 +25,8 @@ from cdp_predictions.model import Settings, predict_tenant
 from cdp_predictions.pipeline import predict
 from cdp_resources.lake import LakeResource
 from cdp_resources.lake_paths import MAP, PREDICTIONS, PROFILES, curated_path
+from cdp_resources.raw_zone import RAW_KEY, decode_ndjson_gz
+from cdp_sampledata.generator import GeneratorConfig, generate
 from cdp_sampledata.population import build_population
 from cdp_sampledata.purchases import PurchaseBehaviour, order_table, timeline, timelines
 from tests.conftest import run_assets
@@ -147,6 +150,33 @@ def test_too_little_history_gets_no_model_and_a_reason(history):
     few = Settings(min_history_days=60, min_buyers=100_000)
     (outcome,) = predict(orders, None, attributes, START + timedelta(days=100), few)
     assert "buyers before the held-out period; a model needs 100000" in outcome.reason
+
+
+def test_generator_orders_follow_the_purchase_truth(tmp_path):
+    """With purchase behaviour, each day's Shopify orders are the truth's orders of that day (the
+    order's total is the truth's value, converted to the buyer's currency); without it, there is no
+    purchase truth and orders are drawn as before."""
+    config = GeneratorConfig(tenants=("acme_corp",), days=6, customers=300, seed=3, purchases=PurchaseBehaviour(r=2.0))
+    lake = LakeResource(base_uri=str(tmp_path / "lake"))
+    generate(lake, config, workers=1, progress=False)
+    truth = list(decode_ndjson_gz(lake.read_bytes("truth/acme_corp/purchases.ndjson.gz")))
+    population = build_population(config.seed, "acme_corp", config.customers, config.days)
+    assert len(truth) == sum(1 for p in population.people if p.shopify_customer_id)
+    assert {"purchase_rate", "dropout_probability", "spend_scale", "dropout_day", "orders"} <= set(truth[0])
+    by_day = Counter()
+    for obj in lake.list("raw/acme_corp/shopify/orders/"):
+        day = RAW_KEY.match(obj.key)
+        by_day[date(int(day["year"]), int(day["month"]), int(day["day"]))] += sum(
+            1 for _ in decode_ndjson_gz(lake.read_bytes(obj.key))
+        )
+    expected = Counter()
+    for line in timelines(population, config.days, config.purchases, config.seed).values():
+        for day, _ in line.orders:
+            expected[config.start + timedelta(days=day)] += 1
+    assert by_day == expected and sum(expected.values()) == sum(row["orders"] for row in truth) > 100
+    plain = LakeResource(base_uri=str(tmp_path / "plain"))
+    generate(plain, GeneratorConfig(tenants=("acme_corp",), days=2, customers=300, seed=3), workers=1, progress=False)
+    assert not list(plain.list("truth/acme_corp/purchases"))
 
 
 # The predictions asset on the lake tables it reads (curated orders, the identity map, profiles),

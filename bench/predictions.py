@@ -66,7 +66,7 @@ def run(spark, profiles: int, root) -> dict:
     if frame is not None:
         frame.write.format("delta").mode("overwrite").save(str(root / f"scores_{profiles}"))
     seconds["write"] = time.perf_counter() - started
-    pipeline = seconds["features"] + seconds["fit_and_score"] + seconds["write"]
+    pipeline = seconds["features"] + seconds["fit_and_score"] + seconds["write"]  # wall-clock
     print(
         f"{profiles:>9,} profiles  buyers {len(outcome.scores) if outcome.scores is not None else 0:>9,}  "
         + "  ".join(f"{stage} {value:6.1f}s" for stage, value in seconds.items())

@@ -76,7 +76,8 @@ def warehouse_asset(table: WarehouseTable) -> AssetsDefinition:
             frame = read_delta(session, lake, table.lake_table)
             if frame is not None and table.latest_of:
                 latest = F.max(table.latest_of).over(Window.partitionBy("tenant_id"))
-                frame = frame.where(F.col(table.latest_of) == latest)
+                frame = frame.withColumn("_latest", latest).where(F.col(table.latest_of) == F.col("_latest"))
+                frame = frame.drop("_latest")
             units = [r.tenant_id for r in frame.select("tenant_id").distinct().collect()] if frame is not None else []
         if frame is None:
             return MaterializeResult(metadata={"rows_loaded": 0, "note": f"no Delta table at {table.lake_table} yet"})

@@ -199,7 +199,7 @@ LAX = {
 
 
 def _config(**settings) -> dict:
-    return {"ops": {"predictions__customer_scores": {"config": settings}}}
+    return {"ops": {"customer_scores": {"config": settings}}}
 
 
 def _write_inputs(spark, lake: LakeResource) -> int:

@@ -1,6 +1,6 @@
 # The two commands: `make demo` (set up, generate sample data, materialise the graph) and
 # `make test` (set up, run the test suite). Everything else is a helper.
-.PHONY: demo test lint format setup dev dev-spark-server spark-server-stop postgres-stop lock bench-generator bench-ingest bench-curated bench-identity bench-warehouse bench-webhook bench-sources bench-backfill bench-rls bench-insights
+.PHONY: demo test lint format setup dev dev-spark-server spark-server-stop postgres-stop lock bench-generator bench-ingest bench-curated bench-identity bench-warehouse bench-webhook bench-sources bench-backfill bench-rls bench-insights bench-predictions
 
 demo: setup
 	.venv/bin/cdp demo
@@ -45,6 +45,9 @@ bench-curated: setup
 
 bench-identity: setup
 	.venv/bin/python bench/identity.py
+
+bench-predictions: setup
+	.venv/bin/python bench/predictions.py
 
 bench-warehouse: setup
 	.venv/bin/python bench/warehouse_load.py

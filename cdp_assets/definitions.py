@@ -8,6 +8,7 @@ from cdp_assets.dbt import dbt_checks, dbt_definitions
 from cdp_assets.identity import identity_assets
 from cdp_assets.insights import insights_assets
 from cdp_assets.maintenance import delta_maintenance, weekly_maintenance_schedule
+from cdp_assets.predictions import prediction_assets
 from cdp_assets.raw import raw_assets
 from cdp_assets.sources import source_definitions
 from cdp_assets.warehouse import warehouse_assets
@@ -30,6 +31,7 @@ defs = Definitions(
             *raw_assets,
             curated_tables,
             *identity_assets,
+            *prediction_assets,
             *warehouse_assets,
             *dbt_definitions,
             *activation_assets,

@@ -14,19 +14,21 @@ from dagster import (
     asset,
 )
 from psycopg import sql
+from pyspark.sql import Window
+from pyspark.sql import functions as F
 
-from cdp_assets.keys import MAP_KEY, PROFILES_KEY, curated_key, warehouse_key
+from cdp_assets.keys import MAP_KEY, PREDICTIONS_KEY, PROFILES_KEY, curated_key, warehouse_key
 from cdp_resources.delta_tables import read_delta
 from cdp_resources.lake import LakeResource
 from cdp_resources.spark import SparkDeltaResource
 from cdp_resources.warehouse import WarehouseResource
 from cdp_transform.curated_store import read_curated
 from cdp_warehouse.load import load_table
-from cdp_warehouse.tables import IDENTITY_MAP, PROFILES, SCHEMA, TABLES, WarehouseTable
+from cdp_warehouse.tables import IDENTITY_MAP, PREDICTIONS, PROFILES, SCHEMA, TABLES, WarehouseTable
 from partitions import daily_partitions
 
 WAREHOUSE_OWNERS = ["team:data-platform"]
-_UPSTREAM = {PROFILES.name: PROFILES_KEY, IDENTITY_MAP.name: MAP_KEY}
+_UPSTREAM = {PROFILES.name: PROFILES_KEY, IDENTITY_MAP.name: MAP_KEY, PREDICTIONS.name: PREDICTIONS_KEY}
 
 
 def _preview(conn, table: WarehouseTable, rows: int = 5) -> MetadataValue:
@@ -72,6 +74,10 @@ def warehouse_asset(table: WarehouseTable) -> AssetsDefinition:
             units = [first + timedelta(days=n) for n in range((last - first).days + 1)]
         else:
             frame = read_delta(session, lake, table.lake_table)
+            if frame is not None and table.latest_of:
+                latest = F.max(table.latest_of).over(Window.partitionBy("tenant_id"))
+                frame = frame.withColumn("_latest", latest).where(F.col(table.latest_of) == F.col("_latest"))
+                frame = frame.drop("_latest")
             units = [r.tenant_id for r in frame.select("tenant_id").distinct().collect()] if frame is not None else []
         if frame is None:
             return MaterializeResult(metadata={"rows_loaded": 0, "note": f"no Delta table at {table.lake_table} yet"})

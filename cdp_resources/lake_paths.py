@@ -6,6 +6,7 @@ DEAD_LETTERS = f"{CURATED}/_dead_letters"
 NODES, EDGES = "identity/nodes", "identity/edges"
 MAP, MERGES, EXCLUSIONS = "identity/customer_ids", "identity/merges", "identity/exclusions"
 PROFILES, HISTORY = "profiles/customer_profiles", "profiles/profile_history"
+PREDICTIONS = "predictions/customer_scores"
 
 
 def curated_path(table: str) -> str:

@@ -9,6 +9,9 @@ a record the platform accepts, denied winning a tie; unknown without one) and
 `truth/manifest.json` (parameters, rates and counts). Each tenant's company reference, the input
 company enrichment reads, goes where a tenant would put it: `reference/{tenant}/company_domains.csv`
 (the tenant's companies that are on the generator's company list; the others stay unknown).
+With `purchases` set, shoppers order by a BG/NBD process instead of at random (`purchases.py`),
+and `truth/{tenant}/purchases.ndjson.gz` holds each shopper's latent purchase rate, dropout
+probability and spend scale.
 """
 
 import csv
@@ -29,6 +32,7 @@ from cdp_resources.raw_zone import batches, encode_ndjson_gz, raw_key
 from cdp_sampledata.anomalies import CountryDrop
 from cdp_sampledata.dirt import DirtRates
 from cdp_sampledata.population import Population, build_population, reference_companies
+from cdp_sampledata.purchases import PurchaseBehaviour, Timeline, timelines
 from cdp_sampledata.streams import DRIFT_FIELD, DRIFTING_STREAM, generate_day
 from cdp_transform.company_reference import COMPANY_REFERENCE_HEADER, company_reference_key
 
@@ -44,6 +48,8 @@ class GeneratorConfig:
     rates: DirtRates = field(default_factory=DirtRates)
     # Injected anomalies with their ground truth in the manifest; none by default.
     anomalies: tuple[CountryDrop, ...] = ()
+    # None: 2 % of shoppers order each day at random (what the other tests' counts rest on).
+    purchases: PurchaseBehaviour | None = None
 
 
 @dataclass
@@ -74,6 +80,18 @@ def _population(config: GeneratorConfig, tenant: str) -> Population:
     return _populations[key]
 
 
+_timelines: dict[tuple, dict[str, Timeline]] = {}
+
+
+def _purchase_timelines(config: GeneratorConfig, tenant: str) -> dict[str, Timeline] | None:
+    if config.purchases is None:
+        return None
+    key = (config.seed, tenant, config.customers, config.days, config.purchases)
+    if key not in _timelines:
+        _timelines[key] = timelines(_population(config, tenant), config.days, config.purchases, config.seed)
+    return _timelines[key]
+
+
 def _flush_time(day: date, days_late: int) -> datetime:
     """When a batch of `day`'s records reached the lake: 23:00 UTC on the day they arrived."""
     return datetime.combine(day + timedelta(days=days_late), clock(23), UTC)
@@ -102,6 +120,7 @@ def _make_day(config: GeneratorConfig, tenant: str, day_index: int) -> tuple[Cou
         config.late_days,
         config.seed,
         config.anomalies,
+        _purchase_timelines(config, tenant),
     )
     day = config.start + timedelta(days=day_index)
     records, files = Counter(), 0
@@ -191,6 +210,11 @@ def generate(lake: LakeResource, config: GeneratorConfig, workers: int = 2, prog
         lake.write_bytes(
             f"truth/{tenant}/consent.ndjson.gz", encode_ndjson_gz(_consent_truth(population, consent[tenant]))
         )
+        if (purchases := _purchase_timelines(config, tenant)) is not None:
+            lake.write_bytes(
+                f"truth/{tenant}/purchases.ndjson.gz",
+                encode_ndjson_gz([purchases[person_id].truth() for person_id in sorted(purchases)]),
+            )
     summary.seconds = time.perf_counter() - started
     manifest = {
         "config": {**asdict(config), "start": config.start.isoformat(), "tenants": list(config.tenants)},

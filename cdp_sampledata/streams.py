@@ -25,6 +25,7 @@ from cdp_sampledata.dirt import (
     salesforce_timestamp,
 )
 from cdp_sampledata.population import CITIES, Person, Population
+from cdp_sampledata.purchases import Timeline
 
 FX_BASE_RATES = {"EUR": 0.92, "GBP": 0.79, "CAD": 1.36, "JPY": 151.0, "AUD": 1.52, "CHF": 0.88}
 OPPORTUNITY_STAGES = ("Prospecting", "Qualification", "Proposal", "Negotiation", "Closed Won", "Closed Lost")
@@ -95,12 +96,14 @@ class _DayMaker:
         late_days: int,
         seed: int,
         anomalies: tuple[CountryDrop, ...] = (),
+        purchases: dict[str, Timeline] | None = None,
     ):
         self.pop, self.day_index, self.days = population, day_index, days
         self.drops = {
             activity: [a for a in anomalies if a.applies(population.tenant, day_index, activity)]
             for activity in ("orders", "app")
         }
+        self.purchases = purchases
         self.day = first_day + timedelta(days=day_index)
         self.midnight = datetime.combine(self.day, time(0), UTC)
         self.rates, self.late_days = rates, late_days
@@ -408,12 +411,15 @@ class _DayMaker:
             return self.store_inbox
         return email
 
-    def order(self, person: Person) -> dict:
+    def order(self, person: Person, value_usd: float | None = None) -> dict:
+        """An order of 1-4 random products, or of one product at `value_usd` (the purchase
+        behaviour's spend, so the order's total is the truth's value)."""
         order_id = self.new_id()
         placed = self.moment(80_000)
         lines = []
-        for product in self.rng.sample(self.pop.products, self.rng.randint(1, 4)):
-            quantity = self.rng.randint(1, 3)
+        products = self.rng.sample(self.pop.products, 1 if value_usd else self.rng.randint(1, 4))
+        for product in products:
+            quantity = 1 if value_usd else self.rng.randint(1, 3)
             lines.append(
                 {
                     "id": self.new_id(),
@@ -421,7 +427,7 @@ class _DayMaker:
                     "variant_id": product.variant_id,
                     "sku": product.sku,
                     "quantity": quantity,
-                    "price": f"{self.local_price(product.price, person.currency):.2f}",
+                    "price": f"{self.local_price(value_usd or product.price, person.currency):.2f}",
                 }
             )
         total = round(sum(float(line["price"]) * line["quantity"] for line in lines), 2)
@@ -494,8 +500,16 @@ class _DayMaker:
         self.opportunities()
         active = [p for p in people if p.signup_day <= self.day_index]
         shoppers = [p for p in active if p.shopify_customer_id]
-        buyers = [p for p in self.rng.sample(shoppers, int(len(shoppers) * 0.02)) if not self.dropped("orders", p)]
-        orders = {p.person_id: self.order(p) for p in buyers}
+        if self.purchases is None:  # 2 % of shoppers order, at random
+            buyers = [p for p in self.rng.sample(shoppers, int(len(shoppers) * 0.02)) if not self.dropped("orders", p)]
+            orders = {p.person_id: self.order(p) for p in buyers}
+        else:  # each shopper's orders of the day on their purchase timeline
+            orders = {
+                p.person_id: self.order(p, value)
+                for p in shoppers
+                for day, value in self.purchases[p.person_id].orders
+                if day == self.day_index and not self.dropped("orders", p)
+            }
         app_users = [p for p in active if p.app_user_id]
         for user in self.rng.sample(app_users, int(len(app_users) * 0.25)):
             if not self.dropped("app", user):
@@ -580,5 +594,6 @@ def generate_day(
     late_days: int,
     seed: int,
     anomalies: tuple[CountryDrop, ...] = (),
+    purchases: dict[str, Timeline] | None = None,
 ) -> DayOutput:
-    return _DayMaker(population, day_index, first_day, days, rates, late_days, seed, anomalies).make()
+    return _DayMaker(population, day_index, first_day, days, rates, late_days, seed, anomalies, purchases).make()

@@ -27,6 +27,9 @@ class WarehouseTable:
     key: tuple[str, ...]  # unique in the table (includes the partition column)
     indexes: tuple[tuple[str, ...], ...] = field(default_factory=tuple)
     description: str = ""
+    # A current-state table whose Delta table keeps every day: only each tenant's rows of its
+    # latest value of this column are loaded.
+    latest_of: str | None = None
 
     @property
     def dated(self) -> bool:
@@ -61,5 +64,15 @@ IDENTITY_MAP = WarehouseTable(
     description="Every identifier with the cdp_customer_id it resolved to.",
 )
 
-TABLES = [*CURATED, PROFILES, IDENTITY_MAP]
+PREDICTIONS = WarehouseTable(
+    "customer_predictions",
+    lake_paths.PREDICTIONS,
+    BY_TENANT,
+    ("tenant_id", "cdp_customer_id"),
+    description="Each buyer's churn and lifetime-value predictions, from the latest day whose models passed "
+    "their quality gates (docs/predictions.md).",
+    latest_of="as_of_date",
+)
+
+TABLES = [*CURATED, PROFILES, IDENTITY_MAP, PREDICTIONS]
 BY_NAME = {table.name: table for table in TABLES}

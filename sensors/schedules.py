@@ -21,6 +21,7 @@ lake_daily_job = define_asset_job(
         "curated",
         "identity",
         "profiles",
+        "predictions",
         "warehouse",
         "staging",
         "intermediate",
@@ -31,7 +32,7 @@ lake_daily_job = define_asset_job(
         "insights",
     ),
     partitions_def=daily_partitions,
-    description="Raw manifests, curated Delta tables, the identity graph and resolution, profiles, the PostgreSQL "
+    description="Raw manifests, curated Delta tables, the identity graph and resolution, profiles, predictions, the PostgreSQL "
     "warehouse, dbt's marts and segments, segment membership, the dbt docs, and the audience exports and destination syncs, and the insights (daily metrics, anomaly findings) for a range of days.",
 )
 

@@ -130,10 +130,11 @@ def run_assets(
     groups: list[str] = ("raw", "curated"),
     warehouse: WarehouseResource | None = None,
     only_checks: bool = False,
+    run_config: dict | None = None,
 ):
     """Materialise `selection` (asset keys like "curated/orders"; default: the asset `groups`) for the
     days first..last in one run on `lake` (and `warehouse`); the asset checks run too when `checks`,
-    and alone (nothing materialised) when `only_checks`."""
+    and alone (nothing materialised) when `only_checks`; `run_config` configures assets that take config."""
     from dagster import AssetKey, AssetSelection, Definitions, define_asset_job
 
     from cdp_assets.definitions import defs
@@ -162,6 +163,7 @@ def run_assets(
         instance=instance,
         tags=range_tags(first.isoformat(), last.isoformat()),
         raise_on_error=raise_on_error,
+        run_config=run_config,
     )
 
 
@@ -229,7 +231,9 @@ def curated_historic(curated_lakes, dagster_instance):
     return lake, result
 
 
-IDENTITY_GROUPS = ("identity", "profiles")
+# Predictions too: on two days no tenant gets a model, but the (empty) scores table is made, which
+# the warehouse loads and dbt reads.
+IDENTITY_GROUPS = ("identity", "profiles", "predictions")
 
 
 def copy_lake(lake: LakeResource, name: str) -> LakeResource:

@@ -70,8 +70,14 @@ select
     e.last_event_at::timestamptz as last_event_at,
     e.last_add_to_cart_at::timestamptz as last_add_to_cart_at,
     e.last_app_purchase_at::timestamptz as last_app_purchase_at,
+    pr.churn_probability::double precision as churn_probability,
+    pr.probability_alive::double precision as probability_alive,
+    pr.expected_purchases_12m::double precision as expected_purchases_12m,
+    pr.expected_value_12m_usd::numeric(18, 2) as predicted_value_12m_usd,
+    pr.predicted_as_of::date as predicted_as_of,
     {{ as_of_date() }}::date as as_of_date
 from {{ ref('stg_customer_profiles') }} as p
 left join orders as o using (tenant_id, cdp_customer_id)
 left join events as e using (tenant_id, cdp_customer_id)
 left join consent as c using (tenant_id, cdp_customer_id)
+left join {{ ref('stg_customer_predictions') }} as pr using (tenant_id, cdp_customer_id)

@@ -1,0 +1,1 @@
+"""Predictions per tenant: churn propensity and customer lifetime value, measured on held-out data."""

@@ -8,6 +8,7 @@ from cdp_assets.dbt import dbt_checks, dbt_definitions
 from cdp_assets.identity import identity_assets
 from cdp_assets.maintenance import delta_maintenance, weekly_maintenance_schedule
 from cdp_assets.raw import raw_assets
+from cdp_assets.serving import serving_tables
 from cdp_assets.sources import source_definitions
 from cdp_assets.warehouse import warehouse_assets
 from cdp_resources.dbt_project import dbt_cli, dbt_project
@@ -31,6 +32,7 @@ defs = Definitions(
             *warehouse_assets,
             *dbt_definitions,
             *activation_assets,
+            serving_tables,
         ]
     ),
     asset_checks=dbt_checks,

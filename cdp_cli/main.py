@@ -1,4 +1,4 @@
-"""`cdp` console command: generate | demo | backfill | dev | drops | dlq | webhooks … | identity | dbt docs | postgres … | tenants … | spark-server … | jars fetch|list."""
+"""`cdp` console command: generate | demo | backfill | dev | drops | dlq | webhooks … | identity | dbt docs | postgres … | tenants … | api serve|keys … | spark-server … | jars fetch|list."""
 
 import argparse
 import os
@@ -6,6 +6,7 @@ import sys
 from datetime import date
 from pathlib import Path
 
+from cdp_api.cli import add_commands as add_api_commands
 from cdp_ingest.webhooks.cli import add_commands as add_webhook_commands
 from cdp_resources.names import InvalidName, checked_name
 from cdp_resources.postgres_server import EmbeddedPostgres, PostgresServerError, find_bindir
@@ -354,6 +355,7 @@ def parser() -> argparse.ArgumentParser:
     dbt.set_defaults(handler=_dbt_docs)
 
     add_webhook_commands(commands)
+    add_api_commands(commands)
 
     pg = commands.add_parser("postgres", help="the embedded PostgreSQL under .cdp/postgres")
     pg.add_argument("action", choices=["start", "stop", "status", "url", "bindir"])

@@ -183,7 +183,11 @@ def wrk(url: str, paths: list[str], key: str, connections: int, seconds: int, wo
         capture_output=True, text=True, check=True,
     )  # fmt: skip
     out = result.stdout
-    percentiles = {p: float(v) * _UNITS[u] for p, v, u in re.findall(r"^\s+(50|99)%\s+([\d.]+)(us|ms|s)$", out, re.M)}
+    percentiles = {
+        p: float(v) * _UNITS[u] for p, v, u in re.findall(r"^\s+(50|99)%\s+([\d.]+)(us|ms|s)\s*$", out, re.M)
+    }
+    if set(percentiles) != {"50", "99"}:
+        raise RuntimeError(f"wrk's output has no latency percentiles:\n{out}\n{result.stderr}")
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     return {
         "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
@@ -225,6 +229,10 @@ def main() -> int:
             start([python, "-c", BARE_APP, str(bare_port)], bare_port, {}, workdir / "bare.log"),
         ]  # fmt: skip
         try:
+            for path in (lookups[0], searches[0]):  # the API answers before it is measured
+                answer = httpx.get(f"http://127.0.0.1:{api_port}{path}", headers={"X-API-Key": key}, timeout=30)
+                if answer.status_code != 200:
+                    raise RuntimeError(f"{answer.status_code} from the API: {answer.text[:300]}")
             results = {}
             for name, port, paths in (
                 ("bare", bare_port, ["/bare"]),

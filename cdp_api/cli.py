@@ -46,12 +46,13 @@ def _keys(args) -> int:
             keys.revoke_key(admin, args.target)
             print(f"key {args.target} revoked (the API stops taking it within {KEY_CACHE_SECONDS:g}s)")
             return 0
+        scopes = tuple(s for s in args.scopes.split(",") if s)
+        keys.check_key_request(args.target, scopes, args.rate)
         password = keys.ensure_login_role(admin, os.environ.get("CDP_API_DB_PASSWORD"))
         if password and not os.environ.get("CDP_API_DB_PASSWORD"):
             keys.password_file().parent.mkdir(parents=True, exist_ok=True)
             keys.password_file().touch(mode=0o600)
             keys.password_file().write_text(password)
-        scopes = tuple(s for s in args.scopes.split(",") if s)
         key_id, key = keys.create_key(admin, args.target, scopes, args.rate, args.label)
         print(f"key {key_id} for tenant {args.target} ({','.join(sorted(set(scopes)))}, {args.rate}/s)")
         print(f"key (shown once): {key}")

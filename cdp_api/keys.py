@@ -23,6 +23,7 @@ from pathlib import Path
 
 import psycopg
 from psycopg import sql
+from psycopg.conninfo import make_conninfo
 
 from cdp_resources.postgres_server import EmbeddedPostgres
 from cdp_resources.settings import state_dir
@@ -79,7 +80,7 @@ def api_database_url() -> str:
     if not password_file().exists():
         raise ApiKeyError("no API role yet: create a key first (`cdp api keys create <tenant>`)")
     url = EmbeddedPostgres.default().start().url("cdp", LOGIN_ROLE)
-    return psycopg.conninfo.make_conninfo(url, password=password_file().read_text().strip())
+    return make_conninfo(url, password=password_file().read_text().strip())
 
 
 _KEYS_SETUP = """
@@ -161,6 +162,15 @@ def _hash(secret: str) -> bytes:
     return hashlib.sha256(secret.encode()).digest()
 
 
+def check_key_request(tenant: str, scopes: tuple[str, ...], rate_per_second: int) -> None:
+    """Refuses a bad tenant name, scope or rate before anything is created."""
+    check_tenant_name(tenant)
+    if set(scopes) - set(SCOPES) or not scopes:
+        raise ApiKeyError(f"scopes must be some of {', '.join(SCOPES)}")
+    if rate_per_second < 1:
+        raise ApiKeyError("the rate limit is at least 1 request per second")
+
+
 def create_key(
     admin: psycopg.Connection,
     tenant: str,
@@ -169,11 +179,7 @@ def create_key(
     label: str | None = None,
 ) -> tuple[str, str]:
     """A new key for the tenant: (key id, the key itself, shown once)."""
-    unknown = set(scopes) - set(SCOPES)
-    if unknown or not scopes:
-        raise ApiKeyError(f"scopes must be some of {', '.join(SCOPES)}")
-    if rate_per_second < 1:
-        raise ApiKeyError("the rate limit is at least 1 request per second")
+    check_key_request(tenant, scopes, rate_per_second)
     ensure_tenant_roles(admin, tenant)
     key_id, secret = secrets.token_hex(6), secrets.token_urlsafe(32)
     admin.execute(

@@ -6,9 +6,12 @@ other names), so a key that reads the wrong tenant's rows would show."""
 import json
 import logging
 import secrets
+import subprocess
+import sys
 import threading
 import time
 from datetime import date
+from pathlib import Path
 
 import httpx
 import psycopg
@@ -84,7 +87,14 @@ def api(lake_daily_run, postgres):
     while not server.started:
         time.sleep(0.05)
     with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
-        yield {"client": client, "keys": made, "pipeline": pipeline_url, "api_url": api_url, "port": port}
+        yield {
+            "client": client,
+            "keys": made,
+            "pipeline": pipeline_url,
+            "api_url": api_url,
+            "port": port,
+            "password": password,
+        }
     server.should_exit = True
     thread.join()
 
@@ -447,3 +457,34 @@ def test_a_rebuild_swaps_in_while_requests_run(api, person):
         _get(api, "pii", f"/v1/{TENANT}/profiles/email:{person['email']}").json()["cdp_customer_id"]
         == person["cdp_customer_id"]
     )
+
+
+def test_cdp_api_keys_create_list_and_revoke(api, postgres, tmp_path):
+    """The key commands as a user runs them; the key they print works until it is revoked."""
+    cdp = str(Path(sys.executable).parent / "cdp")
+    database = conninfo_to_dict(api["pipeline"])["dbname"]
+    # The password the running API logs in with (a command without it would set a new one).
+    env = {
+        "CDP_STATE_DIR": str(tmp_path),
+        "CDP_API_DB_PASSWORD": api["password"],
+        "PATH": str(Path(sys.executable).parent),
+    }
+    run = lambda *args: subprocess.run(  # noqa: E731
+        [cdp, "api", "keys", *args, "--url", postgres.url(database)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    created = run("create", TENANT, "--scopes", "profiles", "--rate", "50")
+    assert created.returncode == 0, created.stderr
+    key = created.stdout.split("key (shown once): ")[1].strip()
+    key_id = keys.parse_key(key)[0]
+    assert not (tmp_path / "api").exists()  # a given password is not written down
+    assert api["client"].get(f"/v1/{TENANT}/segments/x/members", headers={"X-API-Key": key}).status_code == 404
+    assert run("revoke", key_id).returncode == 0
+    listed = run("list").stdout
+    (line,) = [fields for fields in (row.split("\t") for row in listed.splitlines()) if fields[0] == key_id]
+    assert line[1:4] == [TENANT, "profiles", "50/s"] and line[5].startswith("revoked") and key not in listed
+    refused = run("create", TENANT, "--scopes", "admin")
+    assert refused.returncode == 1 and refused.stderr.startswith("cdp: scopes must be")

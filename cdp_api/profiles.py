@@ -62,26 +62,26 @@ async def find_customer(conn: psycopg.AsyncConnection, tenant: str, id_type: str
 
 
 async def profile(conn: psycopg.AsyncConnection, tenant: str, customer: str) -> dict[str, Any] | None:
-    """The golden record, its identifiers and its current segments (personal values as the role may
-    see them); None when the id has no profile."""
-    params = {"tenant": tenant, "customer": customer}
+    """The golden record, its identifiers and its segments on the record's as-of day (personal values
+    as the role may see them), in one statement; None when the id has no profile."""
     records = await _all(
         conn,
-        f"SELECT {_PROFILE_FIELDS} FROM tenant_views.api__profiles "
-        "WHERE tenant_id = %(tenant)s AND cdp_customer_id = %(customer)s",
-        params,
+        f"SELECT {_PROFILE_FIELDS}, "
+        "(SELECT coalesce(jsonb_agg(jsonb_build_object('type', id_type, 'value', coalesce(id_value, value_pii), "
+        "'id_since', id_since, 'first_seen', first_seen, 'last_seen', last_seen) "
+        "ORDER BY id_type, first_seen, coalesce(id_value, value_pii)), '[]') "
+        "FROM tenant_views.api__identifiers WHERE tenant_id = %(tenant)s AND cdp_customer_id = %(customer)s) "
+        "AS identifier_list, "
+        "(SELECT coalesce(jsonb_agg(jsonb_build_object('segment', segment, 'source_model', source_model) "
+        "ORDER BY segment), '[]') FROM api.memberships m WHERE m.tenant_id = %(tenant)s "
+        "AND m.cdp_customer_id = %(customer)s AND m.as_of_date = p.as_of_date) AS segment_list "
+        "FROM tenant_views.api__profiles p WHERE tenant_id = %(tenant)s AND cdp_customer_id = %(customer)s",
+        {"tenant": tenant, "customer": customer},
     )
     if not records:
         return None
     record = records[0]
-    identifiers = await _all(
-        conn,
-        "SELECT id_type AS type, coalesce(id_value, value_pii) AS value, id_since, first_seen, last_seen "
-        "FROM tenant_views.api__identifiers WHERE tenant_id = %(tenant)s AND cdp_customer_id = %(customer)s "
-        "ORDER BY id_type, first_seen, value",
-        params,
-    )
-    segments = await segments_on(conn, tenant, customer, record["as_of_date"])
+    identifiers, segments = record.pop("identifier_list"), record.pop("segment_list")
     as_of = record.pop("as_of_date")
     consent = {
         "accepts_marketing": record.pop("accepts_marketing"),
@@ -93,7 +93,7 @@ async def profile(conn: psycopg.AsyncConnection, tenant: str, customer: str) -> 
         "traits": record,
         "identifiers": identifiers,
         "consent": consent,
-        "segments": segments["segments"],
+        "segments": segments,
     }
 
 

@@ -1,6 +1,6 @@
 # The two commands: `make demo` (set up, generate sample data, materialise the graph) and
 # `make test` (set up, run the test suite). Everything else is a helper.
-.PHONY: demo test lint format setup dev dev-spark-server spark-server-stop postgres-stop lock bench-generator bench-ingest bench-curated bench-identity bench-warehouse bench-webhook bench-sources bench-backfill bench-rls bench-insights bench-predictions
+.PHONY: demo test lint format setup dev dev-spark-server spark-server-stop postgres-stop lock bench-generator bench-ingest bench-curated bench-identity bench-warehouse bench-webhook bench-sources bench-backfill bench-rls bench-insights bench-predictions bench-api
 
 demo: setup
 	.venv/bin/cdp demo
@@ -57,6 +57,9 @@ bench-rls: setup
 
 bench-insights: setup
 	.venv/bin/python bench/insights_detector.py
+
+bench-api: setup
+	.venv/bin/python bench/api.py
 
 bench-webhook: setup
 	.venv/bin/python bench/webhook.py

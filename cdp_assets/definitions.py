@@ -10,6 +10,7 @@ from cdp_assets.insights import insights_assets
 from cdp_assets.maintenance import delta_maintenance, weekly_maintenance_schedule
 from cdp_assets.predictions import prediction_assets
 from cdp_assets.raw import raw_assets
+from cdp_assets.serving import serving_tables
 from cdp_assets.sources import source_definitions
 from cdp_assets.warehouse import warehouse_assets
 from cdp_resources.dbt_project import dbt_cli, dbt_project
@@ -36,6 +37,7 @@ defs = Definitions(
             *dbt_definitions,
             *activation_assets,
             *insights_assets,
+            serving_tables,
         ]
     ),
     asset_checks=dbt_checks,

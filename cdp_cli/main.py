@@ -1,4 +1,4 @@
-"""`cdp` console command: generate | demo | backfill | dev | drops | dlq | webhooks … | schemas … | sources … | identity | dbt docs | postgres … | tenants … | spark-server … | jars fetch|list."""
+"""`cdp` console command: generate | demo | backfill | dev | drops | dlq | webhooks … | schemas … | sources … | identity | dbt docs | postgres … | tenants … | api serve|keys … | spark-server … | jars fetch|list."""
 
 import argparse
 import os
@@ -6,6 +6,7 @@ import sys
 from datetime import date
 from pathlib import Path
 
+from cdp_api.cli import add_commands as add_api_commands
 from cdp_cli.schemas import add_commands as add_schema_commands
 from cdp_cli.sources import add_commands as add_source_commands
 from cdp_ingest.webhooks.cli import add_commands as add_webhook_commands
@@ -358,6 +359,7 @@ def parser() -> argparse.ArgumentParser:
     add_webhook_commands(commands)
     add_schema_commands(commands)
     add_source_commands(commands)
+    add_api_commands(commands)
 
     pg = commands.add_parser("postgres", help="the embedded PostgreSQL under .cdp/postgres")
     pg.add_argument("action", choices=["start", "stop", "status", "url", "bindir"])

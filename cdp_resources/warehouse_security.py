@@ -47,6 +47,7 @@ PII_COLUMN_PATTERNS = (
     "zip",
     "ip_address",
     "\\_raw%",  # the raw payload columns curated keeps beside the typed ones
+    "%\\_pii",  # personal values of several kinds in one column (the profile API's identifier values)
 )
 # Until the shared name rule lands (cdp_resources/names.py): a tenant name is a PostgreSQL-safe identifier.
 

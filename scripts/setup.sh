@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Prepares a fresh machine for the CDP: a virtualenv with the locked packages, the project itself
 # (editable), PostgreSQL's server binaries (from the OS packages when missing) and Spark's jars
-# (Delta, libphonenumber, the project's JVM functions compiled with javac).
+# (Delta, libphonenumber, the project's JVM functions compiled with javac), and Debian's Chromium
+# for the /ui page's browser test.
 # Safe to run again: every step is skipped when already done.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -35,6 +36,18 @@ if ! .venv/bin/cdp postgres bindir >/dev/null 2>&1; then
   else
     echo "setup: PostgreSQL server binaries (initdb, pg_ctl) not found; install your OS's 'postgresql' package or set CDP_POSTGRES_URL" >&2
     [ -n "${CDP_POSTGRES_URL:-}" ] || exit 1
+  fi
+fi
+
+# Debian's Chromium, which the /ui page's test drives through playwright (playwright's own browser
+# downloads are not used: CI runs offline from its CDN).
+if [ ! -x /usr/bin/chromium ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "setup: installing Chromium (apt-get install chromium) for the /ui page's test"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+  else
+    echo "setup: /usr/bin/chromium not found; install your OS's 'chromium' package for tests/test_api.py" >&2
   fi
 fi
 

@@ -7,6 +7,7 @@ from cdp_assets.curated import curated_tables
 from cdp_assets.dbt import dbt_checks, dbt_definitions
 from cdp_assets.identity import identity_assets
 from cdp_assets.maintenance import delta_maintenance, weekly_maintenance_schedule
+from cdp_assets.privacy import forget_requests
 from cdp_assets.raw import raw_assets
 from cdp_assets.sources import source_definitions
 from cdp_assets.warehouse import warehouse_assets
@@ -31,6 +32,7 @@ defs = Definitions(
             *warehouse_assets,
             *dbt_definitions,
             *activation_assets,
+            forget_requests,
         ]
     ),
     asset_checks=dbt_checks,

@@ -1,4 +1,4 @@
-"""`cdp` console command: generate | demo | backfill | dev | drops | dlq | webhooks … | identity | dbt docs | postgres … | tenants … | spark-server … | jars fetch|list."""
+"""`cdp` console command: generate | demo | backfill | dev | drops | dlq | webhooks … | privacy … | identity | dbt docs | postgres … | tenants … | spark-server … | jars fetch|list."""
 
 import argparse
 import os
@@ -6,6 +6,7 @@ import sys
 from datetime import date
 from pathlib import Path
 
+from cdp_cli.privacy import add_commands as add_privacy_commands
 from cdp_ingest.webhooks.cli import add_commands as add_webhook_commands
 from cdp_resources.names import InvalidName, checked_name
 from cdp_resources.postgres_server import EmbeddedPostgres, PostgresServerError, find_bindir
@@ -219,7 +220,7 @@ def _drops(args) -> int:
         note = f" ({outcome.error})" if outcome.error else ""
         print(
             f"{outcome.key}: {outcome.records} records, {outcome.landed} landed, "
-            f"{outcome.dead_lettered} dead-lettered{note}"
+            f"{outcome.dead_lettered} dead-lettered, {outcome.suppressed} suppressed{note}"
         )
     print(
         f"{len(outcomes)} drop files processed from {root.spark_path('drops/')} "
@@ -237,7 +238,8 @@ def _dlq(args) -> int:
     )
     print(
         f"{outcome.resubmitted} dead letters resubmitted: {sum(outcome.landed.values())} landed "
-        f"{dict(outcome.landed)}, {sum(outcome.still_failing.values())} still failing {dict(outcome.still_failing)}"
+        f"{dict(outcome.landed)}, {sum(outcome.still_failing.values())} still failing {dict(outcome.still_failing)}, "
+        f"{sum(outcome.suppressed.values())} suppressed (forgotten people)"
     )
     return 0
 
@@ -354,6 +356,7 @@ def parser() -> argparse.ArgumentParser:
     dbt.set_defaults(handler=_dbt_docs)
 
     add_webhook_commands(commands)
+    add_privacy_commands(commands, _name("tenant"))
 
     pg = commands.add_parser("postgres", help="the embedded PostgreSQL under .cdp/postgres")
     pg.add_argument("action", choices=["start", "stop", "status", "url", "bindir"])

@@ -28,10 +28,11 @@ lake_daily_job = define_asset_job(
         "segments",
         "docs",
         "activation",
+        "privacy",
     ),
     partitions_def=daily_partitions,
     description="Raw manifests, curated Delta tables, the identity graph and resolution, profiles, the PostgreSQL "
-    "warehouse, dbt's marts and segments, segment membership, the dbt docs, and the audience exports and destination syncs for a range of days.",
+    "warehouse, dbt's marts and segments, segment membership, the dbt docs, the audience exports and destination syncs for a range of days, and the queue of forget requests.",
 )
 
 

@@ -15,19 +15,21 @@ PRIVACY_OWNERS = ["team:data-platform"]
 
 
 def process_requests(spark, lake: LakeResource, warehouse: WarehouseResource, log=None) -> list[dict]:
-    """Forget every pending request's person, oldest first; the receipts (no personal data)."""
+    """Forget every pending request's person, a tenant's requests in one pass; the receipts (no
+    personal data), one per request."""
     done = []
     with warehouse.connect(autocommit=True) as conn:
         ensure_schema(conn)
-        while (request := claim(conn)) is not None:
+        while requests := claim(conn):
             try:
-                receipt = forget(spark, lake, warehouse, request)
+                receipt = forget(spark, lake, warehouse, requests)
             except Exception as error:
-                fail(conn, request.id, error)  # the class only: messages can quote identifiers
+                for request in requests:
+                    fail(conn, request.id, error)  # the class only: messages can quote identifiers
                 raise
-            done.append(complete(conn, request.id, receipt))
+            done += [complete(conn, request.id, receipt) for request in requests]
             if log is not None:
-                log.info(f"forget request {request.id}: removed {receipt['removed']} in {receipt['seconds']} s")
+                log.info(f"forget requests {receipt['batch']}: removed {receipt['removed']} in {receipt['seconds']} s")
     return done
 
 

@@ -10,8 +10,10 @@ safe, and the check is switched off for those statements only (the setting is re
 What is given up, on purpose: time travel to the versions that held the person.
 """
 
+import time
 from collections import Counter
 from dataclasses import dataclass, field
+from urllib.parse import unquote
 
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
@@ -46,6 +48,7 @@ class DeltaErasure:
     removed: Counter = field(default_factory=Counter)  # lake path -> rows deleted
     files_removed: Counter = field(default_factory=Counter)  # lake path -> files vacuumed
     order_ids: list[str] = field(default_factory=list)  # the person's orders (their lines carry only that)
+    seconds: Counter = field(default_factory=Counter)  # delete, purge, vacuum: where the time goes
 
 
 def person_tables() -> list[tuple[str, tuple[str, str] | None]]:
@@ -111,16 +114,35 @@ def erase_delta(spark: SparkSession, lake: LakeResource, person: Person) -> Delt
                 row[0] for row in frame.where(condition).select(F.col("order_id").cast("string")).collect()
             ]
         table = delta_table_name(lake.spark_path(path))
+        started = time.monotonic()
         deleted = spark.sql(f"DELETE FROM {table} WHERE {condition}").first()
         result.removed[path] = int(deleted[0]) if deleted is not None else 0
-        result.files_removed[path] = purge(spark, table)
+        result.seconds["delete"] += time.monotonic() - started
+        if result.removed[path]:  # rows deleted under deletion vectors: rewrite their files
+            started = time.monotonic()
+            spark.sql(f"REORG TABLE {table} APPLY (PURGE)").collect()
+            result.seconds["purge"] += time.monotonic() - started
+        if result.removed[path] or _unreferenced_files(lake, path):  # older versions may hold them too
+            started = time.monotonic()
+            result.files_removed[path] = vacuum_removed_files(spark, table)
+            result.seconds["vacuum"] += time.monotonic() - started
     return result
 
 
-def purge(spark: SparkSession, table: str) -> int:
-    """REORG … APPLY (PURGE), then VACUUM LITE of every file the log records as removed (see the
-    module's docstring for why that is safe with the retention check off); the files deleted."""
-    spark.sql(f"REORG TABLE {table} APPLY (PURGE)").collect()
+def _unreferenced_files(lake: LakeResource, path: str) -> bool:
+    """Whether the table's directory holds data files its current version does not reference
+    (older versions' files, which VACUUM would delete); read from the log by delta-rs, no Spark."""
+    added = lake.delta_log(path).get_add_actions(flatten=True).column("path").to_pylist()
+    current = {f"{path}/{unquote(name)}" for name in added}
+    return any(
+        obj.key.endswith(".parquet") and "/_delta_log/" not in obj.key and obj.key not in current
+        for obj in lake.list(f"{path}/")
+    )
+
+
+def vacuum_removed_files(spark: SparkSession, table: str) -> int:
+    """VACUUM LITE of every file the log records as removed (see the module's docstring for why
+    that is safe with the retention check off); the files deleted."""
     previous = spark.conf.get(RETENTION_CHECK, "true")
     spark.conf.set(RETENTION_CHECK, "false")
     try:

@@ -1,11 +1,16 @@
-"""Forgetting one person: resolve the request through the identity map, add them to the
-suppression list (first, so that nothing about them lands while the erasure runs), erase them from
-every zone, ask the destinations that may have received them to delete them, and make the receipt.
+"""Forgetting people: resolve each request through the identity map, add them to the suppression
+list (first, so that nothing about them lands while the erasure runs), erase them from every zone,
+ask the destinations that may have received them to delete them, and make the receipt.
+
+The pending requests of one tenant are erased together, in one pass over each zone: the cost is
+in reading the zones (every raw file, every Delta table), not in the number of people, so a batch
+costs about what one request costs. Their receipts then share the counts, and say so (`batch`).
 
 Zones, in order: raw files, the edge's and activation's dead letters, audience and file exports
 (`lake_files`); the Delta tables (`delta`); the warehouse and the webhook queue (`warehouse`).
 """
 
+import functools
 import time
 from collections import Counter
 
@@ -50,25 +55,30 @@ def _delete_at_destinations(lake: LakeResource, person: Person, files: FileErasu
     return outcomes
 
 
-def forget(spark: SparkSession, lake: LakeResource, warehouse: WarehouseResource, request: ForgetRequest) -> dict:
-    """Erase the person `request` names everywhere; the receipt (counts, files, seconds per step)."""
+def forget(
+    spark: SparkSession, lake: LakeResource, warehouse: WarehouseResource, requests: list[ForgetRequest]
+) -> dict:
+    """Erase the people `requests` (of one tenant) name everywhere; the receipt (counts, files,
+    seconds per step) they share."""
     seconds, started = {}, time.monotonic()
+    tenant = requests[0].tenant
 
     def step(name: str) -> None:
         nonlocal started
         seconds[name] = round(time.monotonic() - started, 3)
         started = time.monotonic()
 
-    person = resolve(spark, lake, request.tenant, request.id_type, request.identifier)
+    people = [resolve(spark, lake, tenant, r.id_type, r.identifier) for r in requests]
+    person = functools.reduce(Person.join, people)
     keys = person.keys
-    suppressed = SuppressionList(lake, request.tenant).add(keys)
+    suppressed = SuppressionList(lake, tenant).add(keys)
     step("resolve")
     files = FileErasure()
-    erase_raw(lake, request.tenant, keys, files)
+    erase_raw(lake, tenant, keys, files)
     step("raw")
-    erase_dead_letters(lake, request.tenant, keys, files)
+    erase_dead_letters(lake, tenant, keys, files)
     step("dead_letters")
-    erase_parquet(lake, f"audiences/{request.tenant}/", "audience_exports", keys, files)
+    erase_parquet(lake, f"audiences/{tenant}/", "audience_exports", keys, files)
     destinations = _delete_at_destinations(lake, person, files)
     step("exports")
     delta = erase_delta(spark, lake, person)
@@ -82,13 +92,15 @@ def forget(spark: SparkSession, lake: LakeResource, warehouse: WarehouseResource
     removed["warehouse_rows"] = sum(tables.values())
     removed["webhook_queue"] = queued
     return {
-        "tenant": request.tenant,
+        "tenant": tenant,
+        "batch": sorted(r.id for r in requests),
         "profiles": len(person.customer_ids),
         "identifiers": len(person.identifiers),
         "suppression_digests_added": suppressed,
         "removed": dict(removed),
         "delta_tables": {path: n for path, n in delta.removed.items() if n},
         "delta_files_vacuumed": sum(delta.files_removed.values()),
+        "delta_seconds": {step: round(n, 3) for step, n in delta.seconds.items()},
         "warehouse_tables": dict(tables),
         "files_rewritten": sorted(files.files),
         "destinations": destinations,

@@ -47,7 +47,7 @@ class InvalidRequest(ValueError):
     """A forget request that names no known identifier type or no tenant by the name rule."""
 
 
-@dataclass
+@dataclass(order=True)
 class ForgetRequest:
     id: int
     tenant: str
@@ -73,17 +73,19 @@ def enqueue(conn: psycopg.Connection, tenant: str, id_type: str, identifier: str
     ).fetchone()[0]
 
 
-def claim(conn: psycopg.Connection) -> ForgetRequest | None:
-    """The oldest pending request, marked running (None when there is none); a request left running
-    by a run that died is pending again for the next claim after an hour."""
-    row = conn.execute(
-        "UPDATE cdp_privacy.forget_requests SET status = 'running', started_at = now(), attempts = attempts + 1 "
-        "WHERE id = (SELECT id FROM cdp_privacy.forget_requests "
-        "            WHERE status = 'pending' OR status = 'running' AND started_at < now() - interval '1 hour' "
-        "            ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED) "
-        "RETURNING id, tenant, id_type, identifier"
-    ).fetchone()
-    return ForgetRequest(*row) if row else None
+def claim(conn: psycopg.Connection) -> list[ForgetRequest]:
+    """Every pending request of the tenant with the oldest one, marked running (empty when none is
+    pending); a request left running by a run that died is pending again after an hour."""
+    rows = conn.execute(
+        "WITH waiting AS (SELECT id, tenant FROM cdp_privacy.forget_requests "
+        "                 WHERE status = 'pending' OR status = 'running' AND started_at < now() - interval '1 hour' "
+        "                 FOR UPDATE SKIP LOCKED), "
+        "     first AS (SELECT tenant FROM waiting ORDER BY id LIMIT 1) "
+        "UPDATE cdp_privacy.forget_requests r SET status = 'running', started_at = now(), attempts = attempts + 1 "
+        "FROM waiting JOIN first USING (tenant) WHERE r.id = waiting.id "
+        "RETURNING r.id, r.tenant, r.id_type, r.identifier"
+    ).fetchall()
+    return sorted(ForgetRequest(*row) for row in rows)
 
 
 def complete(conn: psycopg.Connection, request_id: int, receipt: dict) -> dict:

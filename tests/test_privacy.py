@@ -121,7 +121,7 @@ def raw_records(lake: LakeResource) -> Counter:
 
 
 @pytest.fixture(scope="module")
-def forgotten(lake_daily_run, postgres, tmp_path_factory):
+def forgotten(lake_daily_run, postgres, spark, tmp_path_factory):
     """The sample copied (lake and warehouse), three people picked from the truth, one event of the
     first waiting in the webhook queue; then their three requests, queued and processed."""
     assert lake_daily_run["result"].success
@@ -129,23 +129,19 @@ def forgotten(lake_daily_run, postgres, tmp_path_factory):
     url = copy_database(postgres, lake_daily_run["warehouse"].url, "privacy_forget")
     warehouse = WarehouseResource(url=url)
     people = {p.email.lower(): p for p in truth_people(lake)}
-    from cdp_resources.spark import get_spark_session
-
-    spark = get_spark_session()
     identity = read_delta(spark, lake, MAP).where(f"tenant_id = '{TENANT}'").toPandas()
-    by_profile = identity.groupby("cdp_customer_id")
-    sources = by_profile["id_type"].nunique().sort_values(ascending=False)
-    emails = identity[identity.id_type == "email"].set_index("cdp_customer_id")["id_value"]
-    profiles = [cid for cid in sources.index if cid in emails.index and emails[cid] in people]
+    sources = identity.groupby("cdp_customer_id")["id_type"].nunique().sort_values(ascending=False)
+    emails = {}  # profile -> the truth's email among its emails (a profile may hold a mistyped one too)
+    for cid, value in identity[identity.id_type == "email"][["cdp_customer_id", "id_value"]].itertuples(index=False):
+        if value in people:
+            emails.setdefault(cid, value)
+    profiles = [cid for cid in sources.index if cid in emails]
     merged = profiles[0]  # the profile joining the most kinds of identifier (shop, payments, CRM, app)
     with_phone = next(c for c in profiles[1:] if people[emails[c]].phone_national and people[emails[c]].app_user_id)
     third = next(c for c in profiles[1:] if c != with_phone and people[emails[c]].shopify_customer_id)
     chosen = [people[emails[c]] for c in (merged, with_phone, third)]
     assert sources[merged] >= 4, "the first person's profile joins several sources"
-    ids = {
-        p.email: set(identity[identity.cdp_customer_id == c].cdp_customer_id)
-        for p, c in zip(chosen, (merged, with_phone, third), strict=True)
-    }
+    ids = {p.email: {c} for p, c in zip(chosen, (merged, with_phone, third), strict=True)}
 
     root = tmp_path_factory.mktemp("privacy")
     secrets = secrets_file(root)

@@ -238,7 +238,10 @@ def test_everyone_elses_records_are_unchanged(forgotten):
         before = read_delta(spark, forgotten["original"], spec_path).drop("_run_id")
         now = read_delta(spark, forgotten["lake"], spec_path).drop("_run_id")
         assert now.exceptAll(before).count() == 0, spec_path
-        assert 0 < before.count() - now.count() < 200, spec_path
+        lost = before.count() - now.count()
+        assert 0 <= lost < 200, spec_path  # the sample's orders may not be theirs
+        if spec_path == "profiles/customer_profiles":
+            assert lost >= 3  # each person's profile, at least
 
 
 def test_their_next_webhook_is_suppressed_and_counted(forgotten):

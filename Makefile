@@ -1,6 +1,6 @@
 # The two commands: `make demo` (set up, generate sample data, materialise the graph) and
 # `make test` (set up, run the test suite). Everything else is a helper.
-.PHONY: demo test lint format setup dev dev-spark-server spark-server-stop postgres-stop lock bench-generator bench-ingest bench-curated bench-identity bench-warehouse bench-webhook bench-sources bench-backfill bench-rls bench-insights bench-predictions bench-api
+.PHONY: demo test lint format setup dev dev-spark-server spark-server-stop postgres-stop lock bench-generator bench-ingest bench-curated bench-identity bench-warehouse bench-webhook bench-sources bench-backfill bench-rls bench-insights bench-predictions bench-api bench-forget
 
 demo: setup
 	.venv/bin/cdp demo
@@ -69,3 +69,6 @@ bench-sources: setup
 
 bench-backfill: setup
 	.venv/bin/python bench/backfill.py
+
+bench-forget: setup
+	.venv/bin/python bench/forget.py

@@ -8,6 +8,10 @@
   had in fact arrived. 429 and 5xx (and connection errors) are retried by urllib3's `Retry`:
   exponential backoff with jitter, `Retry-After` honoured; after `max_tries` the batch is returned
   as failed with the reason, for the dead-letter zone.
+
+Both also carry out a forget request (`forget`): an HTTP destination receives one signed batch
+of `op: delete` records (the person's `cdp_customer_id`s and identifier hashes, never raw values);
+a file destination's files are rewritten without the person by the forget itself (`cdp_privacy`).
 """
 
 import hashlib
@@ -68,7 +72,15 @@ class HttpSender:
         self.session.mount("https://", HTTPAdapter(max_retries=retry))
 
     def send(self, audience: dict, batch: int, records: list[dict]) -> Delivery:
-        body, key = batch_body(self.destination, audience, batch, records)
+        return self._post(*batch_body(self.destination, audience, batch, records))
+
+    def forget(self, tenant: str, records: list[dict]) -> Delivery:
+        """Ask the destination to delete a forgotten person: `records` (each with the person's
+        `cdp_customer_id` and identifier hashes) sent as one batch of `op: delete`."""
+        deletes = [{"op": "delete", **record} for record in records]
+        return self._post(*batch_body(self.destination, {"tenant": tenant, "op": "delete"}, 0, deletes))
+
+    def _post(self, body: bytes, key: str) -> Delivery:
         headers = {"Content-Type": "application/json", "Idempotency-Key": key, **self.destination.headers}
         secret = self.destination.secret()
         if secret:

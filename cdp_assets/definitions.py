@@ -9,6 +9,7 @@ from cdp_assets.identity import identity_assets
 from cdp_assets.insights import insights_assets
 from cdp_assets.maintenance import delta_maintenance, weekly_maintenance_schedule
 from cdp_assets.predictions import prediction_assets
+from cdp_assets.privacy import forget_requests
 from cdp_assets.raw import raw_assets
 from cdp_assets.serving import serving_tables
 from cdp_assets.sources import source_definitions
@@ -38,6 +39,7 @@ defs = Definitions(
             *activation_assets,
             *insights_assets,
             serving_tables,
+            forget_requests,
         ]
     ),
     asset_checks=dbt_checks,

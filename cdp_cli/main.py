@@ -1,4 +1,4 @@
-"""`cdp` console command: generate | demo | backfill | dev | drops | dlq | webhooks … | schemas … | sources … | identity | dbt docs | postgres … | tenants … | api serve|keys … | spark-server … | jars fetch|list."""
+"""`cdp` console command: generate | demo | backfill | dev | drops | dlq | webhooks … | privacy … | schemas … | sources … | identity | dbt docs | postgres … | tenants … | api serve|keys … | spark-server … | jars fetch|list."""
 
 import argparse
 import os
@@ -7,6 +7,7 @@ from datetime import date
 from pathlib import Path
 
 from cdp_api.cli import add_commands as add_api_commands
+from cdp_cli.privacy import add_commands as add_privacy_commands
 from cdp_cli.schemas import add_commands as add_schema_commands
 from cdp_cli.sources import add_commands as add_source_commands
 from cdp_ingest.webhooks.cli import add_commands as add_webhook_commands
@@ -222,7 +223,7 @@ def _drops(args) -> int:
         note = f" ({outcome.error})" if outcome.error else ""
         print(
             f"{outcome.key}: {outcome.records} records, {outcome.landed} landed, "
-            f"{outcome.dead_lettered} dead-lettered{note}"
+            f"{outcome.dead_lettered} dead-lettered, {outcome.suppressed} suppressed{note}"
         )
     print(
         f"{len(outcomes)} drop files processed from {root.spark_path('drops/')} "
@@ -240,7 +241,8 @@ def _dlq(args) -> int:
     )
     print(
         f"{outcome.resubmitted} dead letters resubmitted: {sum(outcome.landed.values())} landed "
-        f"{dict(outcome.landed)}, {sum(outcome.still_failing.values())} still failing {dict(outcome.still_failing)}"
+        f"{dict(outcome.landed)}, {sum(outcome.still_failing.values())} still failing {dict(outcome.still_failing)}, "
+        f"{sum(outcome.suppressed.values())} suppressed (forgotten people)"
     )
     return 0
 
@@ -360,6 +362,7 @@ def parser() -> argparse.ArgumentParser:
     add_schema_commands(commands)
     add_source_commands(commands)
     add_api_commands(commands)
+    add_privacy_commands(commands, _name("tenant"))
 
     pg = commands.add_parser("postgres", help="the embedded PostgreSQL under .cdp/postgres")
     pg.add_argument("action", choices=["start", "stop", "status", "url", "bindir"])

@@ -42,6 +42,7 @@ class DropOutcome:
     records: int = 0
     landed: int = 0
     dead_lettered: int = 0
+    suppressed: int = 0  # records about forgotten people, dropped (cdp_common.suppression)
     files: list[str] = field(default_factory=list)
     error: str | None = None
 
@@ -154,9 +155,10 @@ def process_drop(obj: LakeObject, drops: LakeResource, lake: LakeResource, regis
         if outcome.error:
             writer.dead_letter({"drop": obj.key, "incomplete_line": tail}, UNREADABLE_FILE, outcome.error, stream)
     writer.flush()
-    outcome.landed, outcome.dead_lettered, outcome.files = (
+    outcome.landed, outcome.dead_lettered, outcome.suppressed, outcome.files = (
         sum(writer.landed.values()),
         writer.dead_lettered,
+        sum(writer.suppressed.values()),
         writer.files,
     )
     return outcome

@@ -4,6 +4,8 @@ Records are validated against the stream's registered schema (and, for Singer, t
 SCHEMA message); valid ones are buffered per (stream, event day) and published as NDJSON.gz files
 of at most 20,000 records; invalid ones go to the dead-letter zone with the reason. `flush()`
 makes everything received so far durable (raw files and dead letters) and only then returns.
+A record about a person on the tenant's suppression list (`cdp_common.suppression`) is dropped,
+before validation, and counted in `suppressed`: it lands neither as raw nor as a dead letter.
 Files are named by `clock` and published by `publish` (`publish_new`: the first free name); the
 webhook batcher passes a batch's fixed time and `publish_once`, so a repeated flush lands once.
 """
@@ -14,6 +16,7 @@ from collections.abc import Callable
 from datetime import UTC, date, datetime
 
 from cdp_common.dead_letters import INVALID_NAME, SCHEMA_VIOLATION, UNKNOWN_STREAM, DeadLetterWriter
+from cdp_common.suppression import SuppressionList
 from cdp_ingest.registry import DriftReport, SchemaRegistry
 from cdp_resources.lake import LakeResource
 from cdp_resources.names import InvalidName, is_valid_name
@@ -50,6 +53,8 @@ class RawBatchWriter:
         self.landed: Counter = Counter()  # stream -> records published
         self.drift: dict[str, DriftReport] = defaultdict(DriftReport)
         self.files: list[str] = []
+        self.suppression = SuppressionList(lake, self.tenant)
+        self.suppressed: Counter = Counter()  # stream -> records of forgotten people dropped
 
     # intake --------------------------------------------------------------------------------
     def add(
@@ -60,8 +65,11 @@ class RawBatchWriter:
         first_seen: str | None = None,
         retry_count: int = 0,
     ) -> bool:
-        """Validate and buffer one record; True when accepted, False when dead-lettered."""
+        """Validate and buffer one record; True when accepted, False when dead-lettered or suppressed."""
         self._touch()
+        if self.suppression.suppresses(self.provider, stream, record):
+            self.suppressed[stream] += 1
+            return False
         if not is_valid_name(stream):  # never a path segment
             self.dead_letters.add(
                 record, INVALID_NAME, str(InvalidName("stream", stream)), None, first_seen, retry_count

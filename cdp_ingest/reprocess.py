@@ -30,6 +30,7 @@ class ReprocessOutcome:
     resubmitted: int = 0
     landed: Counter = field(default_factory=Counter)
     still_failing: Counter = field(default_factory=Counter)
+    suppressed: Counter = field(default_factory=Counter)  # about forgotten people: dropped
 
 
 def _as_record(letter: dict) -> tuple[str | None, object]:
@@ -87,4 +88,5 @@ def reprocess(
         lake.delete(obj.key)
         outcome.landed.update(writer.landed)
         outcome.still_failing.update(writer.dead_letters.counts)
+        outcome.suppressed.update(writer.suppressed)
     return outcome

@@ -273,7 +273,8 @@ def main(argv: list[str] | None = None) -> int:
     landed = sum(writer.landed.values())
     print(
         f"cdp-target: {target.received} records received, {landed} landed in {len(writer.files)} files, "
-        f"{writer.dead_lettered} dead-lettered {dict(writer.dead_letters.counts)}",
+        f"{writer.dead_lettered} dead-lettered {dict(writer.dead_letters.counts)}, "
+        f"{sum(writer.suppressed.values())} suppressed (forgotten people)",
         file=sys.stderr,
     )
     return 1 if target.refused else 0

@@ -31,10 +31,11 @@ lake_daily_job = define_asset_job(
         "activation",
         "insights",
         "api",
+        "privacy",
     ),
     partitions_def=daily_partitions,
     description="Raw manifests, curated Delta tables, the identity graph and resolution, profiles, predictions, the PostgreSQL "
-    "warehouse, dbt's marts and segments, segment membership, the dbt docs, the audience exports and destination syncs, the insights (daily metrics, anomaly findings), and the profile API's serving tables for a range of days.",
+    "warehouse, dbt's marts and segments, segment membership, the dbt docs, the audience exports and destination syncs, the insights (daily metrics, anomaly findings), and the profile API's serving tables for a range of days, and the queue of forget requests.",
 )
 
 

@@ -165,10 +165,11 @@ def create_app(settings: WebhookSettings, secrets: Secrets, queue, registry: Sch
                 "# HELP cdp_webhooks_flushed_total Events the batcher published, by outcome.",
                 "# TYPE cdp_webhooks_flushed_total counter",
             ]
-            for tenant, provider, landed, dead in totals:
+            for tenant, provider, landed, dead, suppressed in totals:
                 extra += [
                     f'cdp_webhooks_flushed_total{{tenant="{tenant}",provider="{provider}",outcome="raw"}} {landed}',
                     f'cdp_webhooks_flushed_total{{tenant="{tenant}",provider="{provider}",outcome="dlq"}} {dead}',
+                    f'cdp_webhooks_flushed_total{{tenant="{tenant}",provider="{provider}",outcome="suppressed"}} {suppressed}',
                 ]
         return PlainTextResponse(metrics.render(extra), media_type="text/plain; version=0.0.4")
 

@@ -113,7 +113,7 @@ class Batcher:
                 if batch is None:
                     return flushed
                 writer = self._publish(conn, *batch)
-                self._complete(conn, batch[0], batch[1], batch[2], sum(writer.landed.values()), writer.dead_lettered)
+                self._complete(conn, batch[0], batch[1], batch[2], writer)
             flushed += 1
 
     def publish(self, batch: int) -> list[str]:
@@ -150,16 +150,26 @@ class Batcher:
         writer.flush()
         return writer
 
-    def _complete(self, conn, batch: int, tenant: str, provider: str, landed: int, dead: int) -> None:
+    def _complete(self, conn, batch: int, tenant: str, provider: str, writer: RawBatchWriter) -> None:
+        landed, dead, suppressed = sum(writer.landed.values()), writer.dead_lettered, sum(writer.suppressed.values())
         conn.execute("DELETE FROM cdp_webhooks.queue WHERE batch_id = %s", (batch,))
         conn.execute("DELETE FROM cdp_webhooks.batches WHERE id = %s", (batch,))
         conn.execute(
-            "INSERT INTO cdp_webhooks.flushed AS f (tenant, provider, landed, dead_lettered) "
-            "VALUES (%s, %s, %s, %s) ON CONFLICT (tenant, provider) DO UPDATE SET "
-            "landed = f.landed + excluded.landed, dead_lettered = f.dead_lettered + excluded.dead_lettered",
-            (tenant, provider, landed, dead),
+            "INSERT INTO cdp_webhooks.flushed AS f (tenant, provider, landed, dead_lettered, suppressed) "
+            "VALUES (%s, %s, %s, %s, %s) ON CONFLICT (tenant, provider) DO UPDATE SET "
+            "landed = f.landed + excluded.landed, dead_lettered = f.dead_lettered + excluded.dead_lettered, "
+            "suppressed = f.suppressed + excluded.suppressed",
+            (tenant, provider, landed, dead, suppressed),
         )
-        log.info("batch %s: %s/%s landed %s, dead-lettered %s", batch, tenant, provider, landed, dead)
+        log.info(
+            "batch %s: %s/%s landed %s, dead-lettered %s, suppressed %s",
+            batch,
+            tenant,
+            provider,
+            landed,
+            dead,
+            suppressed,
+        )
 
     # the loop --------------------------------------------------------------------------------
     def prune_seen(self) -> int:

@@ -41,6 +41,7 @@ CREATE INDEX IF NOT EXISTS queue_batch ON cdp_webhooks.queue (batch_id) WHERE ba
 CREATE TABLE IF NOT EXISTS cdp_webhooks.flushed (
     tenant text NOT NULL, provider text NOT NULL, landed bigint NOT NULL DEFAULT 0,
     dead_lettered bigint NOT NULL DEFAULT 0, PRIMARY KEY (tenant, provider));
+ALTER TABLE cdp_webhooks.flushed ADD COLUMN IF NOT EXISTS suppressed bigint NOT NULL DEFAULT 0;
 """
 
 # Events none of whose keys (event_id, and body_key when there is one) was seen enter `seen` and
@@ -161,12 +162,12 @@ class GroupCommitQueue:
         return await done
 
     async def depth_and_flushed(self) -> tuple[int, list[tuple]]:
-        """Events waiting in the queue, and (tenant, provider, landed, dead_lettered) totals."""
+        """Events waiting in the queue, and (tenant, provider, landed, dead_lettered, suppressed) totals."""
         async with await psycopg.AsyncConnection.connect(self.url, autocommit=True) as conn:
             depth = (await (await conn.execute("SELECT count(*) FROM cdp_webhooks.queue")).fetchone())[0]
             totals = await (
                 await conn.execute(
-                    "SELECT tenant, provider, landed, dead_lettered FROM cdp_webhooks.flushed ORDER BY 1, 2"
+                    "SELECT tenant, provider, landed, dead_lettered, suppressed FROM cdp_webhooks.flushed ORDER BY 1, 2"
                 )
             ).fetchall()
         return depth, totals

@@ -31,12 +31,13 @@ from cdp_resources.lake_paths import (
     MAP,
     MERGES,
     NODES,
+    PREDICTIONS,
     PROFILES,
     curated_path,
     dead_letter_path,
 )
 from cdp_resources.spark import delta_table_name
-from cdp_transform.entities import ENTITIES
+from cdp_transform.generic import CURATED_ENTITIES
 
 RETENTION_CHECK = "spark.databricks.delta.retentionDurationCheck.enabled"
 RECORD_COLUMN = "record"  # a curated dead letter's raw record, as JSON
@@ -53,10 +54,11 @@ class DeltaErasure:
 
 def person_tables() -> list[tuple[str, tuple[str, str] | None]]:
     """(lake path, raw stream of its records for dead-letter tables) of every Delta table that can
-    hold a person: orders first, so their ids are known before order lines are matched."""
-    curated = sorted((curated_path(spec.table) for spec in ENTITIES), key=lambda path: path != ORDER_TABLE)
-    dead = [(dead_letter_path(spec.table), (spec.provider, spec.stream)) for spec in ENTITIES]
-    identity = [NODES, EDGES, MAP, MERGES, EXCLUSIONS, PROFILES, HISTORY]
+    hold a person (the generic tables of registered streams and the predictions included): orders
+    first, so their ids are known before order lines are matched."""
+    curated = sorted((curated_path(spec.table) for spec in CURATED_ENTITIES), key=lambda path: path != ORDER_TABLE)
+    dead = [(dead_letter_path(spec.table), (spec.provider, spec.stream)) for spec in CURATED_ENTITIES]
+    identity = [NODES, EDGES, MAP, MERGES, EXCLUSIONS, PROFILES, HISTORY, PREDICTIONS]
     return [*((path, None) for path in curated + identity), *dead]
 
 

@@ -63,11 +63,13 @@ def _phone_valid(raw_field: str, column: str = "phone") -> Rule:
 def _category_preference(purpose: str) -> str:
     """The consent manager's choice for `purpose` in `context.consent.categoryPreferences`, whose
     category names the app's owner spells as they like: compared as letters only, case ignored
-    ("Email Marketing", "email_marketing" and "EmailMarketing" are one purpose)."""
-    letters = purpose.replace("_", "")
+    ("Email Marketing", "email_marketing" and "EmailMarketing" are one purpose). Matched in the
+    map's JSON text because a lambda over the map (`map_filter`) would take the whole projection
+    out of Spark's generated code."""
+    key = '[^a-z"]*'.join(purpose.replace("_", ""))
     return (
-        "try_element_at(map_values(map_filter(context.consent.categoryPreferences, "
-        f"(k, v) -> regexp_replace(lower(k), '[^a-z]', '') = '{letters}')), 1)"
+        "nullif(regexp_extract(to_json(context.consent.categoryPreferences), "
+        f"'(?i)\"[^a-z\"]*{key}[^a-z\"]*\":\"([^\"]*)\"', 1), '')"
     )
 
 

@@ -58,7 +58,7 @@ def as_csv(records: list[dict]) -> bytes:
                 r["phone"] or "",
                 r["created_at"],
                 r["updated_at"],
-                str(r["accepts_marketing"]).lower(),
+                "" if r["accepts_marketing"] is None else str(r["accepts_marketing"]).lower(),
                 address["city"],
                 address["country_code"],
                 address["country"],

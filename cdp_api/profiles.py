@@ -27,11 +27,15 @@ ID_TYPES = (
 )
 # A prefix range's upper bound in the "C" collation (byte order): no character sorts after this one.
 _LAST_CHARACTER = "\U0010ffff"
+# The latest published scores of the tenant's model (cdp_predictions); null when it has none.
+PREDICTION_FIELDS = ("churn_probability", "probability_alive", "expected_purchases_12m", "predicted_value_12m_usd")
+CONSENT_PURPOSES = ("email_marketing", "sms_marketing", "advertising")
 _PROFILE_FIELDS = (
     "cdp_customer_id, email, phone, name, city, country, company_name, industry, company_employees, "
     "accepts_marketing, preferred_channel, identifiers, first_seen, orders, lifetime_revenue_usd, "
     "average_order_value_usd, first_order_date, last_order_date, days_since_last_order, events_30d, "
-    "page_views_30d, last_event_at, as_of_date"
+    "page_views_30d, last_event_at, as_of_date, email_marketing_consent, sms_marketing_consent, advertising_consent, "
+    f"{', '.join(PREDICTION_FIELDS)}, predicted_as_of"
 )
 
 
@@ -84,15 +88,19 @@ async def profile(conn: psycopg.AsyncConnection, tenant: str, customer: str) -> 
     identifiers, segments = record.pop("identifier_list"), record.pop("segment_list")
     as_of = record.pop("as_of_date")
     consent = {
+        **{purpose: record.pop(f"{purpose}_consent") for purpose in CONSENT_PURPOSES},
         "accepts_marketing": record.pop("accepts_marketing"),
         "preferred_channel": record.pop("preferred_channel"),
     }
+    scores = {field: record.pop(field) for field in PREDICTION_FIELDS}
+    predicted_as_of = record.pop("predicted_as_of")
     return {
         "cdp_customer_id": record.pop("cdp_customer_id"),
         "as_of": as_of,
         "traits": record,
         "identifiers": identifiers,
         "consent": consent,
+        "predictions": {**scores, "as_of": predicted_as_of} if predicted_as_of else None,
         "segments": segments,
     }
 

@@ -68,6 +68,8 @@ SELECT tenant_id, cdp_customer_id, email, phone, name, city, country, company_na
        company_employees, accepts_marketing, preferred_channel, identifiers, first_seen, orders,
        lifetime_revenue_usd, average_order_value_usd, first_order_date, last_order_date,
        days_since_last_order, events_30d, page_views_30d, last_event_at, as_of_date,
+       email_marketing_consent, sms_marketing_consent, advertising_consent,
+       churn_probability, probability_alive, expected_purchases_12m, predicted_value_12m_usd, predicted_as_of,
        lower(email) AS search_email_pii
 FROM marts.customer_360;
 

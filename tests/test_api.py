@@ -147,7 +147,21 @@ def test_lookup_by_any_identifier_gives_the_golden_record(api, person):
     body = by_email.json()
     assert body["cdp_customer_id"] == person["cdp_customer_id"]
     assert body["traits"]["name"] == person["name"] and body["traits"]["email"] == person["email"]
-    assert set(body["consent"]) == {"accepts_marketing", "preferred_channel"}
+    (served,) = _rows(
+        api,
+        "SELECT email_marketing_consent, sms_marketing_consent, advertising_consent, accepts_marketing, "
+        "preferred_channel, churn_probability FROM marts.customer_360 WHERE tenant_id = %s AND cdp_customer_id = %s",
+        (TENANT, person["cdp_customer_id"]),
+    )
+    assert body["consent"] == {
+        "email_marketing": served["email_marketing_consent"],
+        "sms_marketing": served["sms_marketing_consent"],
+        "advertising": served["advertising_consent"],
+        "accepts_marketing": served["accepts_marketing"],
+        "preferred_channel": served["preferred_channel"],
+    }
+    # Two days of sample history are too little for a model (cdp_predictions' minimum history).
+    assert served["churn_probability"] is None and body["predictions"] is None
     (as_of,) = _rows(api, "SELECT max(as_of_date) AS day FROM marts.customer_360")
     assert body["as_of"] == as_of["day"].isoformat()
     expected_segments = _rows(
@@ -231,6 +245,37 @@ def test_the_timeline_pages_newest_first_with_cursors(api, person):
         if not cursor:
             break
     assert seen == [(r["kind"], r["item_id"]) for r in expected] and pages == -(-len(expected) // 3)
+
+
+def test_a_published_model_s_scores_come_with_the_profile(api, person):
+    """Scores as `predictions/customer_scores` publishes them through customer_360 into the serving
+    table (here written there directly: the sample is too short for a model) reach the profile."""
+    with psycopg.connect(api["pipeline"], autocommit=True) as conn:
+        conn.execute(
+            "UPDATE api.profiles SET churn_probability = 0.125, probability_alive = 0.875, "
+            "expected_purchases_12m = 2.5, predicted_value_12m_usd = 140.20, predicted_as_of = as_of_date "
+            "WHERE tenant_id = %s AND cdp_customer_id = %s",
+            (TENANT, person["cdp_customer_id"]),
+        )
+    try:
+        body = _get(api, "masked", f"/v1/{TENANT}/profiles/cdp_customer_id:{person['cdp_customer_id']}").json()
+        assert body["predictions"] == {
+            "churn_probability": 0.125,
+            "probability_alive": 0.875,
+            "expected_purchases_12m": 2.5,
+            "predicted_value_12m_usd": "140.20",  # money as exact decimal text, like the traits
+            "as_of": body["as_of"],
+        }
+        other = _get(api, "other", f"/v1/{OTHER}/profiles/cdp_customer_id:{person['cdp_customer_id']}").json()
+        assert other["predictions"] is None
+    finally:
+        with psycopg.connect(api["pipeline"], autocommit=True) as conn:
+            conn.execute(
+                "UPDATE api.profiles SET churn_probability = NULL, probability_alive = NULL, "
+                "expected_purchases_12m = NULL, predicted_value_12m_usd = NULL, predicted_as_of = NULL "
+                "WHERE tenant_id = %s",
+                (TENANT,),
+            )
 
 
 def test_segments_now_and_as_of_a_day(api, person):

@@ -66,11 +66,9 @@ def _category_preference(purpose: str) -> str:
     ("Email Marketing", "email_marketing" and "EmailMarketing" are one purpose). Matched in the
     map's JSON text because a lambda over the map (`map_filter`) would take the whole projection
     out of Spark's generated code."""
-    key = '[^a-z"]*'.join(purpose.replace("_", ""))
-    return (
-        "nullif(regexp_extract(to_json(context.consent.categoryPreferences), "
-        f"'(?i)\"[^a-z\"]*{key}[^a-z\"]*\":\"([^\"]*)\"', 1), '')"
-    )
+    gap = '[^a-z"]*'  # anything but letters within the key
+    pattern = f'(?i)"{gap}{gap.join(purpose.replace("_", ""))}{gap}":"([^"]*)"'
+    return f"nullif(regexp_extract(to_json(context.consent.categoryPreferences), '{pattern}', 1), '')"
 
 
 ADDRESS = "struct<city: string, country_code: string, country: string>"

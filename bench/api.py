@@ -55,7 +55,11 @@ SELECT CASE WHEN n %% 10 = 0 THEN %(other)s ELSE %(tenant)s END AS tenant_id,
        2::bigint AS orders, 120.00::numeric(18, 2) AS lifetime_revenue_usd,
        60.00::numeric(18, 2) AS average_order_value_usd, DATE '2026-01-01' AS first_order_date,
        DATE '2026-02-01' AS last_order_date, 30 AS days_since_last_order, 4::bigint AS events_30d,
-       2::bigint AS page_views_30d, now() AS last_event_at, DATE '2026-03-03' AS as_of_date
+       2::bigint AS page_views_30d, now() AS last_event_at, DATE '2026-03-03' AS as_of_date,
+       'granted'::text AS email_marketing_consent, 'unknown'::text AS sms_marketing_consent,
+       'denied'::text AS advertising_consent, (n %% 100) / 100.0::double precision AS churn_probability,
+       0.5::double precision AS probability_alive, 1.5::double precision AS expected_purchases_12m,
+       90.00::numeric(18, 2) AS predicted_value_12m_usd, DATE '2026-03-03' AS predicted_as_of
 FROM generate_series(1, %(profiles)s) AS n,
      (SELECT ARRAY['an', 'bel', 'cor', 'dan', 'el', 'fin', 'gra', 'hol', 'ix', 'jo', 'ka', 'lin', 'mor', 'nel',
                    'or', 'pa', 'quin', 'ros', 'sa', 'tor'] AS s) AS syllables;
@@ -189,11 +193,12 @@ def wrk(url: str, paths: list[str], key: str, connections: int, seconds: int, wo
     if set(percentiles) != {"50", "99"}:
         raise RuntimeError(f"wrk's output has no latency percentiles:\n{out}\n{result.stderr}")
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    timeouts = re.search(r"Socket errors: .*timeout (\d+)", out)  # wrk's 2 s: not in its percentiles
     return {
         "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
         "p50": percentiles["50"],
         "p99": percentiles["99"],
-        "errors": int(errors.group(1)) if errors else 0,
+        "errors": (int(errors.group(1)) if errors else 0) + (int(timeouts.group(1)) if timeouts else 0),
     }
 
 
@@ -211,14 +216,17 @@ def main() -> int:
     key = make_key(server)
     tenant_people = [n for n in range(1, args.profiles + 1, max(1, args.profiles // 20_000)) if n % 10][:10_000]
     lookups = [f"/v1/{TENANT}/profiles/email:person{n}@example.com" for n in tenant_people]
-    # A third each: email prefixes, phone prefixes, misspelt names (similarity).
-    searches = []
+    # A third each: email prefixes, phone prefixes, name prefixes; apart, names with one letter
+    # wrong, which only similarity finds.
+    searches, misspelt = [], []
     for n in tenant_people[::10]:
+        name = generated_name(n)
         searches += [
             f"/v1/{TENANT}/profiles?q=person{n // 100}&limit=20",
             f"/v1/{TENANT}/profiles?q=%2B1555{n:07d}"[:-3] + "&limit=20",
-            f"/v1/{TENANT}/profiles?q={quote(generated_name(n)[:-1])}&limit=20",
+            f"/v1/{TENANT}/profiles?q={quote(name[:-1])}&limit=20",
         ]
+        misspelt.append(f"/v1/{TENANT}/profiles?q={quote(name[:3] + 'x' + name[4:])}&limit=20")
     with tempfile.TemporaryDirectory() as directory:
         workdir = Path(directory)
         api_port, bare_port = free_port(), free_port()
@@ -234,16 +242,18 @@ def main() -> int:
                 if answer.status_code != 200:
                     raise RuntimeError(f"{answer.status_code} from the API: {answer.text[:300]}")
             results = {}
-            for name, port, paths in (
-                ("bare", bare_port, ["/bare"]),
-                ("lookup by email", api_port, lookups),
-                ("search", api_port, searches),
+            for name, port, paths, connections in (
+                ("bare", bare_port, ["/bare"], args.connections),
+                ("lookup by email", api_port, lookups, args.connections),
+                ("search", api_port, searches, args.connections),
+                ("misspelt, 1 conn", api_port, misspelt, 1),  # what one such query costs, without a queue
             ):
-                wrk(f"http://127.0.0.1:{port}", paths[:200], key, args.connections, 2, workdir)  # warm-up
-                results[name] = wrk(f"http://127.0.0.1:{port}", paths, key, args.connections, args.seconds, workdir)
+                wrk(f"http://127.0.0.1:{port}", paths[:200], key, connections, 2, workdir)  # warm-up
+                results[name] = wrk(f"http://127.0.0.1:{port}", paths, key, connections, args.seconds, workdir)
                 r = results[name]
                 print(
-                    f"{name:16} {r['rps']:8,.0f} req/s  p50 {r['p50']:6.1f} ms  p99 {r['p99']:6.1f} ms  errors {r['errors']}"
+                    f"{name:16} {r['rps']:8,.0f} req/s  p50 {r['p50']:6.1f} ms  p99 {r['p99']:6.1f} ms  "
+                    f"errors and timeouts {r['errors']}"
                 )
         finally:
             for process in processes:
@@ -252,7 +262,8 @@ def main() -> int:
     lookup, search, bare = results["lookup by email"], results["search"], results["bare"]
     print(
         f"lookups/bare {lookup['rps'] / bare['rps']:.2f} (goal ≥ 0.5); lookups {lookup['rps']:,.0f} req/s (goal ≥ 1,000), "
-        f"p99 {lookup['p99']:.1f} ms (goal < 50); search p99 {search['p99']:.1f} ms (goal < 100)"
+        f"p99 {lookup['p99']:.1f} ms (goal < 50); search p99 {search['p99']:.1f} ms (goal < 100; "
+        f"a misspelt name alone {results['misspelt, 1 conn']['p50']:.1f} ms)"
     )
     return 0
 

@@ -170,8 +170,13 @@ def _prefix_range(prefix: str) -> tuple[str, str]:
 
 
 async def search(conn: psycopg.AsyncConnection, tenant: str, q: str, offset: int, limit: int) -> list[dict[str, Any]]:
-    """Profiles whose email or phone starts with q, then those whose name is like q (pg_trgm
-    similarity), best first; personal columns, so the PII role only."""
+    """Profiles whose email, then name, starts with q (a phone-like q: whose phone does), each once;
+    when no profile does, those whose name is like q (pg_trgm similarity), best first. Personal
+    columns, so the PII role only.
+
+    A search box is typed into from the start, and a prefix is one index range; similarity reads
+    every row sharing a trigram with q, so it is the answer for a q that is no profile's beginning
+    (a misspelling), not padding after the prefix matches."""
     wanted = offset + limit
     fields = "cdp_customer_id, name, email, phone, city, country"
     if is_phone_query(q):
@@ -186,22 +191,36 @@ async def search(conn: psycopg.AsyncConnection, tenant: str, q: str, offset: int
         )
         return rows[offset:]
     low, high = _prefix_range(q.strip().lower())
+    params = {"tenant": tenant, "low": low, "high": high, "q": q, "wanted": wanted}
     rows = await _all(
         conn,
-        f"(SELECT {fields}, 1.0::float AS score FROM api.profiles WHERE tenant_id = %(tenant)s "
-        'AND search_email_pii COLLATE "C" >= %(low)s AND search_email_pii COLLATE "C" < %(high)s '
-        'ORDER BY search_email_pii COLLATE "C", cdp_customer_id LIMIT %(wanted)s) '
-        f"UNION ALL (SELECT {fields}, similarity(name, %(q)s)::float AS score FROM api.profiles "
-        "WHERE tenant_id = %(tenant)s AND name %% %(q)s "
-        "ORDER BY score DESC, cdp_customer_id LIMIT %(wanted)s)",
-        {"tenant": tenant, "low": low, "high": high, "q": q, "wanted": wanted},
+        " UNION ALL ".join(
+            f"(SELECT {fields}, 1.0::float AS score FROM api.profiles WHERE tenant_id = %(tenant)s "
+            f'AND {column} COLLATE "C" >= %(low)s AND {column} COLLATE "C" < %(high)s '
+            f'ORDER BY {column} COLLATE "C", cdp_customer_id LIMIT %(wanted)s)'
+            for column in ("search_email_pii", "search_name_pii")
+        ),
+        params,
     )
+    if not rows:
+        rows = await _all(
+            conn,
+            f"SELECT {fields}, similarity(name, %(q)s)::float AS score FROM api.profiles "
+            "WHERE tenant_id = %(tenant)s AND name %% %(q)s "
+            "ORDER BY score DESC, cdp_customer_id LIMIT %(wanted)s",
+            params,
+        )
+    return _first_of_each(rows)[offset:wanted]
+
+
+def _first_of_each(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The rows in their order, a profile once (at its first place)."""
     seen, unique = set(), []
-    for row in rows:  # prefix matches first, then by similarity; a profile once
+    for row in rows:
         if row["cdp_customer_id"] not in seen:
             seen.add(row["cdp_customer_id"])
             unique.append(row)
-    return unique[offset:wanted]
+    return unique
 
 
 def is_phone_query(q: str) -> bool:

@@ -70,7 +70,7 @@ SELECT tenant_id, cdp_customer_id, email, phone, name, city, country, company_na
        days_since_last_order, events_30d, page_views_30d, last_event_at, as_of_date,
        email_marketing_consent, sms_marketing_consent, advertising_consent,
        churn_probability, probability_alive, expected_purchases_12m, predicted_value_12m_usd, predicted_as_of,
-       lower(email) AS search_email_pii
+       lower(email) AS search_email_pii, lower(name) AS search_name_pii
 FROM marts.customer_360;
 
 CREATE TABLE api_build.identifiers AS
@@ -110,6 +110,7 @@ DROP TABLE api_build.merges_raw, api_build.exclusions_raw;
 
 CREATE UNIQUE INDEX ON api_build.profiles (tenant_id, cdp_customer_id);
 CREATE INDEX ON api_build.profiles (tenant_id, search_email_pii COLLATE "C");
+CREATE INDEX ON api_build.profiles (tenant_id, search_name_pii COLLATE "C");
 CREATE INDEX ON api_build.profiles (tenant_id, phone COLLATE "C");
 CREATE INDEX ON api_build.profiles USING gin (name gin_trgm_ops);
 CREATE INDEX ON api_build.identifiers (tenant_id, id_type, id_value);

@@ -296,8 +296,15 @@ def test_search_by_email_phone_prefix_and_name_similarity(api, person):
 
     assert person["cdp_customer_id"] in ids(q=person["email"][:5].upper(), limit=100)
     assert person["cdp_customer_id"] in ids(q=person["phone"][:8], limit=100)
-    misspelt = person["name"][:-1] if len(person["name"]) > 6 else person["name"]
+    assert person["cdp_customer_id"] in ids(q=person["name"][:4].lower(), limit=100)  # typed so far
+    middle = len(person["name"]) // 2
+    misspelt = person["name"][:middle] + ("x" if person["name"][middle] != "x" else "y") + person["name"][middle + 1 :]
     assert person["cdp_customer_id"] in ids(q=misspelt, limit=100)
+    assert person["cdp_customer_id"] == ids(q=misspelt, limit=1)[0] or _rows(
+        api,
+        "SELECT 1 FROM api.profiles WHERE tenant_id = %s AND name = %s AND cdp_customer_id <> %s",
+        (TENANT, person["name"], person["cdp_customer_id"]),
+    )  # best first, unless a namesake ties
     # Pages of two follow each other without repeats and add up to the whole result.
     whole = ids(q=person["email"][:2], limit=50)
     paged, cursor = [], None

@@ -49,7 +49,7 @@ def build(root, days: int, customers: int, with_dbt: bool) -> tuple[LakeResource
     with warehouse.connect(autocommit=True) as conn:
         ensure_security(conn)
     groups = ["raw", "curated", "identity", "profiles", "warehouse"]
-    groups += ["staging", "intermediate", "marts", "segments", "activation"] if with_dbt else []
+    groups += ["predictions", "staging", "intermediate", "marts", "segments", "activation"] if with_dbt else []
     job = define_asset_job("bench", AssetSelection.groups(*groups).without_checks(), partitions_def=daily_partitions)
     bench_defs = Definitions(
         assets=list(defs.assets),

@@ -250,8 +250,13 @@ def test_postgres_sources_in_dagster_incremental_and_paused_on_a_wrong_password(
     assert acme.group_names_by_key[acme.key] == "sources" and "public-customers" in acme.descriptions_by_key[acme.key]
     schedule = defs.resolve_schedule_def("source__acme_corp__crm_schedule")
     assert schedule.cron_schedule == "*/15 * * * *" and schedule.job_name == "source__acme_corp__crm"
-    tick = build_schedule_context(instance=dagster_instance, resources={"warehouse": WarehouseResource(url=state_db)})
-    assert schedule.evaluate_tick(tick).run_requests
+    # As a context manager: its resources open a second instance that sets Dagster's current
+    # defs-state storage, and only leaving the context restores the session's (else a later
+    # `resolve_job_def` can meet the collected instance: "undefined DagsterInstance weakref").
+    with build_schedule_context(
+        instance=dagster_instance, resources={"warehouse": WarehouseResource(url=state_db)}
+    ) as tick:
+        assert schedule.evaluate_tick(tick).run_requests
 
     first = materialize(defs, "source__acme_corp__crm", dagster_instance)
     assert first.success

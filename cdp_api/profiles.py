@@ -13,6 +13,7 @@ import psycopg
 from psycopg.rows import dict_row
 
 from cdp_api.serving import PERSONAL_ID_TYPES
+from cdp_resources.consent import PURPOSES
 
 # Identifier types a profile is looked up by: the identity map's (cdp_identity/merge_rules.yaml) and the profile's own id.
 ID_TYPES = (
@@ -29,13 +30,12 @@ ID_TYPES = (
 _LAST_CHARACTER = "\U0010ffff"
 # The latest published scores of the tenant's model (cdp_predictions); null when it has none.
 PREDICTION_FIELDS = ("churn_probability", "probability_alive", "expected_purchases_12m", "predicted_value_12m_usd")
-CONSENT_PURPOSES = ("email_marketing", "sms_marketing", "advertising")
 _PROFILE_FIELDS = (
     "cdp_customer_id, email, phone, name, city, country, company_name, industry, company_employees, "
     "accepts_marketing, preferred_channel, identifiers, first_seen, orders, lifetime_revenue_usd, "
     "average_order_value_usd, first_order_date, last_order_date, days_since_last_order, events_30d, "
-    "page_views_30d, last_event_at, as_of_date, email_marketing_consent, sms_marketing_consent, advertising_consent, "
-    f"{', '.join(PREDICTION_FIELDS)}, predicted_as_of"
+    "page_views_30d, last_event_at, as_of_date, "
+    f"{', '.join(f'{purpose}_consent' for purpose in PURPOSES)}, {', '.join(PREDICTION_FIELDS)}, predicted_as_of"
 )
 
 
@@ -88,7 +88,7 @@ async def profile(conn: psycopg.AsyncConnection, tenant: str, customer: str) -> 
     identifiers, segments = record.pop("identifier_list"), record.pop("segment_list")
     as_of = record.pop("as_of_date")
     consent = {
-        **{purpose: record.pop(f"{purpose}_consent") for purpose in CONSENT_PURPOSES},
+        **{purpose: record.pop(f"{purpose}_consent") for purpose in PURPOSES},
         "accepts_marketing": record.pop("accepts_marketing"),
         "preferred_channel": record.pop("preferred_channel"),
     }

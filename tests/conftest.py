@@ -9,6 +9,7 @@ from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
 
 import boto3
+import psycopg
 import pyarrow.parquet as pq
 import pytest
 from dagster import DagsterInstance
@@ -53,8 +54,6 @@ def postgres() -> EmbeddedPostgres:
 def warehouse(postgres) -> WarehouseResource:
     """A fresh database of its own in the session's PostgreSQL for the warehouse tables and dbt,
     owned by and used as the pipeline's role (as the embedded `cdp` database is)."""
-    import psycopg
-
     with psycopg.connect(postgres.url("postgres"), autocommit=True) as conn:
         conn.execute('DROP DATABASE IF EXISTS "warehouse" WITH (FORCE)')
         conn.execute(sql.SQL("CREATE DATABASE warehouse OWNER {}").format(sql.Identifier(PIPELINE_ROLE)))
@@ -176,10 +175,18 @@ def comparable(frame):
 
 
 def assert_same_rows(one, other, name: str = "") -> None:
-    """Two runs' versions of a table hold the same rows (`comparable`), and some."""
+    """Two runs' versions of a table hold the same rows (`comparable`; duplicates counted, as
+    `exceptAll` counts them), and some: one Spark job per table."""
     one, other = comparable(one), comparable(other)
-    assert one.count() == other.count() > 0, name
-    assert one.exceptAll(other).count() == 0 and other.exceptAll(one).count() == 0, name
+    sides = one.withColumn("_in_one", F.lit(1)).unionByName(other.withColumn("_in_one", F.lit(0)))
+    copies = sides.groupBy(*one.columns).agg(
+        F.sum("_in_one").alias("in_one"), F.sum(1 - F.col("_in_one")).alias("in_other")
+    )
+    rows_one, rows_other, differing = copies.agg(
+        *(F.coalesce(F.sum(side), F.lit(0)) for side in ("in_one", "in_other")),
+        F.count_if(F.col("in_one") != F.col("in_other")),
+    ).first()
+    assert rows_one == rows_other > 0 and differing == 0, (name, rows_one, rows_other, differing)
 
 
 # A small sample shared by the graph tests: 2 tenants, 5 days.
@@ -242,6 +249,19 @@ def copy_lake(lake: LakeResource, name: str) -> LakeResource:
     shutil.rmtree(target, ignore_errors=True)
     shutil.copytree(lake.base_uri, target)
     return LakeResource(base_uri=str(target))
+
+
+def copy_database(postgres, source_url: str, name: str) -> str:
+    """A copy of the database at `source_url` named `name` (its sessions ended: a template has none); its URL."""
+    source = psycopg.conninfo.conninfo_to_dict(source_url)["dbname"]
+    with psycopg.connect(postgres.url("postgres"), autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
+            (source,),
+        )
+        conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{source}"')
+    return postgres.url(name)
 
 
 @pytest.fixture(scope="session")

@@ -17,7 +17,7 @@ from cdp_ingest.file_drops import process_drops
 from cdp_ingest.registry import SchemaRegistry
 from cdp_resources.raw_zone import decode_ndjson_gz
 from cdp_resources.warehouse import WarehouseResource
-from tests.conftest import LAKE_DAILY_CONFIG, copy_lake, run_assets
+from tests.conftest import LAKE_DAILY_CONFIG, copy_database, copy_lake, run_assets
 
 TENANT = LAKE_DAILY_CONFIG.tenants[0]
 LAST_DAY = LAKE_DAILY_CONFIG.start + timedelta(days=LAKE_DAILY_CONFIG.days - 1)
@@ -91,11 +91,7 @@ def test_a_member_unsubscribed_by_campaign_results_is_removed_by_the_next_mirror
     campaign results, the consent models, customer_360, a segment model, membership, audiences,
     crm_files) removes that member from crm_files, in every audience it is still in."""
     lake = copy_lake(lake_daily_run["lake"], "consent-unsubscribe")
-    source = lake_daily_run["warehouse"].dsn()
-    copy = f"wh_consent_{datetime.now().strftime('%H%M%S%f')}"
-    with psycopg.connect(postgres.url("postgres"), autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{copy}" TEMPLATE "{psycopg.conninfo.conninfo_to_dict(source)["dbname"]}"')
-    warehouse = WarehouseResource(url=source.replace(psycopg.conninfo.conninfo_to_dict(source)["dbname"], copy))
+    warehouse = WarehouseResource(url=copy_database(postgres, lake_daily_run["warehouse"].dsn(), "consent_unsubscribe"))
 
     before = _received(lake, LAST_DAY)
     segment = sorted(s for s in before if s.startswith("country_"))[0]

@@ -1,7 +1,7 @@
-"""dbt on the loaded sample: the whole project builds with every test passing (as Dagster asset
-checks), marts agree with the lake and the generator's truth, every buyer has one RFM segment,
-segment membership collects every segment model, and an analyst's new segment model shows up with
-no other change."""
+"""dbt on the whole `lake_daily` job's sample (a copy of its warehouse): the project builds with
+every test passing (as Dagster asset checks), marts agree with the lake and the generator's truth,
+every buyer has one RFM segment, segment membership collects every segment model, and an
+analyst's new segment model shows up with no other change."""
 
 import gzip
 import json
@@ -22,12 +22,12 @@ from cdp_assets.dbt import (
 from cdp_resources.dbt_project import cdp_dbt_project, dbt_cli, prepare
 from cdp_resources.raw_zone import decode_ndjson_gz
 from cdp_resources.settings import PROJECT_DIR
+from cdp_resources.warehouse import WarehouseResource
 from partitions import daily_partitions
-from tests.conftest import CURATED_CONFIG, run_assets
+from tests.conftest import LAKE_DAILY_CONFIG, copy_database, run_assets
 from tests.test_warehouse import rows
 
-FIRST, LAST = CURATED_CONFIG.start, CURATED_CONFIG.start + timedelta(days=CURATED_CONFIG.days - 1)
-DBT_GROUPS = ["staging", "intermediate", "marts", "segments"]
+FIRST, LAST = LAKE_DAILY_CONFIG.start, LAKE_DAILY_CONFIG.start + timedelta(days=LAKE_DAILY_CONFIG.days - 1)
 
 
 def test_dbt_vars_are_the_partition_window_and_the_late_days(monkeypatch):
@@ -78,11 +78,16 @@ def test_layers_read_only_the_layers_below_and_every_loaded_table_is_used_or_exp
 
 
 @pytest.fixture(scope="module")
-def built(warehouse_loaded, dagster_instance, warehouse):
-    lake, _ = warehouse_loaded
-    result = run_assets(lake, dagster_instance, FIRST, LAST, groups=DBT_GROUPS, checks=True, warehouse=warehouse)
-    assert result.success
-    return lake, result
+def warehouse(lake_daily_run, postgres) -> WarehouseResource:
+    """A copy of the warehouse the whole `lake_daily` job built (its dbt models with every dbt test
+    as an asset check), for these tests to change."""
+    return WarehouseResource(url=copy_database(postgres, lake_daily_run["warehouse"].dsn(), "dbt_tests"))
+
+
+@pytest.fixture(scope="module")
+def built(lake_daily_run, warehouse):
+    assert lake_daily_run["result"].success
+    return lake_daily_run["lake"], lake_daily_run["result"]
 
 
 def test_every_model_builds_and_every_test_passes(built):
@@ -133,7 +138,7 @@ def test_customer_360_carries_the_truth(built, warehouse):
     people = [
         json.loads(line)
         for line in gzip.decompress(
-            lake.read_bytes(f"truth/{CURATED_CONFIG.tenants[0]}/persons.ndjson.gz")
+            lake.read_bytes(f"truth/{LAKE_DAILY_CONFIG.tenants[0]}/persons.ndjson.gz")
         ).splitlines()
     ]
     found = dict(
@@ -155,7 +160,7 @@ def test_campaign_performance_counts_the_fed_back_results(built, warehouse):
     lake, _ = built
     events = {
         (tenant, r["event_id"]): r
-        for tenant in CURATED_CONFIG.tenants
+        for tenant in LAKE_DAILY_CONFIG.tenants
         for obj in lake.list(f"raw/{tenant}/campaigns/results/")
         for r in decode_ndjson_gz(lake.read_bytes(obj.key))
     }
@@ -174,7 +179,7 @@ def test_campaign_performance_counts_the_fed_back_results(built, warehouse):
         ):
             if count:
                 counted[(tenant, segment, day, event_type)] = count
-    assert len(events) > 100 and counted == {key: len(pairs) for key, pairs in expected.items()}
+    assert len(events) > 40 and counted == {key: len(pairs) for key, pairs in expected.items()}
 
 
 def test_segment_membership_collects_every_segment_model(built, warehouse):
@@ -283,7 +288,7 @@ def test_equal_values_get_equal_rfm_scores(built, warehouse):
         for value, score in (("recency_days", "r_score"), ("frequency", "f_score"), ("monetary_usd", "m_score"))
     }
     (one_order_buyers,) = rows(warehouse, "SELECT count(*) FROM segments.segment_rfm WHERE frequency = 1")[0]
-    assert one_order_buyers > 20 and split == {"r_score": 0, "f_score": 0, "m_score": 0}
+    assert one_order_buyers > 5 and split == {"r_score": 0, "f_score": 0, "m_score": 0}
     assert rows(warehouse, "SELECT DISTINCT f_score FROM segments.segment_rfm WHERE frequency = 1") == [(1,)]
 
 

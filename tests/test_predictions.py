@@ -9,9 +9,12 @@ from datetime import date, timedelta
 
 import numpy as np
 import pandas as pd
+import psycopg
 import pytest
+from dagster import DagsterInstance
 from pyspark.sql import functions as F
 
+from cdp_activation.audiences import read_members
 from cdp_assets.keys import PREDICTIONS_KEY
 from cdp_assets.predictions import CHURN_CHECK, CLV_CHECK
 from cdp_identity.sources import node_id
@@ -26,10 +29,11 @@ from cdp_predictions.pipeline import predict
 from cdp_resources.lake import LakeResource
 from cdp_resources.lake_paths import MAP, PREDICTIONS, PROFILES, curated_path
 from cdp_resources.raw_zone import RAW_KEY, decode_ndjson_gz
+from cdp_resources.warehouse import WarehouseResource
 from cdp_sampledata.generator import GeneratorConfig, generate
 from cdp_sampledata.population import build_population
 from cdp_sampledata.purchases import PurchaseBehaviour, order_table, timeline, timelines
-from tests.conftest import run_assets
+from tests.conftest import LAKE_DAILY_CONFIG, copy_database, copy_lake, run_assets
 
 TRUTH = PurchaseBehaviour()
 START = date(2025, 1, 1)
@@ -303,3 +307,67 @@ def test_a_failing_check_keeps_the_previous_scores(published, dagster_instance, 
     assert "churn AUC" in str(checks[CHURN_CHECK].metadata["failed"].value)
     after = spark.read.format("delta").load(path).select("_run_id", "cdp_customer_id", "churn_probability").collect()
     assert sorted(after) == sorted(before)
+
+
+@pytest.mark.slow
+def test_prediction_segments_build_in_dbt_and_export_as_audiences(published, lake_daily_run, postgres, spark):
+    """The published scores (a real model's, above) given to the whole `lake_daily` sample's
+    profiles on copies of its lake and warehouse, the highest churn risk to the biggest spenders;
+    the run from the warehouse load to the audiences puts them on customer_360 and in the
+    prediction segments by their rules (written again here), exported like any other segment."""
+    daily_lake = copy_lake(lake_daily_run["lake"], "prediction-segments")
+    warehouse = WarehouseResource(url=copy_database(postgres, lake_daily_run["warehouse"].dsn(), "prediction_segments"))
+    day = LAKE_DAILY_CONFIG.start + timedelta(days=LAKE_DAILY_CONFIG.days - 1)
+    tenant = LAKE_DAILY_CONFIG.tenants[0]
+    with psycopg.connect(warehouse.dsn()) as conn:
+        revenue = conn.execute(
+            "SELECT cdp_customer_id, lifetime_revenue_usd FROM marts.customer_360 WHERE tenant_id = %s "
+            "ORDER BY lifetime_revenue_usd DESC, cdp_customer_id",
+            (tenant,),
+        ).fetchall()
+    scores = spark.read.format("delta").load(published[0].spark_path(PREDICTIONS)).toPandas()
+    scores = scores.sort_values(["churn_probability", "cdp_customer_id"], ascending=False).head(len(revenue))
+    assert len(scores) == len(revenue)
+    scores = scores.assign(tenant_id=tenant, cdp_customer_id=[c for c, _ in revenue], as_of_date=day)
+    spark.createDataFrame(scores).write.format("delta").mode("overwrite").save(daily_lake.spark_path(PREDICTIONS))
+
+    run = run_assets(
+        daily_lake,
+        DagsterInstance.ephemeral(),
+        day,
+        day,
+        selection=[
+            "warehouse/customer_predictions",
+            "staging/stg_customer_predictions",
+            "marts/customer_360",
+            "segments/segment_predictions",
+            "segments/segment_membership",
+            "activation/audiences",
+        ],
+        warehouse=warehouse,
+    )
+    assert run.success
+
+    scored = scores.set_index("cdp_customer_id").join(pd.Series(dict(revenue), name="revenue").astype(float))
+    value_rank = scored.revenue.rank(method="min").sub(1).div(len(scored) - 1)
+    predicted_rank = scored.expected_value_12m_usd.round(2).rank(method="min").sub(1).div(len(scored) - 1)
+    expected = {
+        "prediction_churn_risk_high_value": set(scored.index[(value_rank >= 0.8) & (scored.churn_probability >= 0.5)]),
+        "prediction_high_value": set(scored.index[predicted_rank >= 0.8]),
+    }
+    with psycopg.connect(warehouse.dsn()) as conn:
+        members = conn.execute(
+            "SELECT segment, cdp_customer_id FROM segments.segment_membership "
+            "WHERE tenant_id = %s AND as_of_date = %s AND segment LIKE 'prediction%%'",
+            (tenant, day),
+        ).fetchall()
+        (on_360,) = conn.execute(
+            "SELECT count(*) FROM marts.customer_360 WHERE tenant_id = %s AND churn_probability IS NOT NULL", (tenant,)
+        ).fetchone()
+    assert on_360 == len(scores)
+    for segment, ids in expected.items():
+        assert ids and {c for s, c in members if s == segment} == ids, segment
+        exported = {
+            c for part in read_members(daily_lake, tenant, segment, day) for c in part["cdp_customer_id"].to_pylist()
+        }
+        assert exported == ids, segment

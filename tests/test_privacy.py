@@ -38,7 +38,7 @@ from cdp_resources.raw_zone import RAW_KEY, decode_ndjson_gz, encode_ndjson_gz, 
 from cdp_resources.warehouse import WarehouseResource
 from cdp_sampledata.dirt import phone_variant
 from cdp_sampledata.population import Person
-from tests.conftest import LAKE_DAILY_CONFIG, copy_lake, run_assets
+from tests.conftest import LAKE_DAILY_CONFIG, copy_database, copy_lake, run_assets
 from tests.webhook_support import Service, app, post, secrets_file, shopify
 
 TENANT = "acme_corp"
@@ -91,18 +91,6 @@ def lake_text(lake: LakeResource) -> dict[str, str]:
             data = json.dumps(pq.read_table(io.BytesIO(data)).to_pylist(), default=str).encode()
         texts[obj.key] = data.decode(errors="replace").lower()
     return texts
-
-
-def copy_database(postgres, source_url: str, name: str) -> str:
-    source = psycopg.conninfo.conninfo_to_dict(source_url)["dbname"]
-    with psycopg.connect(postgres.url("postgres"), autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        conn.execute(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
-            (source,),
-        )
-        conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{source}"')
-    return postgres.url(name)
 
 
 def pg_dump(url: str) -> str:

@@ -4,19 +4,20 @@ database of its own; then, as acme_corp's analyst, every relation in every schem
 SET ROLE / RESET ROLE, set_config and names with SQL in them. No row of globex ever comes back;
 acme_corp's personal columns are masked without the PII grant and visible with it."""
 
+import contextlib
+import io
 import json
 import os
 import re
 import shutil
 import subprocess
-import sys
 from datetime import timedelta
-from pathlib import Path
 
 import psycopg
 import pytest
 from psycopg import sql
 
+from cdp_cli.main import main
 from cdp_resources.dbt_project import cdp_dbt_project, dbt_cli, dbt_project
 from cdp_resources.lake import LakeResource
 from cdp_resources.settings import PROJECT_DIR
@@ -25,7 +26,6 @@ from cdp_resources.warehouse_security import PII_GROUP, PIPELINE_ROLE, READER_GR
 from cdp_sampledata.generator import GeneratorConfig, generate
 from tests.conftest import IDENTITY_GROUPS, TEST_STATE, run_assets
 
-CDP = str(Path(sys.executable).parent / "cdp")
 CONFIG = GeneratorConfig(tenants=("acme_corp", "globex"), days=2, customers=600, seed=11)
 A, B = CONFIG.tenants
 FIRST, LAST = CONFIG.start, CONFIG.start + timedelta(days=CONFIG.days - 1)
@@ -36,7 +36,12 @@ TOKEN = re.compile(r"[^A-Za-z0-9_.@+-]+")
 
 
 def cdp(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([CDP, *args], capture_output=True, text=True, timeout=120)
+    """The `cdp` command's code run in this process (a new interpreter per call would spend seconds
+    importing), with what it prints."""
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main(list(args))
+    return subprocess.CompletedProcess(["cdp", *args], code, out.getvalue(), err.getvalue())
 
 
 @pytest.fixture(scope="module")

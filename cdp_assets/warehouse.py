@@ -1,7 +1,8 @@
 """Warehouse assets: every curated Delta table, the profiles and the identity map loaded into
 PostgreSQL (`raw_cdp`) with COPY. A run replaces the days of its partition range (curated tables)
 or every tenant (current-state tables) by building the new partitions beside the live ones and
-swapping them in one transaction (`cdp_warehouse/load.py`)."""
+swapping them in one transaction (`cdp_warehouse/load.py`); for a generic curated table, also the
+days a curated run removed older versions from (`stale_days`)."""
 
 from datetime import date, timedelta
 

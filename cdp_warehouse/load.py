@@ -11,7 +11,9 @@ row-level security (`cdp_resources/warehouse_security.py`): policies live on the
 tenant roles read through; its partitions carry no grant, so nothing reads them directly.
 
 An incremental run replaces the days of its partition range; a historic run (every day at once)
-replaces them all in the same single transaction.
+replaces them all in the same single transaction. For a current-state curated table (one row per
+key across days), whose runs remove older versions from other days, the days whose live row count
+differs from the Delta table's (`stale_days`) are replaced in the same swap.
 """
 
 import hashlib

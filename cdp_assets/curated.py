@@ -34,12 +34,13 @@ from dagster import (
 )
 from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
 
 from cdp_assets.curated_checks import StoredTable, check_specs, run_checks, statistics_columns
 from cdp_assets.keys import curated_key, raw_key
 from cdp_assets.table_pool import run_in_dependency_order
 from cdp_ingest.manifests import raw_files_for
-from cdp_resources.delta_tables import replace_partitions
+from cdp_resources.delta_tables import read_delta, replace_current_state, replace_partitions
 from cdp_resources.lake import LakeResource
 from cdp_resources.lake_paths import curated_path, dead_letter_path
 from cdp_resources.previews import preview
@@ -50,6 +51,7 @@ from cdp_transform.curated_store import (
     may_hold_dead_letters,
     read_curated,
 )
+from cdp_transform.current_state import STORED, supersede, superseded_stored
 from cdp_transform.enrich import read_company_references
 from cdp_transform.entities import EntitySpec
 from cdp_transform.generic import CURATED_ENTITIES
@@ -94,6 +96,7 @@ def _metadata(
         total.rows_after_dedup += day_stats.rows_after_dedup
         total.dead_lettered += day_stats.dead_lettered
         total.with_warnings += day_stats.with_warnings
+        total.superseded += day_stats.superseded
         for rule, count in day_stats.critical.items():
             dead_by_rule[rule] = dead_by_rule.get(rule, 0) + count
         for rule, count in day_stats.warnings.items():
@@ -114,6 +117,7 @@ def _metadata(
                 day: {
                     "rows_in": s.rows_in,
                     "duplicates": s.duplicates,
+                    **({"superseded": s.superseded} if spec.current_state else {}),
                     "dead_lettered": s.dead_lettered,
                     "curated": s.curated,
                 }
@@ -220,22 +224,27 @@ def curate_table(
     # counts, both writes and the preview; serialised (PySpark's MEMORY_AND_DISK), as the JVM
     # default keeps row objects the collector must copy (figures: docs/performance.md).
     lineage = RunLineage(spec.provider, run_id, tuple(sorted(files)))
-    ruled = curate(spec, read_raw(session, spec, lineage), fx, customers, earlier, companies).localCheckpoint(
-        eager=False, storageLevel=StorageLevel.MEMORY_AND_DISK
-    )
+    ruled = curate(spec, read_raw(session, spec, lineage), fx, customers, earlier, companies)
+    others = None
+    if spec.current_state:
+        # The stored rows of the other days: a key's newer (or older) version may be there.
+        stored = read_delta(session, lake, curated_path(spec.table))
+        others = None if stored is None else stored.where(~F.col("event_date").between(F.lit(first), F.lit(last)))
+        ruled = supersede(spec, ruled, lineage, others)
+    ruled = ruled.localCheckpoint(eager=False, storageLevel=StorageLevel.MEMORY_AND_DISK)
+    removed = {}
+    if spec.current_state:
+        removed = superseded_stored(ruled) if others is not None else {}
+        ruled = ruled.where(~F.col(STORED))
     stats = partition_stats(spec, ruled)
     _enforce_threshold(spec, stats)
     curated, dead = split(spec, ruled, lineage)
     table_path = lake.spark_path(curated_path(spec.table))
-    replace_partitions(
-        curated,
-        table_path,
-        "event_date",
-        first,
-        last,
-        stats_columns=statistics_columns(spec),
-        dictionary_columns=spec.dictionary_columns,
-    )
+    settings = {"stats_columns": statistics_columns(spec), "dictionary_columns": spec.dictionary_columns}
+    if spec.current_state:
+        replace_current_state(curated, table_path, "event_date", first, last, spec.key, **settings)
+    else:
+        replace_partitions(curated, table_path, "event_date", first, last, **settings)
     # A day without dead letters, that had none before either, leaves the dead-letter table as
     # it is: no empty Delta transaction for every clean table of every run.
     if any(s.dead_lettered for s in stats.values()) or may_hold_dead_letters(lake, spec.table, first, last):
@@ -249,6 +258,9 @@ def curate_table(
             dictionary_columns=DEAD_LETTER_DICTIONARY_COLUMNS,
         )
     metadata = _metadata(spec, stats, curated, files, damaged, table_path, first, last)
+    if spec.current_state:
+        metadata["superseded"] = sum(s.superseded for s in stats.values())  # counted in duplicates_removed too
+        metadata["superseded_in_other_days"] = MetadataValue.json(removed)
     return MaterializeResult(
         asset_key=curated_key(spec.table),
         metadata=metadata,

@@ -1,9 +1,10 @@
 """Warehouse assets: every curated Delta table, the profiles and the identity map loaded into
 PostgreSQL (`raw_cdp`) with COPY. A run replaces the days of its partition range (curated tables)
 or every tenant (current-state tables) by building the new partitions beside the live ones and
-swapping them in one transaction (`cdp_warehouse/load.py`)."""
+swapping them in one transaction (`cdp_warehouse/load.py`); for a generic curated table, also the
+days a curated run removed older versions from (`stale_days`)."""
 
-from datetime import timedelta
+from datetime import date, timedelta
 
 from dagster import (
     AssetExecutionContext,
@@ -23,7 +24,7 @@ from cdp_resources.lake import LakeResource
 from cdp_resources.spark import SparkDeltaResource
 from cdp_resources.warehouse import WarehouseResource
 from cdp_transform.curated_store import read_curated
-from cdp_warehouse.load import load_table
+from cdp_warehouse.load import load_table, stale_days
 from cdp_warehouse.tables import IDENTITY_MAP, PREDICTIONS, PROFILES, SCHEMA, TABLES, WarehouseTable
 from partitions import daily_partitions
 
@@ -69,9 +70,18 @@ def warehouse_asset(table: WarehouseTable) -> AssetsDefinition:
         window = context.partition_time_window
         first, last = window.start.date(), window.end.date() - timedelta(days=1)
         session = spark.session_for(lake)
+        stale = []
         if table.dated:
             frame = read_curated(session, lake, table.name, first, last)
             units = [first + timedelta(days=n) for n in range((last - first).days + 1)]
+            if table.current_state and frame is not None:
+                # Older versions this range's curated run removed from other days go here too.
+                whole = read_curated(session, lake, table.name, None, date.max)
+                counts = {r.event_date: r["count"] for r in whole.groupBy("event_date").count().collect()}
+                with warehouse.connect() as conn:
+                    stale = [day for day in stale_days(conn, table, counts) if not first <= day <= last]
+                frame = whole.where(F.col("event_date").isin([*units, *stale]))
+                units += stale
         else:
             frame = read_delta(session, lake, table.lake_table)
             if frame is not None and table.latest_of:
@@ -108,6 +118,7 @@ def warehouse_asset(table: WarehouseTable) -> AssetsDefinition:
                 "seconds": MetadataValue.json(result.seconds),
                 "first_day": first.isoformat(),
                 "last_day": last.isoformat(),
+                **({"stale_days_reloaded": MetadataValue.json([d.isoformat() for d in stale])} if stale else {}),
                 "preview": preview,
             }
         )

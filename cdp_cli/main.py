@@ -114,6 +114,9 @@ def _dev(args) -> int:
     # The virtualenv's dagster, and its dbt for dagster-dbt, which prepares the dbt manifest under
     # `dagster dev` with the `dbt` on PATH: `make dev` runs `.venv/bin/cdp` with the virtualenv not on PATH.
     os.environ["PATH"] = os.pathsep.join([os.path.dirname(sys.executable), os.environ.get("PATH", "")])
+    from cdp_cli.dagster_ui import record_webserver
+
+    record_webserver(args.host, args.port)  # for `cdp schemas import`, which reloads the code location
     command = [
         os.path.join(os.path.dirname(sys.executable), "dagster"),
         "dev",

@@ -5,6 +5,9 @@
 replication keys are used). Every stream is checked before any is written: the registry's
 compatibility rules against its latest version (a breaking change is refused naming the field)
 and the generic curated table it will get. A stream whose schema is unchanged keeps its version.
+Fields that look personal are marked `x-cdp-pii` and listed for review (`--pii`/`--no-pii`
+decide). After a registration, a running `cdp dev` reloads its code location, so the UI shows the
+new assets (`cdp_cli/dagster_ui.py`).
 """
 
 import json
@@ -31,10 +34,19 @@ def _pairs(values: list[str], what: str) -> dict[str, str]:
     return pairs
 
 
-def _catalog_streams(args) -> tuple[str, list[ImportedStream]]:
+def _fields(values: list[str], what: str) -> dict[str, list[str]]:
+    return {name: fields.split(",") for name, fields in _pairs(values, what).items()}
+
+
+def _catalog_streams(args, registry: SchemaRegistry) -> tuple[str, list[ImportedStream]]:
     """(provider, the imported streams) from the catalog or the declared source of `args`."""
-    keys = {name: fields.split(",") for name, fields in _pairs(args.key, "--key").items()}
+    keys = _fields(args.key, "--key")
     event_times = _pairs(args.event_time, "--event-time")
+    personal = {"pii": _fields(args.pii, "--pii"), "no_pii": _fields(args.no_pii, "--no-pii")}
+
+    def previous(provider: str):
+        return lambda name: registry.latest(provider, name).schema if registry.knows(provider, name) else None
+
     if args.source:
         from cdp_sources.declarations import load_sources
         from cdp_sources.runner import discover_catalog
@@ -49,7 +61,10 @@ def _catalog_streams(args) -> tuple[str, list[ImportedStream]]:
         for mapping in source.streams.values():
             if mapping.replication_key:
                 event_times.setdefault(mapping.stream, mapping.replication_key)
-        return source.provider, import_catalog(discover_catalog(source), source.provider, streams, event_times, keys)
+        catalog = discover_catalog(source)
+        return source.provider, import_catalog(
+            catalog, source.provider, streams, event_times, keys, **personal, previous=previous(source.provider)
+        )
     if not args.provider:
         raise CatalogImportError("a catalog needs --provider (the registry provider its streams go under)")
     text = sys.stdin.read() if args.catalog == "-" else Path(args.catalog).read_text()
@@ -58,7 +73,9 @@ def _catalog_streams(args) -> tuple[str, list[ImportedStream]]:
     except ValueError as error:
         raise CatalogImportError(f"{args.catalog}: not a JSON catalog ({error})") from None
     streams = {tap_id: name or None for tap_id, _, name in (value.partition("=") for value in args.stream)} or None
-    return args.provider, import_catalog(catalog, args.provider, streams, event_times, keys)
+    return args.provider, import_catalog(
+        catalog, args.provider, streams, event_times, keys, **personal, previous=previous(args.provider)
+    )
 
 
 def _import(args) -> int:
@@ -66,7 +83,7 @@ def _import(args) -> int:
 
     registry = SchemaRegistry(SCHEMA_DIR, Path(args.schema_dir) if args.schema_dir else registered_schema_dir())
     try:
-        provider, imported = _catalog_streams(args)
+        provider, imported = _catalog_streams(args, registry)
         changed = []
         for stream in imported:
             if registry.knows(provider, stream.stream):
@@ -89,6 +106,17 @@ def _import(args) -> int:
             f"{provider}/{stream.stream}: registered v{registered.version} from {stream.tap_stream_id} "
             f"(key {', '.join(registered.key)}; event time {registered.event_time_field}) in {registry.registered}"
         )
+        if stream.pii:
+            # Names only, never values: the user reviews what the warehouse will mask.
+            print(
+                f"  personal data (x-cdp-pii, masked for tenant roles without the PII grant): {', '.join(stream.pii)}"
+                + (f"; proposed by name: {', '.join(stream.proposed_pii)}" if stream.proposed_pii else "")
+                + f"; change with --no-pii {stream.stream}=FIELD or --pii {stream.stream}=FIELD"
+            )
+    if changed:
+        from cdp_cli.dagster_ui import reload_code_location
+
+        print(reload_code_location())
     return 0
 
 
@@ -119,6 +147,12 @@ def add_commands(commands) -> None:
     )
     imports.add_argument(
         "--key", action="append", default=[], metavar="NAME=F1,F2", help="the key, if the tap has none"
+    )
+    imports.add_argument(
+        "--pii", action="append", default=[], metavar="NAME=F1,F2", help="these fields are personal data (x-cdp-pii)"
+    )
+    imports.add_argument(
+        "--no-pii", action="append", default=[], metavar="NAME=F1,F2", help="these fields are not personal data"
     )
     imports.add_argument("--schema-dir", help="where to register (default: CDP_SCHEMA_DIR or .cdp/schemas)")
     imports.set_defaults(handler=_import)

@@ -8,7 +8,9 @@ Each version must be backward compatible with the one before: new optional field
 removing a field, changing its type, adding a required field, or changing the key or the event
 time is a breaking change, rejected with an error naming the field. Two annotations tell the
 platform about a stream: `x-cdp-event-time` (the field that dates a record) and `x-cdp-key` (its
-natural key). Fields seen in data but not in the schema are drift.
+natural key); one about a field: `x-cdp-pii: true`, personal data (masked in the warehouse for
+tenant roles without the PII grant; adding or removing it is not a breaking change). Fields seen
+in data but not in the schema are drift.
 """
 
 import itertools
@@ -26,6 +28,7 @@ from jsonschema.validators import validator_for
 from cdp_resources.settings import state_dir
 
 SCHEMA_DIR = Path(__file__).parent / "schemas"
+PII_ANNOTATION = "x-cdp-pii"
 _VERSION_FILE = re.compile(r"^v(\d+)\.json$")
 
 

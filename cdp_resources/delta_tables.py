@@ -3,6 +3,7 @@ replacing a range of date partitions in one transaction, creating the table with
 first write. SQL and the DataFrame API only, not Delta's Python API, so that it all runs on Spark
 Connect too."""
 
+import uuid
 from datetime import date
 
 from pyspark.errors import AnalysisException
@@ -69,6 +70,54 @@ def replace_partitions(
     if stats_columns:  # a table property only if this write creates the table
         writer = writer.option("delta.dataSkippingStatsColumns", ",".join(stats_columns))
     writer.save(path)
+
+
+def replace_current_state(
+    frame: DataFrame,
+    path: str,
+    column: str,
+    first: date,
+    last: date,
+    key: list[str],
+    stats_columns: list[str] | None = None,
+    dictionary_columns: list[str] | None = None,
+) -> None:
+    """Replace the date partitions first..last of the current-state Delta table at `path` with
+    `frame`, whose rows are each (tenant_id, `key`)'s newest version, and remove every older copy
+    of those keys from the other days: one MERGE, so one transaction (the first write creates the
+    table, as `replace_partitions`). A reader, or a run killed mid-write, sees the table before or
+    after, never a key twice."""
+    try:
+        _create_table(frame, path, column, first, last, stats_columns, dictionary_columns)
+        return
+    except AnalysisException as error:
+        if error.getCondition() != "TABLE_OR_VIEW_ALREADY_EXISTS":
+            raise
+    # The source holds each row to insert and, apart, a marker of its key: a target row matched by
+    # a marker is an older copy (on any day) and goes; rows match on markers only, so every row
+    # to insert stays "not matched" and is inserted. What else lies in first..last goes too.
+    action = "_cdp_merge_action"
+    markers = frame.select("tenant_id", *key).withColumn(action, F.lit("delete"))
+    source = frame.withColumn(action, F.lit("insert")).unionByName(markers, allowMissingColumns=True)
+    view = f"cdp_merge_{uuid.uuid4().hex}"  # runs write several tables at once in one session
+    source.createOrReplaceTempView(view)
+
+    def quoted(name: str) -> str:
+        return "`" + name.replace("`", "``") + "`"
+
+    matches = " AND ".join(f"t.{quoted(c)} <=> s.{quoted(c)}" for c in ["tenant_id", *key])
+    columns = ", ".join(quoted(c) for c in frame.columns)
+    values = ", ".join(f"s.{quoted(c)}" for c in frame.columns)
+    try:
+        frame.sparkSession.sql(
+            f"MERGE INTO {delta_table_name(path)} AS t USING {view} AS s "
+            f"ON s.{action} = 'delete' AND {matches} "
+            "WHEN MATCHED THEN DELETE "
+            f"WHEN NOT MATCHED AND s.{action} = 'insert' THEN INSERT ({columns}) VALUES ({values}) "
+            f"WHEN NOT MATCHED BY SOURCE AND t.{quoted(column)} BETWEEN DATE'{first}' AND DATE'{last}' THEN DELETE"
+        )
+    finally:
+        frame.sparkSession.catalog.dropTempView(view)
 
 
 def _create_table(

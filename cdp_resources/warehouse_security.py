@@ -227,6 +227,21 @@ def ensure_security_as_owner(admin: psycopg.Connection) -> None:
         admin.execute("RESET ROLE")
 
 
+def like_escaped(name: str) -> str:
+    """A LIKE pattern matching exactly `name` (`contact_email` → `contact\\_email`)."""
+    return name.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def register_pii_columns(conn: psycopg.Connection, columns: tuple[str, ...] | list[str]) -> None:
+    """Adds these exact column names to the personal columns (`cdp_security.pii_columns`), before
+    `protect` builds a relation's grants and masked view. As the pipeline's role, after `ensure_security`."""
+    if columns:
+        conn.execute(
+            "INSERT INTO cdp_security.pii_columns SELECT unnest(%s::text[]) ON CONFLICT DO NOTHING",
+            ([like_escaped(c) for c in columns],),
+        )
+
+
 def protect(conn: psycopg.Connection, schema: str, relation: str) -> None:
     """RLS, grants and the masked view for one relation the pipeline owns."""
     conn.execute("SELECT cdp_security.protect(%s::regclass)", (sql.Identifier(schema, relation).as_string(conn),))

@@ -31,6 +31,10 @@ class EntitySpec:
     categorical: tuple[
         str, ...
     ] = ()  # fields with few distinct values (currency, status): Parquet dictionary-encodes them
+    # One row per (tenant, key) across every day, the newest version (cdp_transform/current_state.py);
+    # else one per key and event day, as the hand-written tables (dbt picks their latest).
+    current_state: bool = False
+    pii: tuple[str, ...] = ()  # columns of personal data besides those PII_COLUMN_PATTERNS names (masked)
 
     @property
     def needs_fx(self) -> bool:

@@ -5,15 +5,16 @@ The table `{provider}_{stream}` has one typed column per top-level field of the 
 bigint, number (or integer and number) → double, boolean, a string of format date-time →
 timestamp, of format date → date, anything else → string, objects and arrays as their JSON
 text), the schema's key (`x-cdp-key`),
-the latest version per key and event day (newest event-time field first, then the latest
-delivery), the lineage columns, and two critical rules: every field converts to its type, the key
+one row per key across every day, its latest version (newest event-time field first, then the
+latest delivery; `EntitySpec.current_state`, `cdp_transform/current_state.py`), the columns of
+the fields annotated `x-cdp-pii` as personal data (`EntitySpec.pii`), the lineage columns, and two critical rules: every field converts to its type, the key
 is present. `CURATED_ENTITIES` is what the platform curates: the hand-written entities and a
 generic one for every other stream of the configured registry.
 """
 
 import re
 
-from cdp_ingest.registry import RegisteredSchema, SchemaRegistry
+from cdp_ingest.registry import PII_ANNOTATION, RegisteredSchema, SchemaRegistry
 from cdp_resources.names import checked_name, is_valid_name
 from cdp_transform.conform import Field
 from cdp_transform.entities import ENTITIES, EntitySpec
@@ -88,7 +89,9 @@ def generic_entity(registered: RegisteredSchema) -> EntitySpec:
         newest_first=[columns[event_time]] if event_time and _kind(properties[event_time]) != "string" else [],
         rules=[typed_fields(), not_null(*key)],
         description=f"{registered.description} Generic curated table from schema v{registered.version}: "
-        "typed fields, latest version per key and event day.",
+        "typed fields, one row per key: its latest version.",
+        current_state=True,
+        pii=tuple(columns[f] for f, s in properties.items() if s.get(PII_ANNOTATION) is True),
     )
 
 

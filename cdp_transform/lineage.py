@@ -10,7 +10,7 @@ curated job (docs/performance.md).
 
 from dataclasses import dataclass
 
-from pyspark.sql import DataFrame
+from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 # The lineage columns of the curated tables, in their order.
@@ -33,13 +33,16 @@ class RunLineage:
         if list(self.files) != sorted(self.files):
             raise ValueError("RunLineage.files must be in path order")
 
+    def source_file(self) -> Column:
+        """The `_source_file` of a row that carries `_file`."""
+        # One string literal split in two: the optimiser folds it into one array constant.
+        return F.get(F.split(F.lit(_SEPARATOR.join(self.files)), _SEPARATOR), F.col("_file"))
+
     def restore(self, frame: DataFrame) -> DataFrame:
         """`frame` with `_file` replaced by `_source` and `_source_file`, and `_run_id` after
         `_ingest_ts`: the `LINEAGE` columns in the order they have in the tables."""
-        # One string literal split in two: the optimiser folds it into one array constant.
-        paths = F.split(F.lit(_SEPARATOR.join(self.files)), _SEPARATOR)
         restored = {
-            "_file": [F.lit(self.source).alias("_source"), F.get(paths, F.col("_file")).alias("_source_file")],
+            "_file": [F.lit(self.source).alias("_source"), self.source_file().alias("_source_file")],
             "_ingest_ts": [F.col("_ingest_ts"), F.lit(self.run_id).alias("_run_id")],
         }
         return frame.select(*(column for name in frame.columns for column in restored.get(name, [F.col(name)])))

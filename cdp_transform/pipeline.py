@@ -40,14 +40,16 @@ class DayStats:
     with_warnings: int = 0  # curated rows that failed a warning rule
     critical: dict = field(default_factory=dict)
     warnings: dict = field(default_factory=dict)
+    superseded: int = 0  # a current-state table's rows that a newer version of their key replaces
 
     @property
     def duplicates(self) -> int:
-        return self.rows_in - self.rows_after_dedup
+        """Rows in that are not curated nor dead-lettered: copies of one version, older versions."""
+        return self.rows_in - self.rows_after_dedup + self.superseded
 
     @property
     def curated(self) -> int:
-        return self.rows_after_dedup - self.dead_lettered
+        return self.rows_after_dedup - self.dead_lettered - self.superseded
 
 
 def flag_shared_email(frame: DataFrame, id_column: str, earlier: DataFrame | None = None) -> DataFrame:
@@ -115,8 +117,11 @@ def split(spec: EntitySpec, ruled: DataFrame, lineage: RunLineage) -> tuple[Data
     """(curated rows: no critical failure, helper columns dropped; dead letters: one row per record),
     each with its lineage columns restored from `lineage` (`RunLineage.restore`)."""
     helpers = [c for c in ruled.columns if c.startswith("_") and c not in CARRIED]
+    keep = F.size("_critical") == 0
+    if "_superseded" in ruled.columns:
+        keep &= ~F.col("_superseded")
     curated = (
-        ruled.where(F.size("_critical") == 0)
+        ruled.where(keep)
         .withColumnRenamed("_warnings", "quality_warnings")
         .drop(*[c for c in helpers if c != "_warnings"])
     )
@@ -140,14 +145,17 @@ def split(spec: EntitySpec, ruled: DataFrame, lineage: RunLineage) -> tuple[Data
 
 def partition_stats(spec: EntitySpec, ruled: DataFrame) -> dict[str, DayStats]:
     """Per event day, in one aggregation over the ruled rows: rows in (the rows each kept row
-    stands for), rows after dedup, dead letters, rows with warnings, failures per rule."""
+    stands for), rows after dedup, dead letters, rows with warnings, failures per rule, and the
+    rows superseded by a newer version (with `_superseded`, a current-state table's)."""
     dead = F.size("_critical") > 0
+    superseded = F.col("_superseded") if "_superseded" in ruled.columns else F.lit(False)
     failed = [(rule, "_critical" if rule.severity == CRITICAL else "_warnings") for rule in spec.rules]
     summary = ruled.groupBy("event_date").agg(
         F.sum("_copies").alias("rows_in"),
         F.count(F.lit(1)).alias("n"),
         F.sum(dead.cast("int")).alias("dead"),
-        F.sum((~dead & (F.size("_warnings") > 0)).cast("int")).alias("warned"),
+        F.sum((~dead & ~superseded & (F.size("_warnings") > 0)).cast("int")).alias("warned"),
+        F.sum(superseded.cast("int")).alias("superseded"),
         *(
             F.sum(F.array_contains(column, rule.name).cast("int")).alias(f"rule_{i}")
             for i, (rule, column) in enumerate(failed)
@@ -156,6 +164,7 @@ def partition_stats(spec: EntitySpec, ruled: DataFrame) -> dict[str, DayStats]:
     stats: dict[str, DayStats] = {}
     for row in summary.collect():
         day = stats[str(row.event_date)] = DayStats(row.rows_in, row.n, row.dead, row.warned)
+        day.superseded = row.superseded
         for i, (rule, column) in enumerate(failed):
             if row[f"rule_{i}"]:
                 (day.critical if column == "_critical" else day.warnings)[rule.name] = row[f"rule_{i}"]

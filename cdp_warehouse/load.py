@@ -11,7 +11,9 @@ row-level security (`cdp_resources/warehouse_security.py`): policies live on the
 tenant roles read through; its partitions carry no grant, so nothing reads them directly.
 
 An incremental run replaces the days of its partition range; a historic run (every day at once)
-replaces them all in the same single transaction.
+replaces them all in the same single transaction. For a current-state curated table (one row per
+key across days), whose runs remove older versions from other days, the days whose live row count
+differs from the Delta table's (`stale_days`) are replaced in the same swap.
 """
 
 import hashlib
@@ -23,9 +25,9 @@ import psycopg
 from psycopg import sql
 from pyspark.sql import DataFrame
 
-from cdp_resources.warehouse_security import ensure_security, protect
+from cdp_resources.warehouse_security import ensure_security, protect, register_pii_columns
 from cdp_warehouse.copy import copy_frame, postgres_columns
-from cdp_warehouse.tables import SCHEMA, STAGING_SCHEMA, WarehouseTable
+from cdp_warehouse.tables import BY_DAY, SCHEMA, STAGING_SCHEMA, WarehouseTable
 
 
 class WarehouseLoadError(RuntimeError):
@@ -121,7 +123,22 @@ def ensure_live_table(conn: psycopg.Connection, table: WarehouseTable, columns: 
         # An index no longer declared: attaching a partition would otherwise build it under the swap's lock.
         conn.execute(sql.SQL("DROP INDEX {}").format(sql.Identifier(SCHEMA, stale)))
     ensure_security(conn)
+    register_pii_columns(conn, table.pii)  # before protect: it grants and masks by the registered names
     protect(conn, SCHEMA, table.name)
+
+
+def stale_days(conn: psycopg.Connection, table: WarehouseTable, source_counts: dict[date, int]) -> list[date]:
+    """The loaded days whose live row count differs from `source_counts` (rows per day of the
+    Delta table now): a current-state table's days from which a later run removed older
+    versions. Empty when the live table does not exist yet."""
+    if conn.execute("SELECT to_regclass(%s)", (f"{SCHEMA}.{table.name}",)).fetchone()[0] is None:
+        return []
+    live = conn.execute(
+        sql.SQL("SELECT {}, count(*) FROM {} GROUP BY 1").format(
+            sql.Identifier(BY_DAY), sql.Identifier(SCHEMA, table.name)
+        )
+    ).fetchall()
+    return sorted(day for day, rows in live if source_counts.get(day, 0) != rows)
 
 
 def _live_children(conn: psycopg.Connection, table: WarehouseTable) -> set[str]:

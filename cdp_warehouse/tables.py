@@ -30,6 +30,10 @@ class WarehouseTable:
     # A current-state table whose Delta table keeps every day: only each tenant's rows of its
     # latest value of this column are loaded.
     latest_of: str | None = None
+    # A current-state curated table (one row per key across days): a run that writes its days may
+    # remove older versions from other days, which a load then reloads too (`stale_days`).
+    current_state: bool = False
+    pii: tuple[str, ...] = ()  # personal columns the name patterns miss (a generic table's `x-cdp-pii` fields)
 
     @property
     def dated(self) -> bool:
@@ -44,6 +48,8 @@ def curated_table(spec: EntitySpec) -> WarehouseTable:
         BY_DAY,
         ("tenant_id", *spec.key, "event_date"),
         description=spec.description,
+        current_state=spec.current_state,
+        pii=spec.pii,
     )
 
 

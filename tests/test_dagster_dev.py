@@ -1,5 +1,6 @@
 """`cdp dev` (what `make dev` runs: `dagster dev` on the project's workspace) serves the UI with the graph
-loaded: started for real, queried over HTTP, stopped by PID."""
+loaded: started for real, queried over HTTP, stopped by PID; `cdp schemas import` then makes it
+reload its code location, and the new stream's assets appear."""
 
 import json
 import os
@@ -38,6 +39,7 @@ def test_dagster_dev_serves_the_graph(postgres, tmp_path):
         "DAGSTER_HOME": str(home),
         "CDP_DAGSTER_POSTGRES_URL": postgres.url("dagster"),
         "CDP_LAKE_URI": str(tmp_path / "lake"),
+        "CDP_SCHEMA_DIR": str(tmp_path / "schemas"),  # nothing registered yet
     }
     cdp = Path(sys.executable).parent / "cdp"
     log = open(tmp_path / "dagster-dev.log", "wb")  # noqa: SIM115 (closed after the server stops, in finally)
@@ -76,6 +78,20 @@ def test_dagster_dev_serves_the_graph(postgres, tmp_path):
         assert "duplicates removed" in by_key["curated/events"]["description"]
         assert by_key["marts/customer_360"]["groupName"] == "marts"
         assert "One row per person" in by_key["marts/customer_360"]["description"]
+
+        catalog = {"streams": [{"tap_stream_id": "deals", "stream": "deals", "key_properties": ["id"], "schema": {
+            "type": "object", "properties": {"id": {"type": ["integer"]}, "closed_at": {"type": ["string"]}}}}]}  # fmt: skip
+        (tmp_path / "catalog.json").write_text(json.dumps(catalog))
+        imported = subprocess.run(
+            [str(cdp), "schemas", "import", str(tmp_path / "catalog.json"), "--provider", "pipedrive",
+             "--event-time", "deals=closed_at"],
+            env=env, capture_output=True, text=True, timeout=300,
+        )  # fmt: skip
+        assert imported.returncode == 0, imported.stderr
+        assert f"reloaded the code location 'cdp' of the Dagster UI at {base}" in imported.stdout
+        nodes = _get(f"{base}/graphql", {"query": ASSETS_QUERY})["data"]["assetNodes"]
+        new = {"/".join(node["assetKey"]["path"]) for node in nodes} - set(by_key)
+        assert new == {"raw/pipedrive/deals", "curated/pipedrive_deals", "warehouse/pipedrive_deals"}
     finally:
         os.killpg(process.pid, signal.SIGTERM)
         try:

@@ -17,6 +17,7 @@ import subprocess
 import sys
 import threading
 import time
+from datetime import date
 from pathlib import Path
 
 import psycopg
@@ -410,12 +411,14 @@ def test_a_new_postgres_stream_reaches_the_warehouse_through_a_generic_table(
         conn.execute(
             "UPDATE public.customers SET tags = 'updated', updated_at = '2026-11-01 21:00Z' WHERE id IN (5, 50)"
         )
+        # Updated a day later: its new version lands under 2026-11-02, the old one is under 2026-11-01.
+        conn.execute("UPDATE public.customers SET tags = 'next day', updated_at = '2026-11-02 09:00Z' WHERE id = 150")
     warehouse = WarehouseResource(url=state_db)
     defs = lake_job_defs(source_definitions([source]), registry, lake, warehouse)
     before = raw_keys(lake, "acme_corp", provider="crm")
     assert materialize(defs, "source__acme_corp__crm", dagster_instance).success
     new_records = raw_customers(lake, "acme_corp", raw_keys(lake, "acme_corp", provider="crm") - before, "crm")
-    assert sorted(r["id"] for r in new_records) == sorted([5, 50, rows, *range(60001, 60021)])
+    assert sorted(r["id"] for r in new_records) == sorted([5, 50, 150, rows, *range(60001, 60021)])
 
     lake_run = defs.resolve_job_def("crm_lake").execute_in_process(
         instance=dagster_instance, tags=range_tags("2026-11-01", "2026-11-01"), raise_on_error=False
@@ -430,6 +433,7 @@ def test_a_new_postgres_stream_reaches_the_warehouse_through_a_generic_table(
         assert total == distinct == rows + 20
         latest = dict(conn.execute("SELECT id, tags FROM raw_cdp.crm_customers WHERE id IN (5, 6, 50, 60001)"))
         assert latest == {5: "updated", 6: "vip", 50: "updated", 60001: "new"}
+        assert conn.execute("SELECT tags FROM raw_cdp.crm_customers WHERE id = 150").fetchall() == [("vip",)]
         types = dict(
             conn.execute("""SELECT column_name, data_type FROM information_schema.columns
                             WHERE table_schema = 'raw_cdp' AND table_name = 'crm_customers'""")
@@ -438,6 +442,26 @@ def test_a_new_postgres_stream_reaches_the_warehouse_through_a_generic_table(
         "bigint", "boolean", "timestamp with time zone"
     )  # fmt: skip
     assert {"tenant_id", "event_date", "_source_file", "_run_id"} <= set(types)
+
+    # The next day: customer 150's newer version replaces the older one, in curated and in the
+    # warehouse (whose 2026-11-01 partition the load reloads), once.
+    next_day = defs.resolve_job_def("crm_lake").execute_in_process(
+        instance=dagster_instance, tags=range_tags("2026-11-02", "2026-11-02"), raise_on_error=False
+    )
+    assert next_day.success and all(e.passed for e in next_day.get_asset_check_evaluations())
+    curated = {k: v.value for k, v in next_day.asset_materializations_for_node("curated_tables")[0].metadata.items()}
+    assert curated["dagster/row_count"] == 1 and curated["superseded_in_other_days"] == {"2026-11-01": 1}
+    table = spark.read.format("delta").load(lake.spark_path("curated/crm_customers"))
+    assert table.count() == table.select("id").distinct().count() == rows + 20
+    assert [tuple(r) for r in table.where("id = 150").select("tags", "event_date").collect()] == [
+        ("next day", date(2026, 11, 2))
+    ]
+    with warehouse.connect() as conn:
+        total, distinct = conn.execute("SELECT count(*), count(DISTINCT id) FROM raw_cdp.crm_customers").fetchone()
+        assert total == distinct == rows + 20
+        assert conn.execute("SELECT tags, event_date FROM raw_cdp.crm_customers WHERE id = 150").fetchall() == [
+            ("next day", date(2026, 11, 2))
+        ]
 
 
 def test_a_file_tap_from_pypi_is_registered_listed_run_and_reported_from_the_cli(

@@ -29,6 +29,7 @@ from cdp_sources.runner import run_source, selected_catalog
 from cdp_sources.taps import ensure_tap
 
 TAP = "pipelinewise-tap-postgres==1.8.4"
+OVERRIDES = ["psycopg2-binary==2.9.10"]  # the tap's pin has no wheel for Python 3.11+
 
 
 def prepare(server: EmbeddedPostgres, rows: int) -> None:
@@ -101,11 +102,11 @@ def measure(server: EmbeddedPostgres, rows: int, rounds: int) -> None:
     prepare(server, rows)
     config = {"host": "127.0.0.1", "port": server.port, "user": "cdp", "password": "", "dbname": "bench_crm"}
     document = {"tenants": {"bench": {"sources": {"crm": {
-        "tap": TAP, "config": config, "retries": 0,
+        "tap": TAP, "overrides": OVERRIDES, "config": config, "retries": 0,
         "streams": {"public-customers": {"to": "shopify/customers", "replication_method": "INCREMENTAL",
                                          "replication_key": "updated_at"}}}}}}}  # fmt: skip
     (source,) = SourcesFile.model_validate(document).sources()
-    command = ensure_tap(TAP)
+    command = ensure_tap(TAP, overrides=tuple(OVERRIDES))
     lake_dir = state_dir() / "bench" / "sources_lake"
     tap_seconds, platform_seconds = [], []
     for _ in range(rounds):

@@ -83,6 +83,11 @@ class Source(BaseModel):
     name: str = ""
     tap: str = Field(description="pip requirement pinned to one version: `package==1.2.3` (or `package @ url`)")
     executable: str | None = Field(default=None, description="the tap's command; default: the package's `tap-*` script")
+    overrides: list[str] = Field(
+        default_factory=list,
+        description="pip requirements that replace the tap's own pins of those packages (uv's --override), e.g. "
+        "a later release of a pinned dependency that has wheels for this Python",
+    )
     config: dict = Field(default_factory=dict, description="the tap's config, with secret references")
     catalog_option: Literal["--catalog", "--properties"] = Field(
         default="--catalog", description="how the tap takes its catalog (older taps: --properties)"
@@ -108,6 +113,16 @@ class Source(BaseModel):
         )
         if not pinned:
             raise ValueError(f"'{value}' is not pinned to one version (write {requirement.name}==<version>)")
+        return value
+
+    @field_validator("overrides")
+    @classmethod
+    def _requirements(cls, value: list[str]) -> list[str]:
+        for item in value:
+            try:
+                Requirement(item)
+            except InvalidRequirement as error:
+                raise ValueError(f"'{item}' is not a pip requirement: {error}") from None
         return value
 
     @field_validator("schedule")

@@ -235,7 +235,7 @@ def run_source(
             raise SourcePaused(f"source {source.key} is paused: {pause.reason}; change its config to resume", report)
         if pause:
             session.clear_pause()
-        command = ensure_tap(source.tap, source.executable, taps_root)
+        command = ensure_tap(source.tap, source.executable, taps_root, tuple(source.overrides))
         writer = RawBatchWriter(
             lake, registry or SchemaRegistry.configured(), source.tenant, source.provider, source="singer",
             max_records=max_records, max_age_seconds=max_age_seconds,
@@ -320,7 +320,7 @@ def discover_catalog(source: Source, taps_root: Path | None = None) -> dict:
     """The catalog `source`'s tap discovers with its config (installing the tap on first use),
     within the source's timeout; for `cdp schemas import --source`."""
     config = expand_config(source.config, f"{source.key}.config")
-    command = ensure_tap(source.tap, source.executable, taps_root)
+    command = ensure_tap(source.tap, source.executable, taps_root, tuple(source.overrides))
     workdir = Path(tempfile.mkdtemp(prefix="cdp-source-"))  # mode 0700: the config holds secrets
     try:
         (workdir / "config.json").write_text(json.dumps(config))

@@ -37,37 +37,46 @@ def _uv() -> str:
     return found
 
 
-def venv_name(requirement: str) -> str:
-    """`<package>-<version>` (a URL requirement: `<package>-<hash of the URL>`)."""
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def venv_name(requirement: str, overrides: tuple[str, ...] = ()) -> str:
+    """`<package>-<version>` (a URL requirement: `<package>-<hash of the URL>`), and `-o<hash>` of
+    the overrides when there are any: other overrides, another virtualenv."""
     parsed = Requirement(requirement)
-    if parsed.url:
-        return f"{parsed.name}-{hashlib.sha256(parsed.url.encode()).hexdigest()[:12]}"
-    return f"{parsed.name}-{next(iter(parsed.specifier)).version}"
+    name = f"{parsed.name}-{_digest(parsed.url) if parsed.url else next(iter(parsed.specifier)).version}"
+    return f"{name}-o{_digest(chr(10).join(sorted(overrides)))}" if overrides else name
 
 
 def _tail(text: str, lines: int = 15) -> str:
     return "\n".join(text.strip().splitlines()[-lines:])
 
 
-def ensure_tap(requirement: str, executable: str | None = None, root: Path | None = None) -> Path:
-    """The path of the tap's command, installing its package in its own virtualenv first if needed."""
-    venv = (root or taps_dir()) / venv_name(requirement)
+def ensure_tap(
+    requirement: str, executable: str | None = None, root: Path | None = None, overrides: tuple[str, ...] = ()
+) -> Path:
+    """The path of the tap's command, installing its package in its own virtualenv first if needed
+    (with `overrides` replacing the package's own pins of those dependencies)."""
+    venv = (root or taps_dir()) / venv_name(requirement, overrides)
     venv.parent.mkdir(parents=True, exist_ok=True)
     with open(venv.parent / f"{venv.name}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if not (venv / INSTALLED_MARKER).exists():
-            _install(requirement, venv)
+            _install(requirement, venv, overrides)
     return _command(requirement, venv, executable)
 
 
-def _install(requirement: str, venv: Path) -> None:
+def _install(requirement: str, venv: Path, overrides: tuple[str, ...]) -> None:
     shutil.rmtree(venv, ignore_errors=True)
     uv = _uv()
     env = {**os.environ, "VIRTUAL_ENV": str(venv)}
-    steps = (
-        [uv, "venv", "--quiet", "--python", sys.executable, str(venv)],
-        [uv, "pip", "install", "--quiet", "--python", str(venv / "bin" / "python"), requirement],
-    )
+    install = [uv, "pip", "install", "--quiet", "--python", str(venv / "bin" / "python"), requirement]
+    if overrides:
+        override_file = venv.parent / f"{venv.name}.overrides.txt"
+        override_file.write_text("\n".join(overrides) + "\n")
+        install += ["--override", str(override_file)]
+    steps = ([uv, "venv", "--quiet", "--python", sys.executable, str(venv)], install)
     for step in steps:
         result = subprocess.run(step, capture_output=True, text=True, env=env)
         if result.returncode != 0:

@@ -26,28 +26,27 @@ if [ ! -f .venv/.installed ] || [ requirements.lock -nt .venv/.installed ] || [ 
   touch .venv/.installed
 fi
 
-if ! .venv/bin/cdp postgres bindir >/dev/null 2>&1; then
+# PostgreSQL's server binaries, and Debian's Chromium, which the /ui page's test drives through
+# playwright (playwright's own browser downloads are not used: CI runs offline from its CDN); both
+# from the OS's packages, in one apt-get run.
+missing=()
+.venv/bin/cdp postgres bindir >/dev/null 2>&1 || missing+=(postgresql)
+[ -x /usr/bin/chromium ] || missing+=(chromium)
+if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-    echo "setup: installing PostgreSQL server binaries (apt-get install postgresql)"
+    echo "setup: installing ${missing[*]} (apt-get)"
     apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
     # The OS package starts its own cluster; the CDP runs its own under .cdp/postgres instead.
     (service postgresql stop >/dev/null 2>&1 || true)
   else
-    echo "setup: PostgreSQL server binaries (initdb, pg_ctl) not found; install your OS's 'postgresql' package or set CDP_POSTGRES_URL" >&2
-    [ -n "${CDP_POSTGRES_URL:-}" ] || exit 1
-  fi
-fi
-
-# Debian's Chromium, which the /ui page's test drives through playwright (playwright's own browser
-# downloads are not used: CI runs offline from its CDN).
-if [ ! -x /usr/bin/chromium ]; then
-  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-    echo "setup: installing Chromium (apt-get install chromium) for the /ui page's test"
-    apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
-  else
-    echo "setup: /usr/bin/chromium not found; install your OS's 'chromium' package for tests/test_api.py" >&2
+    if [[ " ${missing[*]} " == *" chromium "* ]]; then
+      echo "setup: /usr/bin/chromium not found; install your OS's 'chromium' package for tests/test_api.py" >&2
+    fi
+    if [[ " ${missing[*]} " == *" postgresql "* ]]; then
+      echo "setup: PostgreSQL server binaries (initdb, pg_ctl) not found; install your OS's 'postgresql' package or set CDP_POSTGRES_URL" >&2
+      [ -n "${CDP_POSTGRES_URL:-}" ] || exit 1
+    fi
   fi
 fi
 

@@ -3,8 +3,11 @@
 State goes under `.cdp/test/` (git-ignored); Spark's jars come from the project's `.cdp/jars` cache.
 """
 
+import contextlib
+import io
 import os
 import shutil
+import subprocess
 from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
 
@@ -164,6 +167,17 @@ def run_assets(
         raise_on_error=raise_on_error,
         run_config=run_config,
     )
+
+
+def cdp(*args: str) -> subprocess.CompletedProcess:
+    """The `cdp` command's code run in this process (a new interpreter per call would spend seconds
+    importing), with its exit code and what it prints."""
+    from cdp_cli.main import main
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main(list(args))
+    return subprocess.CompletedProcess(["cdp", *args], code, out.getvalue(), err.getvalue())
 
 
 def comparable(frame):

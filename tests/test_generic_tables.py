@@ -6,8 +6,6 @@ import marks personal are masked for a tenant analyst without the PII grant."""
 import json
 import re
 import shutil
-import subprocess
-import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -29,9 +27,8 @@ from cdp_resources.warehouse_security import PIPELINE_ROLE
 from cdp_transform.generic import generic_entity
 from cdp_warehouse.tables import curated_table
 from partitions import daily_partitions, range_tags
-from tests.conftest import TEST_SPARK_CONFIG, assert_same_rows
+from tests.conftest import TEST_SPARK_CONFIG, assert_same_rows, cdp
 
-CDP = str(Path(sys.executable).parent / "cdp")
 TENANT, D1, D2 = "initech", "2026-11-01", "2026-11-02"
 STRING, TEXT = {"type": ["null", "string"]}, {"type": ["string"]}
 CATALOG = {
@@ -81,7 +78,7 @@ def registered(tmp_path_factory):
     (root / "catalog.json").write_text(json.dumps(CATALOG))
     arguments = ["schemas", "import", str(root / "catalog.json"), "--provider", "zoho", "--event-time"]
     arguments += ["contacts=updated_at", "--pii", "contacts=nickname", "--schema-dir", str(root / "schemas")]
-    output = subprocess.run([CDP, *arguments], capture_output=True, text=True, timeout=120)
+    output = cdp(*arguments)
     assert output.returncode == 0, output.stderr
     registry = SchemaRegistry(SCHEMA_DIR, root / "schemas")
     lake = LakeResource(base_uri=str(root / "raw"))
@@ -235,10 +232,6 @@ def test_one_run_over_both_days_and_days_in_reverse_equal_day_by_day(
     for other in (historic, reverse):
         assert other.curated_rows(spark) == other.warehouse_rows() == NEWEST
         assert_same_rows(incremental.curated(spark), other.curated(spark))
-
-
-def cdp(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([CDP, *args], capture_output=True, text=True, timeout=120)
 
 
 def test_personal_fields_of_a_generic_table_are_masked_for_an_analyst_without_the_pii_grant(day_by_day, postgres):

@@ -260,7 +260,6 @@ def test_a_historic_rerun_does_not_bring_them_back(forgotten, dagster_instance):
         LAKE_DAILY_CONFIG.start,
         last,
         groups=["raw", "curated", "identity", "profiles"],
-        checks=True,
     )
     assert result.success
     identity = read_delta(spark, lake, MAP).where(f"tenant_id = '{TENANT}'")

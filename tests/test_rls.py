@@ -4,44 +4,31 @@ database of its own; then, as acme_corp's analyst, every relation in every schem
 SET ROLE / RESET ROLE, set_config and names with SQL in them. No row of globex ever comes back;
 acme_corp's personal columns are masked without the PII grant and visible with it."""
 
-import contextlib
-import io
 import json
 import os
 import re
 import shutil
-import subprocess
 from datetime import timedelta
 
 import psycopg
 import pytest
 from psycopg import sql
 
-from cdp_cli.main import main
 from cdp_resources.dbt_project import cdp_dbt_project, dbt_cli, dbt_project
 from cdp_resources.lake import LakeResource
 from cdp_resources.settings import PROJECT_DIR
 from cdp_resources.warehouse import WarehouseResource
 from cdp_resources.warehouse_security import PII_GROUP, PIPELINE_ROLE, READER_GROUP
 from cdp_sampledata.generator import GeneratorConfig, generate
-from tests.conftest import IDENTITY_GROUPS, TEST_STATE, run_assets
+from tests.conftest import IDENTITY_GROUPS, TEST_STATE, cdp, run_assets
 
-CONFIG = GeneratorConfig(tenants=("acme_corp", "globex"), days=2, customers=600, seed=11)
+CONFIG = GeneratorConfig(tenants=("acme_corp", "globex"), days=1, customers=600, seed=11)
 A, B = CONFIG.tenants
 FIRST, LAST = CONFIG.start, CONFIG.start + timedelta(days=CONFIG.days - 1)
 DATABASE = "rls"
 # One run per stage, as the pipeline's schedule runs them.
 STAGES = [["raw", "curated"], list(IDENTITY_GROUPS), ["warehouse"], ["staging", "intermediate", "marts", "segments"]]
 TOKEN = re.compile(r"[^A-Za-z0-9_.@+-]+")
-
-
-def cdp(*args: str) -> subprocess.CompletedProcess:
-    """The `cdp` command's code run in this process (a new interpreter per call would spend seconds
-    importing), with what it prints."""
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = main(list(args))
-    return subprocess.CompletedProcess(["cdp", *args], code, out.getvalue(), err.getvalue())
 
 
 @pytest.fixture(scope="module")

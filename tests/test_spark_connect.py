@@ -17,7 +17,7 @@ from cdp_resources.local_ports import free_port, port_in_use
 from cdp_resources.settings import PROJECT_DIR
 from cdp_resources.spark_server import SERVER_CLASS, SparkConnectServer, SparkServerError
 from cdp_transform.entities import ENTITIES
-from tests.conftest import CURATED_CONFIG, IDENTITY_GROUPS, assert_same_rows
+from tests.conftest import IDENTITY_GROUPS, LAKE_DAILY_CONFIG, assert_same_rows
 
 pytestmark = pytest.mark.slow
 
@@ -32,11 +32,11 @@ def connect_server(tmp_path_factory):
     assert not server.running()
 
 
-def test_spark_connect_server_gives_the_tables_local_mode_gives(spark, tmp_path, connect_server, identity_historic):
-    local, _ = identity_historic
+def test_spark_connect_server_gives_the_tables_local_mode_gives(spark, tmp_path, connect_server, lake_daily_run):
+    local = lake_daily_run["lake"]  # the whole job's run in local mode
     for zone in ("raw", "reference"):  # the tenants' inputs: raw files and company references
         shutil.copytree(os.path.join(local.base_uri, zone), tmp_path / "lake" / zone)
-    first, last = CURATED_CONFIG.start, CURATED_CONFIG.start + timedelta(days=CURATED_CONFIG.days - 1)
+    first, last = LAKE_DAILY_CONFIG.start, LAKE_DAILY_CONFIG.start + timedelta(days=LAKE_DAILY_CONFIG.days - 1)
     env = {**os.environ, "CDP_SPARK_MASTER": connect_server.url()}
     run = subprocess.run(
         [

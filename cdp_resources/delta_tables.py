@@ -56,15 +56,8 @@ def replace_partitions(
     default, the first 32 columns, makes the write much slower); `dictionary_columns`, the
     only flat columns Parquet dictionary-encodes (default: all): building dictionaries that
     overflow and are dropped, for ids, timestamps and amounts, is CPU spent for nothing."""
-    try:
-        # Refused before any row is computed when the table exists (tens of milliseconds).
-        _create_table(frame, path, column, first, last, stats_columns, dictionary_columns)
+    if _created(frame, path, column, first, last, stats_columns, dictionary_columns):
         return
-    except AnalysisException as error:
-        # The table exists (or a log directory without commits, its files deleted, is there):
-        # replace the partitions.
-        if error.getCondition() != "TABLE_OR_VIEW_ALREADY_EXISTS":
-            raise
     condition = f"{column} >= '{first}' AND {column} <= '{last}'"
     writer = frame.write.format("delta").mode("overwrite").partitionBy(column).option("replaceWhere", condition)
     if stats_columns:  # a table property only if this write creates the table
@@ -87,12 +80,8 @@ def replace_current_state(
     of those keys from the other days: one MERGE, so one transaction (the first write creates the
     table, as `replace_partitions`). A reader, or a run killed mid-write, sees the table before or
     after, never a key twice."""
-    try:
-        _create_table(frame, path, column, first, last, stats_columns, dictionary_columns)
+    if _created(frame, path, column, first, last, stats_columns, dictionary_columns):
         return
-    except AnalysisException as error:
-        if error.getCondition() != "TABLE_OR_VIEW_ALREADY_EXISTS":
-            raise
     # The source holds each row to insert and, apart, a marker of its key: a target row matched by
     # a marker is an older copy (on any day) and goes; rows match on markers only, so every row
     # to insert stays "not matched" and is inserted. What else lies in first..last goes too.
@@ -118,6 +107,27 @@ def replace_current_state(
         )
     finally:
         frame.sparkSession.catalog.dropTempView(view)
+
+
+def _created(
+    frame: DataFrame,
+    path: str,
+    column: str,
+    first: date,
+    last: date,
+    stats_columns: list[str] | None,
+    dictionary_columns: list[str] | None,
+) -> bool:
+    """Whether this write created the table at `path` with `frame`'s rows (`_create_table`); False
+    when the table exists (or a log directory without commits, its files deleted, is there)."""
+    try:
+        # Refused before any row is computed when the table exists (tens of milliseconds).
+        _create_table(frame, path, column, first, last, stats_columns, dictionary_columns)
+        return True
+    except AnalysisException as error:
+        if error.getCondition() != "TABLE_OR_VIEW_ALREADY_EXISTS":
+            raise
+        return False
 
 
 def _create_table(

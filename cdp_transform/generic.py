@@ -4,12 +4,12 @@ no hand-written entity (`cdp_transform/entities.py`, which keeps precedence).
 The table `{provider}_{stream}` has one typed column per top-level field of the schema (integer →
 bigint, number (or integer and number) → double, boolean, a string of format date-time →
 timestamp, of format date → date, anything else → string, objects and arrays as their JSON
-text), the schema's key (`x-cdp-key`),
-one row per key across every day, its latest version (newest event-time field first, then the
-latest delivery; `EntitySpec.current_state`, `cdp_transform/current_state.py`), the columns of
-the fields annotated `x-cdp-pii` as personal data (`EntitySpec.pii`), the lineage columns, and two critical rules: every field converts to its type, the key
-is present. `CURATED_ENTITIES` is what the platform curates: the hand-written entities and a
-generic one for every other stream of the configured registry.
+text), the schema's key (`x-cdp-key`), one row per key across every day, its latest version
+(newest event-time field first, then the latest delivery; `EntitySpec.current_state`,
+`cdp_transform/current_state.py`), the columns of the fields annotated `x-cdp-pii` as personal
+data (`EntitySpec.pii`), the lineage columns, and two critical rules: every field converts to its
+type, the key is present. `CURATED_ENTITIES` is what the platform curates: the hand-written
+entities and a generic one for every other stream of the configured registry.
 """
 
 import re

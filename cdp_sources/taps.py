@@ -46,7 +46,10 @@ def venv_name(requirement: str, overrides: tuple[str, ...] = ()) -> str:
     the overrides when there are any: other overrides, another virtualenv."""
     parsed = Requirement(requirement)
     name = f"{parsed.name}-{_digest(parsed.url) if parsed.url else next(iter(parsed.specifier)).version}"
-    return f"{name}-o{_digest(chr(10).join(sorted(overrides)))}" if overrides else name
+    if not overrides:
+        return name
+    listed = "\n".join(sorted(overrides))
+    return f"{name}-o{_digest(listed)}"
 
 
 def _tail(text: str, lines: int = 15) -> str:

@@ -269,12 +269,12 @@ def copy_database(postgres, source_url: str, name: str) -> str:
     """A copy of the database at `source_url` named `name` (its sessions ended: a template has none); its URL."""
     source = psycopg.conninfo.conninfo_to_dict(source_url)["dbname"]
     with psycopg.connect(postgres.url("postgres"), autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
         conn.execute(
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
             (source,),
         )
-        conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{source}"')
+        conn.execute(sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(sql.Identifier(name), sql.Identifier(source)))
     return postgres.url(name)
 
 

@@ -108,7 +108,10 @@ DECLARE
     open_columns text;
     masked_columns text;
     masked_view text;
-    policy text;
+    owner_name name;
+    policy name;
+    roles text;
+    expression text;
 BEGIN
     SELECT c.relkind, n.nspname, c.relname INTO kind, schema_name, rel_name
     FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = rel;
@@ -123,19 +126,25 @@ BEGIN
     IF kind IN ('r', 'p') THEN
         EXECUTE format('ALTER TABLE %s ENABLE ROW LEVEL SECURITY', rel);
         EXECUTE format('ALTER TABLE %s FORCE ROW LEVEL SECURITY', rel);
-        -- The relation's owner (the pipeline) is admitted by name: current_user is the role in
-        -- effect, so a reader of the owner's views is not. The tenant list is a sub-select: an
-        -- init plan, evaluated once per query, not per row.
-        SELECT format(
-            '(current_user = %L OR tenant_id = ANY ((SELECT cdp_security.current_tenants())::text[]))',
-            pg_get_userbyid(relowner)
-        ) INTO policy FROM pg_class WHERE oid = rel;
-        EXECUTE format(
-            CASE WHEN EXISTS (SELECT 1 FROM pg_policy WHERE polrelid = rel AND polname = 'tenant_isolation')
-                 THEN 'ALTER POLICY tenant_isolation ON %s USING %s'
-                 ELSE 'CREATE POLICY tenant_isolation ON %s USING %s' END,
-            rel, policy
-        );
+        -- Two permissive policies, OR-ed for a role both apply to. Every role reading the table
+        -- itself gets one filter, `tenant_id = ANY (its tenants)`: an init plan, evaluated once
+        -- per query, then a plain comparison per row. The owner (the pipeline) gets a second
+        -- policy admitting it by name. Policies are chosen by the role whose privileges are
+        -- checked, which beneath a view is the view's owner, so that policy's term checks
+        -- current_user (the role in effect) and a reader of the owner's views is not admitted.
+        SELECT pg_get_userbyid(relowner) INTO owner_name FROM pg_class WHERE oid = rel;
+        FOR policy, roles, expression IN VALUES
+            ('tenant_isolation', 'PUBLIC',
+             'tenant_id = ANY ((SELECT cdp_security.current_tenants())::text[])'),
+            ('pipeline_rows', quote_ident(owner_name), format('(SELECT current_user = %L)', owner_name))
+        LOOP
+            EXECUTE format(
+                CASE WHEN EXISTS (SELECT 1 FROM pg_policy WHERE polrelid = rel AND polname = policy)
+                     THEN 'ALTER POLICY %I ON %s TO %s USING (%s)'
+                     ELSE 'CREATE POLICY %I ON %s TO %s USING (%s)' END,
+                policy, rel, roles, expression
+            );
+        END LOOP;
     ELSIF kind <> 'v' THEN
         RETURN;  -- materialized views (RLS does not apply to them) and others: closed to tenant roles
     END IF;

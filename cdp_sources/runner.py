@@ -23,7 +23,6 @@ import tempfile
 import threading
 import time
 from collections import Counter, deque
-from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
@@ -166,22 +165,25 @@ def registry_names(catalog: dict, source: Source) -> dict[str, str]:
     return renames
 
 
-def _renamed(stdout: Iterable[bytes], renames: dict[str, str], report: RunReport) -> Iterator[bytes | dict]:
-    """The tap's messages, parsed, with each mapped stream named as its registry stream, counted per
-    stream (bytes as the tap wrote them); a line that is not a message as received."""
-    for raw in stdout:
+class _Renamed:
+    """Parses each of the tap's lines and names each mapped stream as its registry stream, counting
+    records per stream (bytes as the tap wrote them); a line that is not a message stays as received."""
+
+    def __init__(self, renames: dict[str, str], report: RunReport):
+        self.renames, self.report = renames, report
+
+    def __call__(self, raw: bytes) -> bytes | dict:
         try:
             message = orjson.loads(raw)
             stream = message.get("stream")
         except (orjson.JSONDecodeError, AttributeError):
-            yield raw  # the target dead-letters what is not a message, bytes as received
-            continue
-        if stream in renames:
-            message["stream"] = stream = renames[stream]
+            return raw  # the target dead-letters what is not a message, bytes as received
+        if stream in self.renames:
+            message["stream"] = stream = self.renames[stream]
         if message.get("type") == "RECORD":
-            report.received[stream] += 1
-            report.bytes[stream] += len(raw)
-        yield message
+            self.report.received[stream] += 1
+            self.report.bytes[stream] += len(raw) + 1  # and its newline
+        return message
 
 
 def selected_catalog(catalog: dict, source: Source) -> dict:
@@ -288,10 +290,9 @@ def _attempt(
         (workdir / "state.json").write_text(json.dumps(bookmark))
         arguments += ["--state", str(workdir / "state.json")]
     tap = _Tap([str(command), *arguments], workdir, deadline, source.auth_failure_patterns)
-    lines = _renamed(tap.process.stdout, registry_names(catalog, source), report)
     target = SingerTarget(writer, _BookmarkSink(session, report))
     try:
-        target.run(lines)
+        target.run(tap.process.stdout, prepare=_Renamed(registry_names(catalog, source), report))
     except BaseException:
         tap.kill()  # the run was interrupted (or the target failed): the tap does not outlive it
         raise

@@ -240,3 +240,32 @@ def test_an_unregistered_stream_is_reported_when_its_schema_arrives(tmp_path):
             target.kill()
     _, letters = lake_contents(tmp_path / "lake")
     assert [letter["rule"] for letter in letters] == ["unknown_stream"]
+
+
+def test_lines_split_across_writes_and_longer_than_the_pipe_arrive_whole(tmp_path):
+    """The target reads its input in chunks of whatever the pipe holds: a message written in pieces,
+    one much longer than the pipe's buffer, and a last line without a newline each arrive whole."""
+    long_note = "n" * (3 << 20)
+    messages = encode([schema(), record(order(1)), record(order(2, note=long_note)), record(order(3)), state(1)])
+    messages += json.dumps(record(order(4))).encode()  # no newline at the end
+    target = subprocess.Popen(
+        [TARGET, "--tenant", "acme_corp", "--provider", "shopify", "--lake", str(tmp_path / "lake")],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    piece = 7_001  # not a divisor of any line's length: every line is cut somewhere
+    try:
+        for start in range(0, len(messages), piece):
+            target.stdin.write(messages[start : start + piece])
+            target.stdin.flush()
+        target.stdin.close()
+        stdout, stderr = target.stdout.read(), target.stderr.read()
+        assert target.wait(60) == 0, stderr.decode()[-3000:]
+    finally:
+        if target.poll() is None:
+            target.kill()
+    raw, letters = lake_contents(tmp_path / "lake")
+    assert sorted(r["id"] for r in raw) == [1, 2, 3, 4] and letters == []
+    assert next(r for r in raw if r["id"] == 2)["note"] == long_note
+    assert [json.loads(line) for line in stdout.decode().splitlines()] == [state(1)]

@@ -44,7 +44,7 @@ def _window(context: AssetExecutionContext):
 )
 def daily_metrics(context: AssetExecutionContext, lake: LakeResource, warehouse: WarehouseResource):
     first, last = _window(context)
-    with warehouse.connect() as conn:
+    with warehouse.connect(autocommit=True) as conn:
         written = metrics.compute(conn, lake, first, last)
         totals = conn.execute(
             f"SELECT tenant_id, metric, sum(value) FROM {metrics.SCHEMA}.{metrics.METRICS_TABLE} "

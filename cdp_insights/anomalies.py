@@ -176,7 +176,8 @@ def _contributions(
         if own is None:
             continue
         member_gap = history.get(day, 0.0) - own.expected
-        found.append(Contribution(dimension, member, member_gap, member_gap / gap, own.expected / expected))
+        usual_share = own.expected / expected if expected else 0.0  # a total usually at zero: so is each member
+        found.append(Contribution(dimension, member, member_gap, member_gap / gap, usual_share))
     return sorted(found, key=lambda c: -c.excess)
 
 

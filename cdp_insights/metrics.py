@@ -163,7 +163,13 @@ def _quality_rows(conn: psycopg.Connection, counts: Counter, first: date, last: 
 
 
 def compute(conn: psycopg.Connection, lake: LakeResource, first: date, last: date) -> int:
-    """Replace days first..last of `insights.daily_metrics` in one transaction; returns the rows written."""
+    """Replace days first..last of `insights.daily_metrics` in one transaction; returns the rows written.
+
+    `conn` is in autocommit mode: each read is a transaction of its own, so reading years of days
+    never holds a lock on every day's partition of every `raw_cdp` table at once (PostgreSQL's
+    lock table holds 64 per connection by default; 13 tables of 1,096 days exhausted it)."""
+    if not conn.autocommit:
+        raise ValueError("metrics.compute needs a connection in autocommit mode")
     ensure_security(conn)
     conn.execute(CREATE)
     protect(conn, SCHEMA, METRICS_TABLE)

@@ -56,3 +56,25 @@ def test_a_drop_is_opt_in_and_leaves_other_days_unchanged():
             assert sum(map(len, dropped.values())) < sum(map(len, plain.values()))
         else:
             assert dropped == plain
+
+
+def test_a_metric_usually_at_zero_that_moves_is_found_and_explained():
+    """A small tenant's quiet metric (no orders for weeks), then orders from one country: the
+    expected value is zero, and the finding still names the country (found at 1,096 days of a
+    small tenant, where the detector divided by that zero)."""
+    days = [START + timedelta(days=n) for n in range(MIN_HISTORY_DAYS + 14)]
+    rows = []
+    for day in days:
+        orders = {"US": 6.0 if day == days[-1] else 0.0, "DE": 0.0}
+        rows.append({"tenant_id": "acme_corp", "metric": "orders", "dimension": "total", "member": "all",
+                     "day": day, "value": sum(orders.values())})  # fmt: skip
+        rows += [
+            {"tenant_id": "acme_corp", "metric": "orders", "dimension": "country", "member": country,
+             "day": day, "value": value}
+            for country, value in orders.items()
+        ]  # fmt: skip
+    (finding,) = detect(rows, [days[-1]], {"orders"}, {"orders"})
+    assert (finding.actual, finding.expected, finding.direction) == (6.0, 0.0, "up")
+    top = finding.contributors[0]
+    assert (top.dimension, top.member, top.share, top.expected_share) == ("country", "US", 1.0, 0.0)
+    assert "of the gap comes from country = US (usually 0% of orders)" in finding.explanation

@@ -139,7 +139,7 @@ class SingerTarget:
         """Handle every message of `source` (a binary stream, or bytes or text lines), each passed through
         `prepare` first when given (on the reading thread; it may return the parsed message); flush when
         the time limit passes, even while the tap is quiet; stop early at a message that must be refused."""
-        lines: queue.Queue = queue.Queue(maxsize=64)
+        lines: queue.Queue = queue.Queue(maxsize=16)  # chunks of up to PIPE_BYTES each
         threading.Thread(target=_pump, args=(source, lines, prepare), daemon=True).start()
         while self.refused is None:
             try:

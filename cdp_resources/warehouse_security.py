@@ -3,9 +3,10 @@
 Every tenant table the platform creates (the loaded `raw_cdp` tables, every dbt model, segment
 membership) goes through `cdp_security.protect(relation)`:
 
-- tables get `ENABLE` and `FORCE ROW LEVEL SECURITY` and one policy, `tenant_id` in
+- tables get `ENABLE` and `FORCE ROW LEVEL SECURITY` and a policy for every role, `tenant_id` in
   `cdp_security.current_tenants()`: the tenants `cdp_security.tenant_roles` maps the role in effect
-  (`current_user`, so `SET ROLE` to a role that has no tenant sees nothing) to;
+  (`current_user`, so `SET ROLE` to a role that has no tenant sees nothing) to; a second policy
+  admits the table's owner, the pipeline;
 - views stay as dbt makes them (run with their owner's privileges, the caller's `current_user`), so
   the policies beneath filter by the caller's tenants;
 - the group `cdp_tenant_reader` may select the non-personal columns, `cdp_tenant_pii` every column;
@@ -13,7 +14,7 @@ membership) goes through `cdp_security.protect(relation)`:
   role holds the PII grant for the row's tenant.
 
 Analysts' login roles are members of one or both groups; the pipeline's role owns the tables and
-is admitted by the policies by name; only superusers bypass them. The design and its limits: docs/security.md.
+is admitted by its own policy, by name; only superusers bypass them. The design and its limits: docs/security.md.
 """
 
 import secrets

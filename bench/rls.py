@@ -5,9 +5,10 @@ The marts are generated in PostgreSQL with `generate_series` (not the pipeline, 
 shaped as dbt builds them (same keys and indexes): `--orders` orders (default 1.2M) for
 `--customers` people over `--tenants` tenants, `customer_360`, `revenue_by_geography`, and
 segment membership. `cdp_security.protect` then puts them under the platform's policies and a
-tenant analyst role with the PII grant is made. Each query runs `--rounds` times per role,
-alternating, after a warm-up (and more, to `--seconds` per query); the medians are compared (goal: tenant ≤ 1.2× the superuser). The
-pipeline's role (subject to the policies, admitted by them) is timed too.
+tenant analyst role with the PII grant is made. Each query runs `--rounds` times per role (and
+more, until `--seconds` have passed), alternating, after a warm-up; the medians are compared
+(goal: tenant ≤ 1.2× the superuser). The pipeline's role (subject to the policies, admitted by
+them) is timed too.
 
     .venv/bin/python bench/rls.py
     .venv/bin/python bench/rls.py --orders 200000   # quick

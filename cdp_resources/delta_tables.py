@@ -118,30 +118,10 @@ def _created(
     stats_columns: list[str] | None,
     dictionary_columns: list[str] | None,
 ) -> bool:
-    """Whether this write created the table at `path` with `frame`'s rows (`_create_table`); False
-    when the table exists (or a log directory without commits, its files deleted, is there)."""
-    try:
-        # Refused before any row is computed when the table exists (tens of milliseconds).
-        _create_table(frame, path, column, first, last, stats_columns, dictionary_columns)
-        return True
-    except AnalysisException as error:
-        if error.getCondition() != "TABLE_OR_VIEW_ALREADY_EXISTS":
-            raise
-        return False
-
-
-def _create_table(
-    frame: DataFrame,
-    path: str,
-    column: str,
-    first: date,
-    last: date,
-    stats_columns: list[str] | None,
-    dictionary_columns: list[str] | None,
-) -> None:
-    """A new table at `path`, partitioned by `column`, with its settings as table properties, made
-    with its first rows in one transaction (CREATE TABLE AS SELECT). Rows outside first..last fail
-    the write, as `replaceWhere` makes them fail on an existing table."""
+    """Whether this write created the table at `path`: partitioned by `column`, with its settings as
+    table properties, made with `frame`'s rows in one transaction (CREATE TABLE AS SELECT). False
+    when the table exists (or a log directory without commits, its files deleted, is there). Rows
+    outside first..last fail the write, as `replaceWhere` makes them fail on an existing table."""
     in_range = F.col(column).between(F.lit(first), F.lit(last))
     checked = frame.withColumn(
         column,
@@ -156,4 +136,11 @@ def _create_table(
         flat = [f.name for f in frame.schema.fields if not isinstance(f.dataType, ArrayType | MapType | StructType)]
         for name in (n for n in flat if n not in dictionary_columns):
             writer = writer.tableProperty(f"parquet.enable.dictionary#{name}", "false")
-    writer.create()
+    try:
+        # Refused before any row is computed when the table exists (tens of milliseconds).
+        writer.create()
+        return True
+    except AnalysisException as error:
+        if error.getCondition() != "TABLE_OR_VIEW_ALREADY_EXISTS":
+            raise
+        return False
